@@ -1,0 +1,161 @@
+// Package l1 is Strata's in-process tier: a ristretto cache of decoded entries
+// whose writes are visible as soon as they return.
+package l1
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+// Defaults used when a Config field is zero.
+const (
+	// DefaultMaxCost bounds the L1 at 64 MiB of encoded values: big enough for
+	// the hot set of a typical service, small enough to leave the heap alone.
+	DefaultMaxCost = 64 << 20
+	// DefaultMaxTTL is the backstop on how long an L1 copy may be served
+	// without looking at L2, whatever the entry's own TTL: it bounds staleness
+	// if an invalidation is ever missed.
+	DefaultMaxTTL = time.Minute
+	// entryOverhead approximates the bytes an Entry and its ristretto item use
+	// beyond the encoded value and the key.
+	entryOverhead = 128
+)
+
+// Entry is what L1 stores: the decoded value and its freshness metadata.
+//
+// Entries are shared between goroutines once stored and must not be modified.
+type Entry[V any] struct {
+	// Key is the entry's own key. Ristretto keeps only hashes, so Get compares
+	// it to make a hash collision a miss instead of another key's value.
+	Key string
+	// Value is the decoded value; the zero value when Negative.
+	Value V
+	// Negative marks a cached "not found".
+	Negative bool
+	// Version is the L2 version the value came from.
+	Version uint64
+	// FreshUntil is when the value stops being fresh, in Unix nanoseconds.
+	FreshUntil int64
+	// StaleUntil is when the value may no longer be served even as stale, in
+	// Unix nanoseconds; it is never before FreshUntil.
+	StaleUntil int64
+	// LoadDuration is how long the load that produced the value took.
+	LoadDuration time.Duration
+	// Tags are the invalidation tags of the value.
+	Tags []string
+	// Size is the encoded size of the value in bytes; it is the entry's cost.
+	Size int
+}
+
+// Config configures an L1 cache.
+type Config struct {
+	// MaxCost is the total cost (bytes of encoded value plus key and a fixed
+	// per-entry overhead) the cache holds. Zero means DefaultMaxCost.
+	MaxCost int64
+	// MaxTTL bounds how long any entry is kept, from its install. Zero means
+	// DefaultMaxTTL.
+	MaxTTL time.Duration
+	// NumCounters is the number of TinyLFU admission counters. Zero means
+	// MaxCost/100: ten counters per entry of about 1 KiB, as ristretto advises.
+	NumCounters int64
+	// KeyToHash replaces ristretto's key hash. Nil means ristretto's default;
+	// tests set it to force collisions.
+	KeyToHash func(key string) (uint64, uint64)
+}
+
+func (c *Config) setDefaults() error {
+	if c.MaxCost < 0 || c.MaxTTL < 0 || c.NumCounters < 0 {
+		return errors.New("l1: MaxCost, MaxTTL and NumCounters must not be negative")
+	}
+	if c.MaxCost == 0 {
+		c.MaxCost = DefaultMaxCost
+	}
+	if c.MaxTTL == 0 {
+		c.MaxTTL = DefaultMaxTTL
+	}
+	if c.NumCounters == 0 {
+		c.NumCounters = max(c.MaxCost/100, 1000)
+	}
+	return nil
+}
+
+// Cache is the local tier for values of type V.
+//
+// Unlike a bare ristretto cache, Set and Delete are synchronous: when they
+// return, every Get on this process sees their effect. A Set that ristretto
+// drops removes any older copy, so a Get never returns a value older than the
+// last Set.
+type Cache[V any] struct {
+	rc     *ristretto.Cache[string, *Entry[V]]
+	maxTTL time.Duration
+}
+
+// New returns an L1 cache configured by cfg.
+func New[V any](cfg Config) (*Cache[V], error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	rc, err := ristretto.NewCache(&ristretto.Config[string, *Entry[V]]{
+		NumCounters:        cfg.NumCounters,
+		MaxCost:            cfg.MaxCost,
+		BufferItems:        64, // ristretto's recommended value
+		KeyToHash:          cfg.KeyToHash,
+		IgnoreInternalCost: true, // entryOverhead already counts it
+	})
+	if err != nil {
+		return nil, fmt.Errorf("l1: %w", err)
+	}
+	return &Cache[V]{rc: rc, maxTTL: cfg.MaxTTL}, nil
+}
+
+// MaxTTL returns the backstop TTL in force.
+func (c *Cache[V]) MaxTTL() time.Duration { return c.maxTTL }
+
+// Get returns the entry stored for key. It does not check freshness.
+func (c *Cache[V]) Get(key string) (*Entry[V], bool) {
+	e, ok := c.rc.Get(key)
+	if !ok || e.Key != key {
+		return nil, false
+	}
+	return e, true
+}
+
+// Set installs e, read at now (Unix nanoseconds). Its freshness is capped at
+// now+MaxTTL. When Set returns, a Get sees e, or (if ristretto dropped or
+// rejected it) no entry for the key at all.
+func (c *Cache[V]) Set(e *Entry[V], now int64) {
+	limit := now + int64(c.maxTTL)
+	e.FreshUntil = min(e.FreshUntil, limit)
+	e.StaleUntil = min(max(e.StaleUntil, e.FreshUntil), limit)
+	ttl := time.Duration(e.StaleUntil - now)
+	if ttl <= 0 {
+		c.Delete(e.Key)
+		return
+	}
+	cost := int64(e.Size + len(e.Key) + entryOverhead)
+	if !c.rc.SetWithTTL(e.Key, e, cost, ttl) {
+		// Dropped by contention: make sure no older copy survives.
+		c.rc.Del(e.Key)
+	}
+	// Ristretto applies new keys asynchronously; waiting makes the write
+	// visible (or its rejection final) before Set returns.
+	c.rc.Wait()
+}
+
+// Delete removes keys. When it returns, no Get sees them, and no Set that
+// returned before Delete was called can bring them back.
+func (c *Cache[V]) Delete(keys ...string) {
+	for _, k := range keys {
+		c.rc.Del(k)
+	}
+	c.rc.Wait()
+}
+
+// Clear removes every entry.
+func (c *Cache[V]) Clear() { c.rc.Clear() }
+
+// Close stops the cache's goroutines. The cache must not be used afterwards.
+func (c *Cache[V]) Close() { c.rc.Close() }

@@ -1,0 +1,137 @@
+package l2
+
+import (
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"time"
+)
+
+// The envelope is the binary form of an entry in Redis:
+//
+//	magic     2 bytes  0x53 0xA7
+//	format    1 byte   FormatVersion
+//	flags     1 byte   FlagNegative | FlagCompressed; other bits must be zero
+//	version   uvarint  the writer's version of the value
+//	created   varint   Unix milliseconds
+//	fresh     varint   fresh-until, Unix milliseconds
+//	stale     uvarint  stale-until minus fresh-until, milliseconds
+//	load      uvarint  last load duration, microseconds
+//	payload   bytes    the encoded value (empty when negative)
+//	checksum  4 bytes  CRC-32C (Castagnoli) of everything before it, little endian
+//
+// Times are kept to the millisecond; that is the precision Redis expiry has too.
+const (
+	magic0 = 0x53
+	magic1 = 0xA7
+	// FormatVersion is the envelope format this package writes and reads.
+	FormatVersion = 1
+	headerLen     = 4
+	checksumLen   = 4
+)
+
+// Envelope flags.
+const (
+	// FlagNegative marks a cached "not found"; the payload is empty.
+	FlagNegative byte = 1 << 0
+	// FlagCompressed marks a compressed payload. This version never writes it
+	// and reads it as corrupt, so a newer writer's data is a miss, not garbage.
+	FlagCompressed byte = 1 << 1
+	knownFlags          = FlagNegative
+)
+
+// ErrCorrupt is returned by Decode for bytes that are not a valid envelope:
+// wrong magic, unknown format or flags, truncated fields or a bad checksum.
+var ErrCorrupt = errors.New("l2: corrupt entry")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Envelope is an entry as stored in L2.
+type Envelope struct {
+	Negative     bool
+	Version      uint64
+	Created      int64 // Unix nanoseconds
+	FreshUntil   int64 // Unix nanoseconds
+	StaleUntil   int64 // Unix nanoseconds, not before FreshUntil
+	LoadDuration time.Duration
+	Payload      []byte
+}
+
+// AppendTo appends the binary form of e to dst and returns it.
+func (e *Envelope) AppendTo(dst []byte) []byte {
+	start := len(dst)
+	var flags byte
+	if e.Negative {
+		flags |= FlagNegative
+	}
+	dst = append(dst, magic0, magic1, FormatVersion, flags)
+	dst = binary.AppendUvarint(dst, e.Version)
+	dst = binary.AppendVarint(dst, e.Created/int64(time.Millisecond))
+	fresh := e.FreshUntil / int64(time.Millisecond)
+	dst = binary.AppendVarint(dst, fresh)
+	dst = binary.AppendUvarint(dst, uint64(max(e.StaleUntil/int64(time.Millisecond)-fresh, 0)))
+	dst = binary.AppendUvarint(dst, uint64(max(e.LoadDuration/time.Microsecond, 0)))
+	dst = append(dst, e.Payload...)
+	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
+}
+
+// Encode returns the binary form of e.
+func (e *Envelope) Encode() []byte {
+	return e.AppendTo(make([]byte, 0, len(e.Payload)+headerLen+4*binary.MaxVarintLen64+checksumLen))
+}
+
+// Decode parses b. The returned Payload aliases b. Any malformation yields
+// ErrCorrupt; Decode never panics.
+func Decode(b []byte) (Envelope, error) {
+	var e Envelope
+	if len(b) < headerLen+5+checksumLen || b[0] != magic0 || b[1] != magic1 || b[2] != FormatVersion {
+		return e, ErrCorrupt
+	}
+	body, sum := b[:len(b)-checksumLen], b[len(b)-checksumLen:]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(sum) {
+		return e, ErrCorrupt
+	}
+	flags := b[3]
+	if flags&^knownFlags != 0 {
+		return e, ErrCorrupt
+	}
+	e.Negative = flags&FlagNegative != 0
+	r := reader{b: body[headerLen:]}
+	e.Version = r.uvarint()
+	e.Created = r.varint() * int64(time.Millisecond)
+	fresh := r.varint()
+	e.FreshUntil = fresh * int64(time.Millisecond)
+	e.StaleUntil = (fresh + int64(r.uvarint())) * int64(time.Millisecond)
+	e.LoadDuration = time.Duration(r.uvarint()) * time.Microsecond
+	if r.bad || (e.Negative && len(r.b) > 0) {
+		return Envelope{}, ErrCorrupt
+	}
+	e.Payload = r.b
+	return e, nil
+}
+
+// reader consumes varints and remembers the first failure.
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}

@@ -1,0 +1,272 @@
+// Package l2 is Strata's shared tier: Redis as a single node, consistent-hashed
+// shards or a Redis Cluster, behind one store with a binary entry envelope.
+package l2
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults used when a Config field is zero.
+const (
+	// DefaultPrefix starts every key Strata writes, so its data is easy to
+	// find, scan and remove in a shared Redis.
+	DefaultPrefix = "strata"
+	// DefaultTimeout bounds each cache command. A cache read that takes longer
+	// than this is slower than most loaders; failing it fast keeps a sick Redis
+	// from turning into a latency outage.
+	DefaultTimeout = 250 * time.Millisecond
+	// DefaultDialTimeout bounds opening a connection.
+	DefaultDialTimeout = time.Second
+)
+
+// Config selects and configures the Redis deployment behind L2. Exactly one of
+// Addrs, ClusterAddrs and Client may be set; the zero Config means no L2.
+type Config struct {
+	// Addrs lists Redis servers. One address is a single node; several are
+	// independent shards that keys are spread over by consistent (rendezvous)
+	// hashing, through go-redis's Ring.
+	Addrs []string
+	// ClusterAddrs lists seed nodes of a Redis Cluster.
+	ClusterAddrs []string
+	// Client is an existing go-redis client (Client, Ring or ClusterClient).
+	// Strata does not close it.
+	Client redis.UniversalClient
+	// Prefix starts every key. Zero means DefaultPrefix. It must not contain
+	// '{' or '}', which would break Redis Cluster hash tags.
+	Prefix string
+	// Username and Password authenticate to Redis (ACL or requirepass). Empty
+	// means none. Ignored when Client is set.
+	Username string
+	Password string
+	// TLS enables TLS with this configuration. Nil means plain TCP. Ignored
+	// when Client is set.
+	TLS *tls.Config
+	// Timeout bounds each read and write of a cache command. Zero means
+	// DefaultTimeout. Ignored when Client is set.
+	Timeout time.Duration
+	// DialTimeout bounds opening a connection. Zero means DefaultDialTimeout.
+	// Ignored when Client is set.
+	DialTimeout time.Duration
+	// PoolSize is the number of connections per server. Zero means go-redis's
+	// default (10 per CPU). Ignored when Client is set.
+	PoolSize int
+}
+
+// Enabled reports whether c configures an L2 at all.
+func (c *Config) Enabled() bool {
+	return len(c.Addrs) > 0 || len(c.ClusterAddrs) > 0 || c.Client != nil
+}
+
+func (c *Config) setDefaults() error {
+	set := 0
+	for _, b := range []bool{len(c.Addrs) > 0, len(c.ClusterAddrs) > 0, c.Client != nil} {
+		if b {
+			set++
+		}
+	}
+	if set > 1 {
+		return errors.New("l2: set only one of Addrs, ClusterAddrs and Client")
+	}
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(c.Prefix, "{}") {
+		return fmt.Errorf("l2: prefix %q must not contain '{' or '}'", c.Prefix)
+	}
+	if c.Timeout < 0 || c.DialTimeout < 0 || c.PoolSize < 0 {
+		return errors.New("l2: Timeout, DialTimeout and PoolSize must not be negative")
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	return nil
+}
+
+// newClient builds the go-redis client c describes.
+func (c *Config) newClient() redis.UniversalClient {
+	switch {
+	case c.Client != nil:
+		return c.Client
+	case len(c.ClusterAddrs) > 0:
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: c.ClusterAddrs, Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
+			DialTimeout: c.DialTimeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout, PoolSize: c.PoolSize,
+		})
+	case len(c.Addrs) == 1:
+		return redis.NewClient(&redis.Options{
+			Addr: c.Addrs[0], Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
+			DialTimeout: c.DialTimeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout, PoolSize: c.PoolSize,
+		})
+	default:
+		shards := make(map[string]string, len(c.Addrs))
+		for i, addr := range c.Addrs {
+			shards[fmt.Sprintf("shard%d", i)] = addr
+		}
+		return redis.NewRing(&redis.RingOptions{
+			Addrs: shards, Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
+			DialTimeout: c.DialTimeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout, PoolSize: c.PoolSize,
+		})
+	}
+}
+
+// Store is the L2 tier. It is safe for concurrent use.
+type Store struct {
+	client redis.UniversalClient
+	owned  bool
+	prefix string
+}
+
+// Open returns a store for cfg, or an error if cfg is invalid or not Enabled.
+// It does not contact Redis: a Redis that is down at start is an L2 error on
+// use, not a failure to start.
+func Open(cfg Config) (*Store, error) {
+	if !cfg.Enabled() {
+		return nil, errors.New("l2: no Addrs, ClusterAddrs or Client configured")
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	return &Store{client: cfg.newClient(), owned: cfg.Client == nil, prefix: cfg.Prefix}, nil
+}
+
+// Client returns the underlying go-redis client, for instrumentation such as
+// redisotel. Callers must not close it.
+func (s *Store) Client() redis.UniversalClient { return s.client }
+
+// Key returns the Redis key of key in namespace ns: prefix:ns:{key}. The braces
+// are a Redis Cluster hash tag (go-redis's Ring honours it too), so a key's
+// value and its helper keys share a slot and a shard while different keys
+// spread. A key starting with '}' or '~' gets a '~' in front inside the tag,
+// so the tag is never empty and the mapping stays one-to-one.
+func (s *Store) Key(ns, key string) string {
+	escape := ""
+	if key != "" && (key[0] == '}' || key[0] == '~') {
+		escape = "~"
+	}
+	return s.prefix + ":" + ns + ":{" + escape + key + "}"
+}
+
+// Get returns the bytes stored for key, or nil without error when there are none.
+func (s *Store) Get(ctx context.Context, ns, key string) ([]byte, error) {
+	b, err := s.client.Get(ctx, s.Key(ns, key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// GetMany returns the bytes stored for each key, nil where there are none. It
+// sends one pipeline; go-redis splits it per shard or cluster node and runs
+// those in parallel. On a partial failure the keys that were read are
+// returned along with the error.
+func (s *Store) GetMany(ctx context.Context, ns string, keys []string) ([][]byte, error) {
+	cmds := make([]*redis.StringCmd, len(keys))
+	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Get(ctx, s.Key(ns, k))
+		}
+		return nil
+	})
+	out := make([][]byte, len(keys))
+	var errs []error
+	for i, cmd := range cmds {
+		b, err := cmd.Bytes()
+		switch {
+		case err == nil:
+			out[i] = b
+		case !errors.Is(err, redis.Nil):
+			errs = append(errs, err)
+		}
+	}
+	return out, joinDistinct(errs)
+}
+
+// Item is one entry to write with SetMany.
+type Item struct {
+	Key  string
+	Data []byte
+	TTL  time.Duration
+}
+
+// Set stores data under key for ttl (rounded up to a millisecond).
+func (s *Store) Set(ctx context.Context, ns, key string, data []byte, ttl time.Duration) error {
+	return s.client.Set(ctx, s.Key(ns, key), data, roundTTL(ttl)).Err()
+}
+
+// SetMany stores items in one pipeline, split per shard like GetMany.
+func (s *Store) SetMany(ctx context.Context, ns string, items []Item) error {
+	cmds, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, it := range items {
+			p.Set(ctx, s.Key(ns, it.Key), it.Data, roundTTL(it.TTL))
+		}
+		return nil
+	})
+	return firstErrors(cmds, err)
+}
+
+// Delete removes keys, one pipeline for all (a multi-key DEL would fail
+// across Cluster slots).
+func (s *Store) Delete(ctx context.Context, ns string, keys ...string) error {
+	if len(keys) == 1 {
+		return s.client.Del(ctx, s.Key(ns, keys[0])).Err()
+	}
+	cmds, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.Del(ctx, s.Key(ns, k))
+		}
+		return nil
+	})
+	return firstErrors(cmds, err)
+}
+
+func roundTTL(ttl time.Duration) time.Duration {
+	return max(ttl.Round(time.Millisecond), time.Millisecond)
+}
+
+func firstErrors(cmds []redis.Cmder, err error) error {
+	if err == nil {
+		return nil
+	}
+	errs := make([]error, 0, len(cmds))
+	for _, c := range cmds {
+		if c.Err() != nil {
+			errs = append(errs, c.Err())
+		}
+	}
+	if len(errs) == 0 {
+		return err
+	}
+	return joinDistinct(errs)
+}
+
+// joinDistinct joins errors, keeping one of each message: a dead shard fails
+// every command sent to it with the same error.
+func joinDistinct(errs []error) error {
+	seen := make(map[string]bool, 2)
+	var out []error
+	for _, e := range errs {
+		if !seen[e.Error()] {
+			seen[e.Error()] = true
+			out = append(out, e)
+		}
+	}
+	return errors.Join(out...)
+}
+
+// Close closes the connections Strata opened; a user's Client is left open.
+func (s *Store) Close() error {
+	if !s.owned {
+		return nil
+	}
+	return s.client.Close()
+}

@@ -1,0 +1,213 @@
+package tiered
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"sync"
+
+	"github.com/strata-cache/strata/l1"
+	"golang.org/x/sync/singleflight"
+)
+
+// Loader loads the value of key from the source of truth. It returns
+// ErrNotFound (or an error wrapping it) when there is no such record.
+//
+// The ctx it gets carries the first caller's values but not its
+// cancellation: one caller giving up does not fail the others waiting on the
+// same load. Close cancels it.
+type Loader[V any] func(ctx context.Context, key string) (V, error)
+
+// BatchLoader loads several keys at once. Keys absent from the returned map
+// are not found. The ctx is the caller's.
+type BatchLoader[V any] func(ctx context.Context, keys []string) (map[string]V, error)
+
+// Cache is a namespace of values of type V, cached in L1 and L2. It is safe
+// for concurrent use. Make one with NewCache.
+type Cache[V any] struct {
+	client *Client
+	ns     string
+	opts   Options[V]
+	l1     *l1.Cache[V] // nil when disabled
+
+	loads  singleflight.Group // Gets with a loader
+	lookup singleflight.Group // Gets without one: they must not answer a loader's waiters
+	guard  fillGuard
+	stats  stats
+}
+
+// NewCache returns the cache of namespace ns on c. Two caches with the same
+// namespace, on any replica, share L2 entries; they must agree on V and Codec.
+func NewCache[V any](c *Client, namespace string, opts Options[V]) (*Cache[V], error) {
+	if err := validateNamespace(namespace); err != nil {
+		return nil, err
+	}
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	cache := &Cache[V]{client: c, ns: namespace, opts: opts}
+	cache.guard.seed = maphash.MakeSeed()
+	if !opts.L1.Disabled {
+		local, err := l1.New[V](opts.l1Config())
+		if err != nil {
+			return nil, fmt.Errorf("tiered: %w", err)
+		}
+		cache.l1 = local
+	}
+	if err := c.register(cache); err != nil {
+		cache.close()
+		return nil, err
+	}
+	return cache, nil
+}
+
+// Namespace returns the cache's namespace.
+func (c *Cache[V]) Namespace() string { return c.ns }
+
+// Get returns the value of key: from L1 if fresh there, else from L2, else
+// from load, whose result is then cached in both tiers. Concurrent Gets of one
+// key on this process share one L2 read and one load. A nil load makes Get a
+// lookup: a miss returns ErrNotFound.
+func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V]) (V, error) {
+	if err := c.check(key); err != nil {
+		var zero V
+		return zero, err
+	}
+	if e, ok := c.getL1(key); ok {
+		c.stats.l1Hits.add()
+		c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
+		return c.result(e)
+	}
+	return c.getSlow(ctx, key, load)
+}
+
+// Set stores v under key in both tiers (after Writer, if any). When Set
+// returns, Gets on this replica return v.
+func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...SetOption) error {
+	if err := c.check(key); err != nil {
+		return err
+	}
+	so := setOptions{ttl: c.opts.TTL}
+	for _, o := range opts {
+		o(&so)
+	}
+	return c.set(ctx, key, v, so)
+}
+
+// Delete removes keys from both tiers. When it returns, Gets on this replica
+// do not return the old values. L1 is cleared even when L2 fails; the L2
+// error is returned.
+func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
+	for _, k := range keys {
+		if err := c.check(k); err != nil {
+			return err
+		}
+	}
+	return c.delete(ctx, keys)
+}
+
+// Stats returns the cache's counters since it was made.
+func (c *Cache[V]) Stats() Stats { return c.stats.snapshot() }
+
+// check validates key and the client's state.
+func (c *Cache[V]) check(key string) error {
+	if len(key) == 0 || len(key) > MaxKeyLength {
+		return invalidKey(key)
+	}
+	if c.client.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// getL1 returns the L1 entry of key if it is fresh.
+func (c *Cache[V]) getL1(key string) (*l1.Entry[V], bool) {
+	if c.l1 == nil {
+		return nil, false
+	}
+	e, ok := c.l1.Get(key)
+	if !ok || c.client.clock.NowNano() >= e.FreshUntil {
+		return nil, false
+	}
+	return e, true
+}
+
+// result turns an entry into Get's results.
+func (c *Cache[V]) result(e *l1.Entry[V]) (V, error) {
+	if e.Negative {
+		c.stats.negativeHits.Add(1)
+		var zero V
+		return zero, ErrNotFound
+	}
+	return e.Value, nil
+}
+
+func (c *Cache[V]) observe(ctx context.Context, e Event) {
+	if o := c.client.cfg.Observer; o != nil {
+		e.Namespace = c.ns
+		o.Observe(ctx, e)
+	}
+}
+
+// ttl applies jitter to d.
+func (c *Cache[V]) jitter(d int64) int64 {
+	j := c.opts.Jitter
+	if j == 0 {
+		return d
+	}
+	f := 1 + j*(2*c.client.cfg.Rand()-1)
+	return int64(math.Round(float64(d) * f))
+}
+
+func (c *Cache[V]) close() {
+	if c.l1 != nil {
+		c.l1.Close()
+	}
+}
+
+// fillGuard refuses an L1 install of data read before a write to the same key
+// on this replica. Keys map onto stripes; a write bumps its stripe's
+// generation, and a fill installs only if the generation is the one it saw
+// when its read started. The stripe lock makes check-and-install atomic
+// against bump-and-write.
+type fillGuard struct {
+	seed    maphash.Seed
+	stripes [64]struct {
+		mu  sync.Mutex
+		gen uint64
+	}
+}
+
+func (g *fillGuard) stripe(key string) int {
+	return int(maphash.String(g.seed, key) % uint64(len(g.stripes)))
+}
+
+// begin returns the generation to pass to install.
+func (g *fillGuard) begin(key string) uint64 {
+	s := &g.stripes[g.stripe(key)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen
+}
+
+// install runs fn if key's stripe is still at gen.
+func (g *fillGuard) install(key string, gen uint64, fn func()) bool {
+	s := &g.stripes[g.stripe(key)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen != gen {
+		return false
+	}
+	fn()
+	return true
+}
+
+// write bumps key's stripe and runs fn under its lock.
+func (g *fillGuard) write(key string, fn func()) {
+	s := &g.stripes[g.stripe(key)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen++
+	fn()
+}

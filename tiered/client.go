@@ -1,0 +1,222 @@
+// Package tiered is Strata's public API: a Client per process and typed
+// Caches that compose the in-process L1, the Redis L2 and the caller's loader.
+package tiered
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mathrand "math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/strata-cache/strata/cluster"
+	"github.com/strata-cache/strata/internal/clock"
+	"github.com/strata-cache/strata/l2"
+)
+
+// DefaultLogInterval is how often a recurring L2 error is logged at most: often
+// enough to see an outage, rarely enough not to flood logs during one.
+const DefaultLogInterval = 10 * time.Second
+
+// clockResolution is the staleness of the default coarse clock. A millisecond
+// is finer than any TTL worth setting.
+const clockResolution = time.Millisecond
+
+// Clock tells the time. Tests inject a manual clock to drive TTLs.
+type Clock interface {
+	Now() time.Time
+}
+
+// Config configures a Client, one per process.
+type Config struct {
+	// NodeID names this replica uniquely. Empty means hostname plus a random
+	// suffix.
+	NodeID string
+	// Redis configures L2. The zero value means no L2: L1 and the loader only.
+	Redis l2.Config
+	// Gossip configures the memberlist invalidation channel. Nil means none.
+	// Not built yet: a non-nil value makes NewClient fail.
+	Gossip *cluster.Config
+	// Observer receives telemetry events. Nil means none.
+	Observer Observer
+	// Logger receives warnings such as L2 errors. Nil means slog.Default().
+	Logger *slog.Logger
+	// LogInterval is the least time between two logs of L2 errors; the errors
+	// in between are counted and reported with the next log. Zero means
+	// DefaultLogInterval.
+	LogInterval time.Duration
+	// Clock is the time source for TTLs. Nil means the real clock, read
+	// through a copy refreshed every millisecond.
+	Clock Clock
+	// Rand returns uniform numbers in [0, 1) for jitter. It must be safe for
+	// concurrent use. Nil means math/rand/v2's Float64.
+	Rand func() float64
+}
+
+func (c *Config) setDefaults() error {
+	if c.Gossip != nil {
+		return errors.New("tiered: the gossip channel (Config.Gossip) is not available yet")
+	}
+	if c.LogInterval < 0 {
+		return errors.New("tiered: LogInterval must not be negative")
+	}
+	if c.NodeID == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		c.NodeID = host + "-" + hex.EncodeToString(b[:])
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.LogInterval == 0 {
+		c.LogInterval = DefaultLogInterval
+	}
+	if c.Rand == nil {
+		c.Rand = mathrand.Float64
+	}
+	return nil
+}
+
+// Client is a process's handle on Strata: it owns the L2 connections and the
+// clock, and is shared by every Cache made from it. It is safe for concurrent
+// use.
+type Client struct {
+	cfg    Config
+	l2     *l2.Store // nil without L2
+	clock  clock.Nano
+	coarse *clock.Coarse // nil with an injected clock
+
+	closed atomic.Bool
+	// ctx is cancelled by Close; loads derive from it so Close can end them.
+	ctx    context.Context
+	cancel context.CancelFunc
+	loads  sync.WaitGroup
+
+	mu     sync.Mutex
+	caches []interface{ close() }
+
+	l2Log rateLimitedLog
+}
+
+// NewClient returns a Client configured by cfg. It does not wait for Redis: a
+// Redis that is down makes L2 unavailable, not NewClient fail.
+func NewClient(ctx context.Context, cfg Config) (*Client, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg}
+	if cfg.Redis.Enabled() {
+		store, err := l2.Open(cfg.Redis)
+		if err != nil {
+			return nil, fmt.Errorf("tiered: %w", err)
+		}
+		c.l2 = store
+	}
+	if cfg.Clock != nil {
+		c.clock = clock.ToNano(cfg.Clock)
+	} else {
+		c.coarse = clock.NewCoarse(clockResolution)
+		c.clock = c.coarse
+	}
+	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	c.l2Log.interval = int64(cfg.LogInterval)
+	return c, nil
+}
+
+// NodeID returns this replica's ID.
+func (c *Client) NodeID() string { return c.cfg.NodeID }
+
+// L2 returns the Redis tier, or nil when none is configured. Instrumentation
+// uses it to reach the go-redis client.
+func (c *Client) L2() *l2.Store { return c.l2 }
+
+// Close cancels in-flight loads, waits for them, releases every Cache's L1 and
+// closes the Redis connections Strata opened. Every call afterwards returns
+// ErrClosed. Close is idempotent.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed.Load() {
+		c.mu.Unlock()
+		return nil
+	}
+	// Set under mu so that no load starts after Wait below begins.
+	c.closed.Store(true)
+	caches := c.caches
+	c.caches = nil
+	c.mu.Unlock()
+	c.cancel()
+	c.loads.Wait()
+	for _, cache := range caches {
+		cache.close()
+	}
+	if c.coarse != nil {
+		c.coarse.Stop()
+	}
+	if c.l2 != nil {
+		return c.l2.Close()
+	}
+	return nil
+}
+
+// register adds a cache to be closed with the client.
+func (c *Client) register(cache interface{ close() }) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	c.caches = append(c.caches, cache)
+	return nil
+}
+
+// startLoad counts a background load so Close can wait for it; it fails once
+// the client is closed.
+func (c *Client) startLoad() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return false
+	}
+	c.loads.Add(1)
+	return true
+}
+
+// l2Error reports a failed L2 command: observer, then a rate-limited log.
+func (c *Client) l2Error(ctx context.Context, ns, op string, err error) {
+	if o := c.cfg.Observer; o != nil {
+		o.Observe(ctx, Event{Kind: EventL2Error, Namespace: ns, Tier: TierL2, Err: err})
+	}
+	if n, ok := c.l2Log.allow(c.clock.NowNano()); ok {
+		c.cfg.Logger.Warn("strata: L2 unavailable, serving without it",
+			"namespace", ns, "op", op, "err", err, "errors_since_last_log", n)
+	}
+}
+
+// rateLimitedLog lets one log through per interval and counts the rest.
+type rateLimitedLog struct {
+	interval   int64
+	last       atomic.Int64
+	suppressed atomic.Int64
+}
+
+// allow reports whether to log now, and how many events were held back since
+// the last log (this one included).
+func (r *rateLimitedLog) allow(now int64) (int64, bool) {
+	n := r.suppressed.Add(1)
+	last := r.last.Load()
+	if last != 0 && now-last < r.interval {
+		return 0, false
+	}
+	if !r.last.CompareAndSwap(last, now) {
+		return 0, false
+	}
+	r.suppressed.Add(-n)
+	return n, true
+}

@@ -1,0 +1,58 @@
+package tiered
+
+import "encoding/json"
+
+// Codec turns values into bytes for L2 and back. Implementations must be safe
+// for concurrent use. Marshal may return a slice it does not retain; Unmarshal
+// must not retain data after it returns.
+type Codec[V any] interface {
+	Marshal(v V) ([]byte, error)
+	Unmarshal(data []byte) (V, error)
+}
+
+// JSONCodec encodes values with encoding/json. It is the default codec for
+// every type but []byte and string.
+type JSONCodec[V any] struct{}
+
+// Marshal implements Codec.
+func (JSONCodec[V]) Marshal(v V) ([]byte, error) { return json.Marshal(v) }
+
+// Unmarshal implements Codec.
+func (JSONCodec[V]) Unmarshal(data []byte) (V, error) {
+	var v V
+	err := json.Unmarshal(data, &v)
+	return v, err
+}
+
+// rawCodec passes []byte and string values through unencoded.
+type rawCodec[V any] struct{}
+
+func (rawCodec[V]) Marshal(v V) ([]byte, error) {
+	switch x := any(v).(type) {
+	case []byte:
+		return x, nil
+	default:
+		return []byte(any(v).(string)), nil
+	}
+}
+
+func (rawCodec[V]) Unmarshal(data []byte) (V, error) {
+	var v V
+	switch p := any(&v).(type) {
+	case *[]byte:
+		*p = append([]byte(nil), data...) // data aliases a Redis reply buffer
+	case *string:
+		*p = string(data)
+	}
+	return v, nil
+}
+
+// defaultCodec picks the codec for V when the user gives none.
+func defaultCodec[V any]() Codec[V] {
+	var zero V
+	switch any(zero).(type) {
+	case []byte, string:
+		return rawCodec[V]{}
+	}
+	return JSONCodec[V]{}
+}

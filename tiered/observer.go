@@ -1,0 +1,64 @@
+package tiered
+
+import (
+	"context"
+	"time"
+)
+
+// Tier names where a value came from.
+type Tier uint8
+
+// Tiers.
+const (
+	TierNone   Tier = iota // neither tier had it
+	TierL1                 // the in-process cache
+	TierL2                 // Redis
+	TierLoader             // the caller's loader
+)
+
+// String implements fmt.Stringer.
+func (t Tier) String() string {
+	switch t {
+	case TierL1:
+		return "l1"
+	case TierL2:
+		return "l2"
+	case TierLoader:
+		return "loader"
+	}
+	return "none"
+}
+
+// EventKind says what an Event reports.
+type EventKind uint8
+
+// Event kinds.
+const (
+	// EventHit: a Get was answered from Tier.
+	EventHit EventKind = iota + 1
+	// EventMiss: no tier had the key (a load may follow).
+	EventMiss
+	// EventLoad: a loader ran for Duration and returned Err.
+	EventLoad
+	// EventL2Error: an L2 command failed with Err; the call went on without L2.
+	EventL2Error
+	// EventCorrupt: an L2 entry could not be decoded and was deleted.
+	EventCorrupt
+)
+
+// Event is one thing an Observer is told about.
+type Event struct {
+	Kind      EventKind
+	Namespace string
+	Tier      Tier
+	Duration  time.Duration
+	Err       error
+}
+
+// Observer receives events for telemetry. otelcache provides one.
+//
+// Observe is called synchronously on the caller's goroutine, including the L1
+// hit path: it must be fast, must not block, and must not retain ctx.
+type Observer interface {
+	Observe(ctx context.Context, e Event)
+}

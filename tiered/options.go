@@ -1,0 +1,135 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/strata-cache/strata/l1"
+)
+
+// Limits on names and values.
+const (
+	// MaxKeyLength is the longest key accepted, in bytes. Redis allows far
+	// more, but a key this long is a bug in the caller, and every key is held
+	// in memory once per replica.
+	MaxKeyLength = 1024
+	// MaxNamespaceLength is the longest namespace accepted, in bytes.
+	MaxNamespaceLength = 128
+	// DefaultTTL is the freshness of a value when Options.TTL is zero.
+	DefaultTTL = 5 * time.Minute
+	// DefaultJitter spreads expiries by ±10%, so keys filled together do not
+	// all expire together.
+	DefaultJitter = 0.1
+	// DefaultMaxValueSize is the largest encoded value cached when
+	// Options.MaxValueSize is zero: larger values belong in a blob store, and
+	// one of them would stall a Redis connection for every caller behind it.
+	DefaultMaxValueSize = 1 << 20
+)
+
+// L1Options configures a cache's in-process tier.
+type L1Options struct {
+	// MaxCost bounds the tier's size in bytes (encoded value, key and a fixed
+	// per-entry overhead). Zero means 64 MiB.
+	MaxCost int64
+	// MaxTTL is how long a value may be served from L1 without looking at L2,
+	// whatever its TTL: the bound on staleness if an invalidation is missed.
+	// Zero means one minute.
+	MaxTTL time.Duration
+	// Disabled turns L1 off: every Get reads L2.
+	Disabled bool
+	// KeyToHash replaces ristretto's key hash. Nil means the default. Tests use
+	// it to force collisions; there is no other reason to set it.
+	KeyToHash func(key string) (uint64, uint64)
+}
+
+// Options configures one Cache.
+//
+// NOTE: values in L1 are shared between callers. A V that is a pointer, slice
+// or map must be treated as read-only by everyone who gets it.
+type Options[V any] struct {
+	// TTL is how long a value is fresh. Zero means DefaultTTL.
+	TTL time.Duration
+	// NegativeTTL is how long a loader's ErrNotFound is remembered in both
+	// tiers. Zero means not at all.
+	NegativeTTL time.Duration
+	// Jitter spreads every TTL by ± this fraction, uniformly. Zero means
+	// DefaultJitter; a negative value disables jitter. At most 1.
+	Jitter float64
+	// L1 configures the in-process tier.
+	L1 L1Options
+	// Codec encodes values for L2 and sizes them for L1. Nil means JSON, or no
+	// encoding at all for []byte and string.
+	Codec Codec[V]
+	// MaxValueSize is the largest encoded value, in bytes. Set returns
+	// ErrValueTooLarge beyond it; a loaded value beyond it is returned but not
+	// cached. Zero means DefaultMaxValueSize.
+	MaxValueSize int
+	// Writer, when set, makes Set write-through: Set calls it first and
+	// updates the cache only if it succeeds.
+	Writer func(ctx context.Context, key string, v V) error
+}
+
+func (o *Options[V]) setDefaults() error {
+	if o.TTL < 0 || o.NegativeTTL < 0 || o.MaxValueSize < 0 {
+		return errors.New("tiered: TTL, NegativeTTL and MaxValueSize must not be negative")
+	}
+	if o.Jitter > 1 {
+		return errors.New("tiered: Jitter must be at most 1")
+	}
+	if o.TTL == 0 {
+		o.TTL = DefaultTTL
+	}
+	switch {
+	case o.Jitter == 0:
+		o.Jitter = DefaultJitter
+	case o.Jitter < 0:
+		o.Jitter = 0
+	}
+	if o.Codec == nil {
+		o.Codec = defaultCodec[V]()
+	}
+	if o.MaxValueSize == 0 {
+		o.MaxValueSize = DefaultMaxValueSize
+	}
+	return nil
+}
+
+func (o *Options[V]) l1Config() l1.Config {
+	return l1.Config{MaxCost: o.L1.MaxCost, MaxTTL: o.L1.MaxTTL, KeyToHash: o.L1.KeyToHash}
+}
+
+// SetOption changes one Set call.
+type SetOption func(*setOptions)
+
+type setOptions struct {
+	ttl time.Duration
+}
+
+// WithTTL makes one Set use ttl instead of Options.TTL (jitter still applies).
+func WithTTL(ttl time.Duration) SetOption {
+	return func(o *setOptions) { o.ttl = ttl }
+}
+
+func validateKey(key string) error {
+	if len(key) == 0 || len(key) > MaxKeyLength {
+		return invalidKey(key)
+	}
+	return nil
+}
+
+func invalidKey(key string) error {
+	if len(key) == 0 {
+		return fmt.Errorf("%w: empty key", ErrInvalidKey)
+	}
+	return fmt.Errorf("%w: key of %d bytes is longer than %d", ErrInvalidKey, len(key), MaxKeyLength)
+}
+
+func validateNamespace(ns string) error {
+	if len(ns) == 0 || len(ns) > MaxNamespaceLength || strings.ContainsAny(ns, "{}") {
+		return fmt.Errorf("%w: %q", ErrInvalidNamespace, ns)
+	}
+	return nil
+}

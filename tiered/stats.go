@@ -1,0 +1,71 @@
+package tiered
+
+import (
+	"math/rand/v2"
+	"sync/atomic"
+)
+
+// Stats are a cache's counters since it was made.
+type Stats struct {
+	L1Hits         uint64 // Gets answered from L1
+	L2Hits         uint64 // Gets answered from L2
+	Misses         uint64 // Gets that found the key in neither tier
+	NegativeHits   uint64 // hits on a cached "not found" (also counted per tier)
+	Loads          uint64 // loader calls (a BatchLoader call counts once)
+	LoadErrors     uint64 // loader calls that failed (ErrNotFound excluded)
+	L2Errors       uint64 // L2 commands that failed; the call went on without L2
+	CorruptEntries uint64 // undecodable L2 entries, deleted and treated as misses
+	Uncached       uint64 // loaded values not cached: too large or not encodable
+}
+
+// stats holds the counters. L1 hits are striped: every other path pays a
+// network round trip or a load anyway, but the L1 hit is the hot path and a
+// single shared counter would make every core fight over one cache line.
+type stats struct {
+	l1Hits         stripedCounter
+	l2Hits         atomic.Uint64
+	misses         atomic.Uint64
+	negativeHits   atomic.Uint64
+	loads          atomic.Uint64
+	loadErrors     atomic.Uint64
+	l2Errors       atomic.Uint64
+	corruptEntries atomic.Uint64
+	uncached       atomic.Uint64
+}
+
+func (s *stats) snapshot() Stats {
+	return Stats{
+		L1Hits:         s.l1Hits.sum(),
+		L2Hits:         s.l2Hits.Load(),
+		Misses:         s.misses.Load(),
+		NegativeHits:   s.negativeHits.Load(),
+		Loads:          s.loads.Load(),
+		LoadErrors:     s.loadErrors.Load(),
+		L2Errors:       s.l2Errors.Load(),
+		CorruptEntries: s.corruptEntries.Load(),
+		Uncached:       s.uncached.Load(),
+	}
+}
+
+// stripedCounter spreads increments over cache-line-padded cells picked at
+// random, so concurrent hits (even on one hot key) rarely touch the same cell.
+// The runtime's per-thread random source costs a few nanoseconds; a shared
+// counter cost about 50 ns per hit under contention on the CI machine.
+type stripedCounter struct {
+	cells [64]struct {
+		n atomic.Uint64
+		_ [56]byte
+	}
+}
+
+func (c *stripedCounter) add() {
+	c.cells[rand.Uint32()%uint32(len(c.cells))].n.Add(1)
+}
+
+func (c *stripedCounter) sum() uint64 {
+	var n uint64
+	for i := range c.cells {
+		n += c.cells[i].n.Load()
+	}
+	return n
+}

@@ -1,0 +1,62 @@
+package tiered
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// set is Set after validation: Writer, then L2, then L1.
+func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) error {
+	payload, err := c.encode(v)
+	if err != nil {
+		return err
+	}
+	if w := c.opts.Writer; w != nil {
+		if err := w(ctx, key, v); err != nil {
+			return fmt.Errorf("tiered: write-through of %q: %w", key, err)
+		}
+	}
+	e := c.newEntry(key, v, false, so.ttl, 0)
+	e.Size = len(payload)
+	if store := c.client.l2; store != nil {
+		ttl := time.Duration(e.StaleUntil - c.client.clock.NowNano())
+		if err := store.Set(ctx, c.ns, key, envelope(e, payload), ttl); err != nil {
+			c.stats.l2Errors.Add(1)
+			c.dropL1(key)
+			return fmt.Errorf("tiered: set %q in L2: %w", key, err)
+		}
+	}
+	// The generation bump fences off fills that read L2 before the write
+	// above; the install happens under the same lock.
+	c.guard.write(key, func() {
+		if c.l1 != nil {
+			c.l1.Set(e, c.client.clock.NowNano())
+		}
+	})
+	return nil
+}
+
+// delete is Delete after validation: L2, then L1 (even if L2 failed).
+func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
+	var err error
+	if store := c.client.l2; store != nil {
+		if err = store.Delete(ctx, c.ns, keys...); err != nil {
+			c.stats.l2Errors.Add(1)
+			err = fmt.Errorf("tiered: delete in L2: %w", err)
+		}
+	}
+	for _, k := range keys {
+		c.dropL1(k)
+	}
+	return err
+}
+
+// dropL1 removes key from L1 and fences off in-flight fills of it.
+func (c *Cache[V]) dropL1(key string) {
+	c.guard.write(key, func() {
+		if c.l1 != nil {
+			c.l1.Delete(key)
+		}
+	})
+}
