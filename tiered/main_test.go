@@ -1,0 +1,71 @@
+package tiered_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+
+	"github.com/strata-cache/strata/internal/redistest"
+	"github.com/strata-cache/strata/l2"
+	"github.com/strata-cache/strata/tiered"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// quietLogger keeps expected L2 warnings out of test output.
+var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// newClient returns a client closed at the end of the test.
+func newClient(t testing.TB, cfg tiered.Config) *tiered.Client {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger
+	}
+	c, err := tiered.NewClient(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// newRedisClient returns a client on a fresh single Redis server.
+func newRedisClient(t testing.TB, cfg tiered.Config) (*tiered.Client, *redistest.Server) {
+	t.Helper()
+	srv := redistest.Start(t)
+	cfg.Redis = l2.Config{Addrs: []string{srv.Addr()}}
+	return newClient(t, cfg), srv
+}
+
+func newCache[V any](t testing.TB, c *tiered.Client, ns string, opts tiered.Options[V]) *tiered.Cache[V] {
+	t.Helper()
+	cache, err := tiered.NewCache(c, ns, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cache
+}
+
+// countingLoader returns a loader answering value(key) and the number of calls.
+type countingLoader struct {
+	calls atomic.Int64
+	value func(key string) (string, error)
+}
+
+func (l *countingLoader) load(_ context.Context, key string) (string, error) {
+	l.calls.Add(1)
+	if l.value == nil {
+		return "v:" + key, nil
+	}
+	return l.value(key)
+}
+
+// newBufferLogger logs text to w.
+func newBufferLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, nil))
+}
