@@ -2,11 +2,15 @@ package strata_test
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/strata-cache/strata/internal/redistest"
+	"github.com/strata-cache/strata/l2"
 	"github.com/strata-cache/strata/tiered"
 )
 
@@ -85,4 +89,210 @@ func BenchmarkRawRistrettoGet(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// l2Bench is a cache with L1 disabled over redis, filled with keys, for the
+// L2 benchmarks.
+func l2Bench(b *testing.B, redisCfg l2.Config, keys []string) *tiered.Cache[*benchUser] {
+	return l2BenchOf(b, redisCfg, keys, func(i int, k string) *benchUser {
+		return &benchUser{ID: i, Name: k, Email: k + "@example.com"}
+	})
+}
+
+func l2BenchOf[V any](b *testing.B, redisCfg l2.Config, keys []string, value func(int, string) V) *tiered.Cache[V] {
+	b.Helper()
+	ctx := context.Background()
+	client, err := tiered.NewClient(ctx, tiered.Config{Redis: redisCfg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = client.Close() })
+	cache, err := tiered.NewCache(client, "bench", tiered.Options[V]{TTL: time.Hour, L1: tiered.L1Options{Disabled: true}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i, k := range keys {
+		if err := cache.Set(ctx, k, value(i, k)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return cache
+}
+
+// BenchmarkL2Hit measures a Get answered from Redis (L1 disabled): one GET,
+// the envelope and the JSON decode, one call at a time. Compare with
+// BenchmarkRawRedisGet; the Parallel variants load both cores.
+func BenchmarkL2Hit(b *testing.B) { benchL2Hit(b, false) }
+
+// BenchmarkL2HitParallel is BenchmarkL2Hit under RunParallel.
+func BenchmarkL2HitParallel(b *testing.B) { benchL2Hit(b, true) }
+
+// BenchmarkRawRedisGet is BenchmarkL2Hit's baseline: a go-redis GET of the
+// same keys plus a JSON decode of the same value.
+func BenchmarkRawRedisGet(b *testing.B) { benchRawRedisGet(b, false) }
+
+// BenchmarkRawRedisGetParallel is BenchmarkRawRedisGet under RunParallel.
+func BenchmarkRawRedisGetParallel(b *testing.B) { benchRawRedisGet(b, true) }
+
+func benchL2Hit(b *testing.B, parallel bool) {
+	srv := redistest.Start(b)
+	keys := benchKeyList()
+	cache := l2Bench(b, l2.Config{Addrs: []string{srv.Addr()}}, keys)
+	ctx := context.Background()
+	run(b, parallel, func(i int) {
+		if _, err := cache.Get(ctx, keys[i%benchKeys], nil); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+func benchRawRedisGet(b *testing.B, parallel bool) {
+	srv := redistest.Start(b)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	ctx := context.Background()
+	keys := benchKeyList()
+	for i, k := range keys {
+		v, _ := json.Marshal(&benchUser{ID: i, Name: k, Email: k + "@example.com"})
+		if err := rdb.Set(ctx, k, v, time.Hour).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run(b, parallel, func(i int) {
+		data, err := rdb.Get(ctx, keys[i%benchKeys]).Bytes()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var u benchUser
+		if err := json.Unmarshal(data, &u); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// run calls op with a growing index b.N times, on one goroutine or under
+// RunParallel, reporting allocations.
+func run(b *testing.B, parallel bool, op func(i int)) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	if !parallel {
+		for i := 0; b.Loop(); i++ {
+			op(i)
+		}
+		return
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		for i := 0; pb.Next(); i++ {
+			op(i)
+		}
+	})
+}
+
+// shardAddrs starts n Redis shards and returns their addresses.
+func shardAddrs(b *testing.B, n int) []string {
+	var addrs []string
+	for _, s := range redistest.StartShards(b, n) {
+		addrs = append(addrs, s.Addr())
+	}
+	return addrs
+}
+
+// BenchmarkGetMany100 measures GetMany of 100 keys spread over 3 shards, all
+// in L2 (L1 disabled): one pipeline per shard, shards in parallel. Compare
+// with BenchmarkRawSequentialGets100, and with BenchmarkRawRedisGet (the
+// target is at most three single GETs).
+func BenchmarkGetMany100(b *testing.B) {
+	keys := benchKeyList()[:100]
+	cache := l2Bench(b, l2.Config{Addrs: shardAddrs(b, 3)}, keys)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		got, err := cache.GetMany(ctx, keys, nil)
+		if err != nil || len(got) != len(keys) {
+			b.Fatalf("GetMany: %d values, %v", len(got), err)
+		}
+	}
+}
+
+// BenchmarkGetMany100Bytes is BenchmarkGetMany100 with []byte values, which
+// need no decoding: the cost of the per-shard pipelines alone.
+func BenchmarkGetMany100Bytes(b *testing.B) {
+	keys := benchKeyList()[:100]
+	cache := l2BenchOf(b, l2.Config{Addrs: shardAddrs(b, 3)}, keys, func(i int, k string) []byte {
+		v, _ := json.Marshal(&benchUser{ID: i, Name: k, Email: k + "@example.com"})
+		return v
+	})
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		got, err := cache.GetMany(ctx, keys, nil)
+		if err != nil || len(got) != len(keys) {
+			b.Fatalf("GetMany: %d values, %v", len(got), err)
+		}
+	}
+}
+
+// BenchmarkRawRingPipeline100 is the best a hand-written go-redis program
+// does for BenchmarkGetMany100Bytes: one Ring pipeline of 100 GETs over the
+// same 3 shards, no decoding.
+func BenchmarkRawRingPipeline100(b *testing.B) {
+	ring := benchRing(b)
+	ctx := context.Background()
+	keys := benchKeyList()[:100]
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		cmds, err := ring.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range keys {
+				p.Get(ctx, k)
+			}
+			return nil
+		})
+		if err != nil || len(cmds) != len(keys) {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchRing is a go-redis Ring over 3 fresh shards holding the first 100
+// benchmark keys as JSON.
+func benchRing(b *testing.B) *redis.Ring {
+	shards := map[string]string{}
+	for i, a := range shardAddrs(b, 3) {
+		shards["shard"+strconv.Itoa(i)] = a
+	}
+	ring := redis.NewRing(&redis.RingOptions{Addrs: shards})
+	b.Cleanup(func() { _ = ring.Close() })
+	ctx := context.Background()
+	for i, k := range benchKeyList()[:100] {
+		v, _ := json.Marshal(&benchUser{ID: i, Name: k, Email: k + "@example.com"})
+		if err := ring.Set(ctx, k, v, time.Hour).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return ring
+}
+
+// BenchmarkRawSequentialGets100 is BenchmarkGetMany100's baseline: 100 GETs
+// one after another through a go-redis Ring over 3 shards, plus decode.
+func BenchmarkRawSequentialGets100(b *testing.B) {
+	ring := benchRing(b)
+	ctx := context.Background()
+	keys := benchKeyList()[:100]
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		for _, k := range keys {
+			data, err := ring.Get(ctx, k).Bytes()
+			if err != nil {
+				b.Fatal(err)
+			}
+			var u benchUser
+			if err := json.Unmarshal(data, &u); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 }

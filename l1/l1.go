@@ -123,8 +123,8 @@ func (c *Cache[V]) Get(key string) (*Entry[V], bool) {
 	return e, true
 }
 
-// Set installs e, read at now (Unix nanoseconds). Its freshness is capped at
-// now+MaxTTL. When Set returns, a Get sees e, or (if ristretto dropped or
+// Set installs e, read at now (Unix nanoseconds). It caps e's FreshUntil and
+// StaleUntil at now+MaxTTL, in place: e belongs to the cache from here on. When Set returns, a Get sees e, or (if ristretto dropped or
 // rejected it) no entry for the key at all.
 func (c *Cache[V]) Set(e *Entry[V], now int64) {
 	limit := now + int64(c.maxTTL)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"math"
 	"time"
 )
 
@@ -71,7 +72,9 @@ func (e *Envelope) AppendTo(dst []byte) []byte {
 	dst = binary.AppendVarint(dst, fresh)
 	dst = binary.AppendUvarint(dst, uint64(max(e.StaleUntil/int64(time.Millisecond)-fresh, 0)))
 	dst = binary.AppendUvarint(dst, uint64(max(e.LoadDuration/time.Microsecond, 0)))
-	dst = append(dst, e.Payload...)
+	if !e.Negative {
+		dst = append(dst, e.Payload...)
+	}
 	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
 }
 
@@ -98,17 +101,27 @@ func Decode(b []byte) (Envelope, error) {
 	e.Negative = flags&FlagNegative != 0
 	r := reader{b: body[headerLen:]}
 	e.Version = r.uvarint()
-	e.Created = r.varint() * int64(time.Millisecond)
-	fresh := r.varint()
-	e.FreshUntil = fresh * int64(time.Millisecond)
-	e.StaleUntil = (fresh + int64(r.uvarint())) * int64(time.Millisecond)
-	e.LoadDuration = time.Duration(r.uvarint()) * time.Microsecond
-	if r.bad || (e.Negative && len(r.b) > 0) {
+	created, fresh := r.millis(), r.millis()
+	stale, load := r.uvarint(), r.uvarint()
+	// A writer of int64 nanoseconds never produces times or durations that
+	// overflow them; decoding such fields would wrap around silently.
+	if r.bad || stale > uint64(maxMillis-fresh) || load > maxMicros || (e.Negative && len(r.b) > 0) {
 		return Envelope{}, ErrCorrupt
 	}
+	e.Created = created * int64(time.Millisecond)
+	e.FreshUntil = fresh * int64(time.Millisecond)
+	e.StaleUntil = (fresh + int64(stale)) * int64(time.Millisecond)
+	e.LoadDuration = time.Duration(load) * time.Microsecond
 	e.Payload = r.b
 	return e, nil
 }
+
+// The largest times and durations, in the envelope's units, that fit in
+// int64 nanoseconds.
+const (
+	maxMillis = math.MaxInt64 / int64(time.Millisecond)
+	maxMicros = math.MaxInt64 / uint64(time.Microsecond)
+)
 
 // reader consumes varints and remembers the first failure.
 type reader struct {
@@ -133,5 +146,15 @@ func (r *reader) varint() int64 {
 		return 0
 	}
 	r.b = r.b[n:]
+	return v
+}
+
+// millis reads a time in Unix milliseconds that fits in int64 nanoseconds.
+func (r *reader) millis() int64 {
+	v := r.varint()
+	if v < -maxMillis || v > maxMillis {
+		r.bad = true
+		return 0
+	}
 	return v
 }

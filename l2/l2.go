@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -131,9 +132,11 @@ func (c *Config) newClient() redis.UniversalClient {
 
 // Store is the L2 tier. It is safe for concurrent use.
 type Store struct {
-	client redis.UniversalClient
-	owned  bool
-	prefix string
+	client    redis.UniversalClient
+	owned     bool
+	prefix    string
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open returns a store for cfg, or an error if cfg is invalid or not Enabled.
@@ -157,7 +160,8 @@ func (s *Store) Client() redis.UniversalClient { return s.client }
 // are a Redis Cluster hash tag (go-redis's Ring honours it too), so a key's
 // value and its helper keys share a slot and a shard while different keys
 // spread. A key starting with '}' or '~' gets a '~' in front inside the tag,
-// so the tag is never empty and the mapping stays one-to-one.
+// so the tag of a non-empty key is never empty and the mapping stays
+// one-to-one.
 func (s *Store) Key(ns, key string) string {
 	escape := ""
 	if key != "" && (key[0] == '}' || key[0] == '~') {
@@ -176,18 +180,29 @@ func (s *Store) Get(ctx context.Context, ns, key string) ([]byte, error) {
 }
 
 // GetMany returns the bytes stored for each key, nil where there are none. It
-// sends one pipeline; go-redis splits it per shard or cluster node and runs
-// those in parallel. On a partial failure the keys that were read are
-// returned along with the error.
+// sends one pipeline; go-redis splits it per shard (Ring) or node (Cluster)
+// and runs those in parallel, so it costs about one round trip per shard. (One
+// MGET per shard measured no faster here, and a Cluster MGET cannot span
+// slots.) On a partial failure the keys that were read are returned along
+// with the error.
 func (s *Store) GetMany(ctx context.Context, ns string, keys []string) ([][]byte, error) {
-	cmds := make([]*redis.StringCmd, len(keys))
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = s.Key(ns, k)
+	}
+	out := make([][]byte, len(keys))
+	return out, s.pipelineGetMany(ctx, full, out)
+}
+
+// pipelineGetMany sends one GET per key in one pipeline.
+func (s *Store) pipelineGetMany(ctx context.Context, full []string, out [][]byte) error {
+	cmds := make([]*redis.StringCmd, len(full))
 	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			cmds[i] = p.Get(ctx, s.Key(ns, k))
+		for i, k := range full {
+			cmds[i] = p.Get(ctx, k)
 		}
 		return nil
 	})
-	out := make([][]byte, len(keys))
 	var errs []error
 	for i, cmd := range cmds {
 		b, err := cmd.Bytes()
@@ -198,7 +213,7 @@ func (s *Store) GetMany(ctx context.Context, ns string, keys []string) ([][]byte
 			errs = append(errs, err)
 		}
 	}
-	return out, joinDistinct(errs)
+	return joinDistinct(errs)
 }
 
 // Item is one entry to write with SetMany.
@@ -208,7 +223,7 @@ type Item struct {
 	TTL  time.Duration
 }
 
-// Set stores data under key for ttl (rounded up to a millisecond).
+// Set stores data under key for ttl (rounded to a millisecond, at least one).
 func (s *Store) Set(ctx context.Context, ns, key string, data []byte, ttl time.Duration) error {
 	return s.client.Set(ctx, s.Key(ns, key), data, roundTTL(ttl)).Err()
 }
@@ -274,9 +289,12 @@ func joinDistinct(errs []error) error {
 }
 
 // Close closes the connections Strata opened; a user's Client is left open.
+// It is idempotent.
 func (s *Store) Close() error {
-	if !s.owned {
-		return nil
-	}
-	return s.client.Close()
+	s.closeOnce.Do(func() {
+		if s.owned {
+			s.closeErr = s.client.Close()
+		}
+	})
+	return s.closeErr
 }

@@ -6,17 +6,19 @@ import (
 	"hash/maphash"
 	"math"
 	"sync"
+	"sync/atomic"
 
+	"github.com/strata-cache/strata/internal/flight"
 	"github.com/strata-cache/strata/l1"
-	"golang.org/x/sync/singleflight"
 )
 
 // Loader loads the value of key from the source of truth. It returns
 // ErrNotFound (or an error wrapping it) when there is no such record.
 //
-// The ctx it gets carries the first caller's values but not its
-// cancellation: one caller giving up does not fail the others waiting on the
-// same load. Close cancels it.
+// Concurrent Gets of one key on a replica share one load, which runs with the
+// ctx of the Get that started it (ended early by Client.Close). If that ctx
+// ends and the load fails, the other callers are not failed with it: one of
+// them loads again. Loaders should honour ctx.
 type Loader[V any] func(ctx context.Context, key string) (V, error)
 
 // BatchLoader loads several keys at once. Keys absent from the returned map
@@ -31,8 +33,8 @@ type Cache[V any] struct {
 	opts   Options[V]
 	l1     *l1.Cache[V] // nil when disabled
 
-	loads  singleflight.Group // Gets with a loader
-	lookup singleflight.Group // Gets without one: they must not answer a loader's waiters
+	loads  flight.Group[*l1.Entry[V]] // Gets with a loader
+	lookup flight.Group[*l1.Entry[V]] // Gets without one: they must not answer a loader's waiters
 	guard  fillGuard
 	stats  stats
 }
@@ -84,6 +86,10 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V]) (V, erro
 
 // Set stores v under key in both tiers (after Writer, if any). When Set
 // returns, Gets on this replica return v.
+//
+// NOTE: with a Writer, an error from Set may come after the Writer succeeded
+// (L2 failed): the source of truth holds v, the cache does not, and this
+// replica's L1 copy is dropped. Retrying Set writes v again.
 func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...SetOption) error {
 	if err := c.check(key); err != nil {
 		return err
@@ -150,7 +156,7 @@ func (c *Cache[V]) observe(ctx context.Context, e Event) {
 	}
 }
 
-// ttl applies jitter to d.
+// jitter spreads d by ± Options.Jitter.
 func (c *Cache[V]) jitter(d int64) int64 {
 	j := c.opts.Jitter
 	if j == 0 {
@@ -175,7 +181,7 @@ type fillGuard struct {
 	seed    maphash.Seed
 	stripes [64]struct {
 		mu  sync.Mutex
-		gen uint64
+		gen atomic.Uint64 // written under mu, read without it
 	}
 }
 
@@ -183,12 +189,11 @@ func (g *fillGuard) stripe(key string) int {
 	return int(maphash.String(g.seed, key) % uint64(len(g.stripes)))
 }
 
-// begin returns the generation to pass to install.
+// begin returns the generation to pass to install. It takes no lock: a write
+// bumps the generation after its L2 write, so a read that starts after the
+// bump already sees the new data.
 func (g *fillGuard) begin(key string) uint64 {
-	s := &g.stripes[g.stripe(key)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.gen
+	return g.stripes[g.stripe(key)].gen.Load()
 }
 
 // install runs fn if key's stripe is still at gen.
@@ -196,7 +201,7 @@ func (g *fillGuard) install(key string, gen uint64, fn func()) bool {
 	s := &g.stripes[g.stripe(key)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.gen != gen {
+	if s.gen.Load() != gen {
 		return false
 	}
 	fn()
@@ -208,6 +213,6 @@ func (g *fillGuard) write(key string, fn func()) {
 	s := &g.stripes[g.stripe(key)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.gen++
+	s.gen.Add(1)
 	fn()
 }

@@ -176,16 +176,25 @@ func (c *Client) register(cache interface{ close() }) error {
 	return nil
 }
 
-// startLoad counts a background load so Close can wait for it; it fails once
-// the client is closed.
-func (c *Client) startLoad() bool {
+// beginLoad registers a loader call so Close can cancel it and wait for it.
+// It returns ctx, ended also by Close, and the func to call when the load is
+// over; it fails once the client is closed. Only loader calls are tracked: L2
+// commands are bounded by their own timeout.
+func (c *Client) beginLoad(ctx context.Context) (context.Context, func(), error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed.Load() {
-		return false
+		c.mu.Unlock()
+		return nil, nil, ErrClosed
 	}
 	c.loads.Add(1)
-	return true
+	c.mu.Unlock()
+	lctx, cancel := context.WithCancel(ctx)
+	unhook := context.AfterFunc(c.ctx, cancel)
+	return lctx, func() {
+		unhook()
+		cancel()
+		c.loads.Done()
+	}, nil
 }
 
 // l2Error reports a failed L2 command: observer, then a rate-limited log.

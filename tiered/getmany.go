@@ -34,6 +34,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, load BatchLoader[
 		return out, nil
 	}
 	c.stats.misses.Add(uint64(len(missing)))
+	c.observe(ctx, Event{Kind: EventMiss})
 	if load == nil {
 		return out, nil
 	}
@@ -109,6 +110,11 @@ func (c *Cache[V]) getManyL2(ctx context.Context, keys []string, gens []uint64, 
 // loadMany calls load once for keys, fills out and caches the outcome: found
 // values in both tiers, absent keys as negative entries when NegativeTTL is set.
 func (c *Cache[V]) loadMany(ctx context.Context, keys []string, gens []uint64, load BatchLoader[V], out map[string]V) error {
+	ctx, done, err := c.client.beginLoad(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
 	start := time.Now()
 	found, err := callBatchLoader(ctx, keys, load)
 	d := time.Since(start)

@@ -11,40 +11,23 @@ import (
 )
 
 // getSlow is Get past an L1 miss: one flight per key on this replica reads L2
-// and, if needed, loads. A caller whose ctx ends stops waiting; the flight goes
-// on for the others and fills the cache.
+// and, if needed, loads. The flight runs on the first caller's goroutine and
+// with its ctx; the other callers wait and may leave when their ctx ends. If
+// the first caller's ctx ends mid-flight, the others do not inherit the
+// cancellation: one of them flies again.
 func (c *Cache[V]) getSlow(ctx context.Context, key string, load Loader[V]) (V, error) {
-	var zero V
 	group := &c.loads
 	if load == nil {
 		group = &c.lookup
 	}
-	ch := group.DoChan(key, func() (any, error) {
-		if !c.client.startLoad() {
-			return nil, ErrClosed
-		}
-		defer c.client.loads.Done()
-		flightCtx, stop := c.flightContext(ctx)
-		defer stop()
-		return c.fetch(flightCtx, key, load)
+	e, err, _ := group.Do(ctx, key, func(ctx context.Context) (*l1.Entry[V], error) {
+		return c.fetch(ctx, key, load)
 	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return zero, r.Err
-		}
-		return c.result(r.Val.(*l1.Entry[V]))
-	case <-ctx.Done():
-		return zero, ctx.Err()
+	if err != nil {
+		var zero V
+		return zero, err
 	}
-}
-
-// flightContext detaches ctx from its caller's cancellation (others may be
-// waiting on the same flight) but ends it when the client closes.
-func (c *Cache[V]) flightContext(ctx context.Context) (context.Context, func()) {
-	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	unhook := context.AfterFunc(c.client.ctx, cancel)
-	return fctx, func() { unhook(); cancel() }
+	return c.result(e)
 }
 
 // fetch reads key from L2 and, on a miss, loads it. It runs once per flight.
@@ -126,6 +109,11 @@ func (c *Cache[V]) reportL2(ctx context.Context, op string, err error) {
 // load calls the loader and caches its outcome: a value in both tiers, an
 // ErrNotFound as a negative entry when NegativeTTL is set, an error not at all.
 func (c *Cache[V]) load(ctx context.Context, key string, gen uint64, load Loader[V]) (*l1.Entry[V], error) {
+	ctx, done, err := c.client.beginLoad(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	start := time.Now()
 	v, err := callLoader(ctx, key, load)
 	d := time.Since(start)

@@ -212,7 +212,7 @@ func TestHashCollisionNeverReturnsAnotherKey(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(t, tiered.Config{})
 	collide := func(string) (uint64, uint64) { return 7, 7 }
-	cache := newCache(t, c, "users", tiered.Options[string]{L1: tiered.L1Options{KeyToHash: collide}})
+	cache := newCache(t, c, "users", tiered.Options[string]{L1: tiered.L1WithKeyToHash(tiered.L1Options{}, collide)})
 	if err := cache.Set(ctx, "a", "value-of-a"); err != nil {
 		t.Fatal(err)
 	}
@@ -253,6 +253,11 @@ func TestInvalidInput(t *testing.T) {
 				t.Errorf("err = %v, want %v", err, tt.want)
 			}
 		})
+	}
+	for _, ttl := range []time.Duration{0, -time.Second} {
+		if err := cache.Set(ctx, "k", "v", tiered.WithTTL(ttl)); err == nil {
+			t.Errorf("Set with TTL %v succeeded", ttl)
+		}
 	}
 	if _, err := cache.Get(ctx, strings.Repeat("k", tiered.MaxKeyLength), nil); !errors.Is(err, tiered.ErrNotFound) {
 		t.Errorf("key of MaxKeyLength: err = %v, want ErrNotFound", err)
@@ -332,23 +337,30 @@ func TestSingleflightOneLoadPerKey(t *testing.T) {
 func TestCancelledCallerDoesNotFailOthers(t *testing.T) {
 	c, _ := newRedisClient(t, tiered.Config{})
 	cache := newCache(t, c, "users", tiered.Options[string]{})
-	release := make(chan struct{})
 	inLoad := make(chan struct{})
-	l := &countingLoader{value: func(k string) (string, error) {
-		close(inLoad)
-		<-release
-		return "v:" + k, nil
-	}}
+	var first sync.Once
+	l := &countingLoader{}
+	load := func(ctx context.Context, k string) (string, error) {
+		isFirst := false
+		first.Do(func() { isFirst = true })
+		if isFirst {
+			// The first caller's load honours its ctx and ends with it.
+			close(inLoad)
+			<-ctx.Done()
+			return "", ctx.Err()
+		}
+		return l.load(ctx, k)
+	}
 	firstCtx, cancel := context.WithCancel(context.Background())
 	firstErr := make(chan error, 1)
 	go func() {
-		_, err := cache.Get(firstCtx, "k", l.load)
+		_, err := cache.Get(firstCtx, "k", load)
 		firstErr <- err
 	}()
 	<-inLoad
 	second := make(chan error, 1)
 	go func() {
-		v, err := cache.Get(context.Background(), "k", l.load)
+		v, err := cache.Get(context.Background(), "k", load)
 		if err == nil && v != "v:k" {
 			err = errors.New("wrong value " + v)
 		}
@@ -358,12 +370,37 @@ func TestCancelledCallerDoesNotFailOthers(t *testing.T) {
 	if err := <-firstErr; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled caller got %v, want context.Canceled", err)
 	}
-	close(release)
 	if err := <-second; err != nil {
-		t.Fatalf("second caller failed: %v", err)
+		t.Fatalf("second caller failed with the first one's cancellation: %v", err)
 	}
 	if v, err := cache.Get(context.Background(), "k", nil); err != nil || v != "v:k" {
-		t.Fatalf("value not cached after the shared load: %q, %v", v, err)
+		t.Fatalf("value not cached after the second load: %q, %v", v, err)
+	}
+}
+
+func TestWaiterLeavesWhenItsContextEnds(t *testing.T) {
+	c := newClient(t, tiered.Config{})
+	cache := newCache(t, c, "users", tiered.Options[string]{})
+	release := make(chan struct{})
+	inLoad := make(chan struct{})
+	leader := make(chan error, 1)
+	go func() {
+		_, err := cache.Get(context.Background(), "k", func(context.Context, string) (string, error) {
+			close(inLoad)
+			<-release
+			return "v", nil
+		})
+		leader <- err
+	}()
+	<-inLoad
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if _, err := cache.Get(ctx, "k", func(context.Context, string) (string, error) { return "other", nil }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiter got %v, want its own deadline", err)
+	}
+	close(release)
+	if err := <-leader; err != nil {
+		t.Fatal(err)
 	}
 }
 

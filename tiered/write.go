@@ -8,6 +8,9 @@ import (
 
 // set is Set after validation: Writer, then L2, then L1.
 func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) error {
+	if so.ttl <= 0 {
+		return fmt.Errorf("tiered: TTL %v of %q must be positive", so.ttl, key)
+	}
 	payload, err := c.encode(v)
 	if err != nil {
 		return err

@@ -1,0 +1,46 @@
+# Strata's developer entry points. `make test` is what CI runs (.ci/run).
+
+GO    ?= go
+# BENCH selects benchmarks by regexp and COUNT repeats them, for example:
+#   make bench BENCH=L1Hit COUNT=6 > new.txt   (then benchstat old.txt new.txt)
+BENCH ?= .
+COUNT ?= 1
+
+.DEFAULT_GOAL := test
+.PHONY: deps test bench fmt vet
+
+# deps makes sure redis-server and redis-cli are on PATH: the tests start their
+# own redis-server processes on free loopback ports (and build a Redis Cluster
+# with redis-cli), so nothing else about the host's Redis is touched.
+deps:
+	@if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then \
+		exit 0; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		sudo=; if [ "$$(id -u)" -ne 0 ]; then sudo=sudo; fi; \
+		echo "deps: redis-server or redis-cli missing; installing redis-server and redis-tools with apt-get"; \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools; \
+	else \
+		echo "deps: redis-server and redis-cli (Redis 6.2 or newer) are needed on PATH for the tests." >&2; \
+		echo "      Install them with your package manager, for example:" >&2; \
+		echo "        macOS:   brew install redis" >&2; \
+		echo "        Fedora:  sudo dnf install redis" >&2; \
+		echo "        Alpine:  apk add redis" >&2; \
+		echo "      or build from https://redis.io/docs/latest/operate/oss_and_stack/install/" >&2; \
+		exit 1; \
+	fi
+
+# test runs the race-enabled suite against real Redis, then every benchmark
+# once so they cannot rot.
+test: deps
+	$(GO) test -race -count=1 ./...
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) ./...
+
+fmt:
+	$(GO) fmt ./...
+
+vet:
+	$(GO) vet ./...
