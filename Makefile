@@ -30,11 +30,11 @@ deps:
 		exit 1; \
 	fi
 
-# test runs the race-enabled suite against real Redis, then every benchmark
-# once so they cannot rot.
+# test runs every benchmark once so they cannot rot, then the race-enabled
+# suite against real Redis (last, so its results close the output).
 test: deps
-	$(GO) test -race -count=1 ./...
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+	$(GO) test -race -count=1 ./...
 
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) ./...
