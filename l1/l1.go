@@ -42,6 +42,15 @@ type Entry[V any] struct {
 	// StaleUntil is when the value may no longer be served even as stale, in
 	// Unix nanoseconds; it is never before FreshUntil.
 	StaleUntil int64
+	// LocalFreshUntil and LocalStaleUntil are FreshUntil and StaleUntil capped
+	// at install time + MaxTTL: how long this process may serve the entry
+	// without looking at L2. Set fills them in.
+	LocalFreshUntil int64
+	LocalStaleUntil int64
+	// RefreshFrom is the earliest time (Unix nanoseconds) at which a hit
+	// should consider refreshing the value early; math.MaxInt64 for never.
+	// The cache does not read it; the caller that builds the entry sets it.
+	RefreshFrom int64
 	// LoadDuration is how long the load that produced the value took.
 	LoadDuration time.Duration
 	// Tags are the invalidation tags of the value.
@@ -123,14 +132,15 @@ func (c *Cache[V]) Get(key string) (*Entry[V], bool) {
 	return e, true
 }
 
-// Set installs e, read at now (Unix nanoseconds). It caps e's FreshUntil and
-// StaleUntil at now+MaxTTL, in place: e belongs to the cache from here on. When Set returns, a Get sees e, or (if ristretto dropped or
+// Set installs e, read at now (Unix nanoseconds). It sets e's local deadlines
+// (FreshUntil and StaleUntil capped at now+MaxTTL): e belongs to the cache
+// from here on and must not be changed. When Set returns, a Get sees e, or (if ristretto dropped or
 // rejected it) no entry for the key at all.
 func (c *Cache[V]) Set(e *Entry[V], now int64) {
 	limit := now + int64(c.maxTTL)
-	e.FreshUntil = min(e.FreshUntil, limit)
-	e.StaleUntil = min(max(e.StaleUntil, e.FreshUntil), limit)
-	ttl := time.Duration(e.StaleUntil - now)
+	e.LocalFreshUntil = min(e.FreshUntil, limit)
+	e.LocalStaleUntil = min(max(e.StaleUntil, e.FreshUntil), limit)
+	ttl := time.Duration(e.LocalStaleUntil - now)
 	if ttl <= 0 {
 		c.Delete(e.Key)
 		return

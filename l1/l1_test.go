@@ -289,10 +289,10 @@ func TestSetCapsFreshnessAtMaxTTL(t *testing.T) {
 			if !ok {
 				t.Fatal("Get missed")
 			}
-			if got, want := e.FreshUntil-n, tt.wantFresh; got != want {
+			if got, want := e.LocalFreshUntil-n, tt.wantFresh; got != want {
 				t.Errorf("FreshUntil = now%+v, want now%+v", time.Duration(got), time.Duration(want))
 			}
-			if got, want := e.StaleUntil-n, tt.wantStale; got != want {
+			if got, want := e.LocalStaleUntil-n, tt.wantStale; got != want {
 				t.Errorf("StaleUntil = now%+v, want now%+v", time.Duration(got), time.Duration(want))
 			}
 		})

@@ -239,15 +239,18 @@ func (s *Store) SetMany(ctx context.Context, ns string, items []Item) error {
 	return firstErrors(cmds, err)
 }
 
-// Delete removes keys, one pipeline for all (a multi-key DEL would fail
-// across Cluster slots).
+// Delete removes keys and their load leases (so a fill of data loaded before
+// the delete fails), one DEL per key in one pipeline: a key and its lease
+// share a slot, different keys may not.
 func (s *Store) Delete(ctx context.Context, ns string, keys ...string) error {
 	if len(keys) == 1 {
-		return s.client.Del(ctx, s.Key(ns, keys[0])).Err()
+		k := s.Key(ns, keys[0])
+		return s.client.Del(ctx, k, k+leaseSuffix).Err()
 	}
 	cmds, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, k := range keys {
-			p.Del(ctx, s.Key(ns, k))
+		for _, key := range keys {
+			k := s.Key(ns, key)
+			p.Del(ctx, k, k+leaseSuffix)
 		}
 		return nil
 	})

@@ -33,10 +33,11 @@ type Cache[V any] struct {
 	opts   Options[V]
 	l1     *l1.Cache[V] // nil when disabled
 
-	loads  flight.Group[*l1.Entry[V]] // Gets with a loader
-	lookup flight.Group[*l1.Entry[V]] // Gets without one: they must not answer a loader's waiters
-	guard  fillGuard
-	stats  stats
+	loads      flight.Group[result[V]] // Gets with a loader
+	lookup     flight.Group[result[V]] // Gets without one: they must not answer a loader's waiters
+	refreshing keySet                  // keys with a background refresh running
+	guard      fillGuard
+	stats      stats
 }
 
 // NewCache returns the cache of namespace ns on c. Two caches with the same
@@ -68,20 +69,64 @@ func NewCache[V any](c *Client, namespace string, opts Options[V]) (*Cache[V], e
 func (c *Cache[V]) Namespace() string { return c.ns }
 
 // Get returns the value of key: from L1 if fresh there, else from L2, else
-// from load, whose result is then cached in both tiers. Concurrent Gets of one
-// key on this process share one L2 read and one load. A nil load makes Get a
-// lookup: a miss returns ErrNotFound.
+// from load, whose result is then cached in both tiers.
+//
+// Concurrent Gets of one key on this replica share one L2 read and one load;
+// across replicas, a load lease in L2 lets one replica load a missing key
+// while the others wait for its fill. Near expiry a hit may start a
+// background refresh (EarlyRefreshBeta). Past expiry, a stale value may be
+// served inside the StaleWhileRevalidate and StaleIfError windows; use
+// GetWithInfo to learn when that happened and why.
+//
+// A nil load makes Get a lookup: only a fresh value answers, and a miss
+// returns ErrNotFound.
 func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V]) (V, error) {
 	if err := c.check(key); err != nil {
 		var zero V
 		return zero, err
 	}
-	if e, ok := c.getL1(key); ok {
-		c.stats.l1Hits.add()
-		c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
-		return c.result(e)
+	if c.l1 != nil {
+		if e, ok := c.l1.Get(key); ok {
+			if now := c.client.clock.NowNano(); now < e.LocalFreshUntil {
+				return c.hitL1(ctx, e, now, load)
+			}
+		}
 	}
-	return c.getSlow(ctx, key, load)
+	r, err := c.getSlow(ctx, key, load)
+	if err != nil {
+		var zero V
+		return zero, err
+	}
+	return c.result(r.e)
+}
+
+// GetWithInfo is Get that also tells where the value came from and whether it
+// was stale, with the loader's error that made it so (Info.Cause).
+func (c *Cache[V]) GetWithInfo(ctx context.Context, key string, load Loader[V]) (V, Info, error) {
+	var zero V
+	if err := c.check(key); err != nil {
+		return zero, Info{}, err
+	}
+	if e, ok := c.getL1(key); ok {
+		v, err := c.hitL1(ctx, e, c.client.clock.NowNano(), load)
+		return v, Info{Tier: TierL1}, err
+	}
+	r, err := c.getSlow(ctx, key, load)
+	if err != nil {
+		return zero, Info{}, err
+	}
+	v, err := c.result(r.e)
+	return v, r.info, err
+}
+
+// hitL1 answers a fresh L1 hit, starting an early refresh when XFetch says so.
+func (c *Cache[V]) hitL1(ctx context.Context, e *l1.Entry[V], now int64, load Loader[V]) (V, error) {
+	c.stats.l1Hits.add()
+	if now >= e.RefreshFrom && load != nil {
+		c.earlyRefresh(ctx, e, now, load)
+	}
+	c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
+	return c.result(e)
 }
 
 // Set stores v under key in both tiers (after Writer, if any). When Set
@@ -133,7 +178,7 @@ func (c *Cache[V]) getL1(key string) (*l1.Entry[V], bool) {
 		return nil, false
 	}
 	e, ok := c.l1.Get(key)
-	if !ok || c.client.clock.NowNano() >= e.FreshUntil {
+	if !ok || c.client.clock.NowNano() >= e.LocalFreshUntil {
 		return nil, false
 	}
 	return e, true

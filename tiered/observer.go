@@ -44,6 +44,11 @@ const (
 	EventL2Error
 	// EventCorrupt: an L2 entry could not be decoded and was deleted.
 	EventCorrupt
+	// EventStale: a stale value was served from Tier; Err is the loader's
+	// error under stale-if-error, nil under stale-while-revalidate.
+	EventStale
+	// EventRefresh: a background refresh started.
+	EventRefresh
 )
 
 // Event is one thing an Observer is told about.

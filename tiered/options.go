@@ -27,6 +27,15 @@ const (
 	// Options.MaxValueSize is zero: larger values belong in a blob store, and
 	// one of them would stall a Redis connection for every caller behind it.
 	DefaultMaxValueSize = 1 << 20
+	// DefaultEarlyRefreshBeta is XFetch's beta when Options.EarlyRefreshBeta
+	// is zero: 1 is the value the XFetch paper shows to be optimal for
+	// avoiding stampedes without refreshing much earlier than needed.
+	DefaultEarlyRefreshBeta = 1.0
+	// DefaultLeaseTTL bounds how long one replica may hold a key's load lease
+	// when Options.LeaseTTL is zero. It should exceed the p99 load time: a
+	// load that outlives its lease lets a second loader in. It is also the
+	// longest a dead holder delays the others.
+	DefaultLeaseTTL = 5 * time.Second
 )
 
 // L1Options configures a cache's in-process tier.
@@ -53,12 +62,38 @@ type L1Options struct {
 type Options[V any] struct {
 	// TTL is how long a value is fresh. Zero means DefaultTTL.
 	TTL time.Duration
+	// StaleWhileRevalidate is how long after TTL a value may still be served,
+	// stale, while one refresh for the whole cluster runs in the background.
+	// Zero means never.
+	StaleWhileRevalidate time.Duration
+	// StaleIfError is how long after TTL a value may still be served, stale,
+	// when the loader fails; the failure is reported (Stats, Observer and
+	// GetWithInfo's Info.Cause). Zero means never.
+	StaleIfError time.Duration
 	// NegativeTTL is how long a loader's ErrNotFound is remembered in both
 	// tiers. Zero means not at all.
 	NegativeTTL time.Duration
 	// Jitter spreads every TTL by ± this fraction, uniformly. Zero means
 	// DefaultJitter; a negative value disables jitter. At most 1.
 	Jitter float64
+	// EarlyRefreshBeta is XFetch's beta: a hit refreshes the value in the
+	// background with a probability that rises as expiry nears, scaled by the
+	// last load's duration times beta. Zero means DefaultEarlyRefreshBeta; a
+	// negative value disables early refresh.
+	EarlyRefreshBeta float64
+	// LeaseTTL is how long the replica that loads a missing key holds the
+	// cluster-wide load lease. Zero means DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// LeaseWait is how long a caller waits for another replica's load before
+	// loading itself (without caching the result). Zero means LeaseTTL.
+	LeaseWait time.Duration
+	// RefreshTimeout bounds a background refresh (early refresh and
+	// stale-while-revalidate). Zero means LeaseTTL.
+	RefreshTimeout time.Duration
+	// Sliding makes every access extend a value's life by TTL from the
+	// access. L2's expiry is pushed out at most once per key per TTL/2 per
+	// replica, never on every read.
+	Sliding bool
 	// L1 configures the in-process tier.
 	L1 L1Options
 	// Codec encodes values for L2 and sizes them for L1. Nil means JSON, or no
@@ -74,8 +109,13 @@ type Options[V any] struct {
 }
 
 func (o *Options[V]) setDefaults() error {
-	if o.TTL < 0 || o.NegativeTTL < 0 || o.MaxValueSize < 0 {
-		return errors.New("tiered: TTL, NegativeTTL and MaxValueSize must not be negative")
+	for _, d := range []time.Duration{o.TTL, o.NegativeTTL, o.StaleWhileRevalidate, o.StaleIfError, o.LeaseTTL, o.LeaseWait, o.RefreshTimeout} {
+		if d < 0 {
+			return errors.New("tiered: durations in Options must not be negative")
+		}
+	}
+	if o.MaxValueSize < 0 {
+		return errors.New("tiered: MaxValueSize must not be negative")
 	}
 	if o.Jitter > 1 {
 		return errors.New("tiered: Jitter must be at most 1")
@@ -88,6 +128,21 @@ func (o *Options[V]) setDefaults() error {
 		o.Jitter = DefaultJitter
 	case o.Jitter < 0:
 		o.Jitter = 0
+	}
+	switch {
+	case o.EarlyRefreshBeta == 0:
+		o.EarlyRefreshBeta = DefaultEarlyRefreshBeta
+	case o.EarlyRefreshBeta < 0:
+		o.EarlyRefreshBeta = 0
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.LeaseWait == 0 {
+		o.LeaseWait = o.LeaseTTL
+	}
+	if o.RefreshTimeout == 0 {
+		o.RefreshTimeout = o.LeaseTTL
 	}
 	if o.Codec == nil {
 		o.Codec = defaultCodec[V]()

@@ -4,57 +4,359 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"time"
+
+	mathrand "math/rand/v2"
 
 	"github.com/strata-cache/strata/l1"
 	"github.com/strata-cache/strata/l2"
 )
 
-// getSlow is Get past an L1 miss: one flight per key on this replica reads L2
-// and, if needed, loads. The flight runs on the first caller's goroutine and
-// with its ctx; the other callers wait and may leave when their ctx ends. If
-// the first caller's ctx ends mid-flight, the others do not inherit the
-// cancellation: one of them flies again.
-func (c *Cache[V]) getSlow(ctx context.Context, key string, load Loader[V]) (V, error) {
+// Info tells how a GetWithInfo call was answered.
+type Info struct {
+	// Tier is where the value came from.
+	Tier Tier
+	// Stale reports a value past its TTL, served under StaleWhileRevalidate
+	// (Cause is nil) or StaleIfError (Cause is the loader's error).
+	Stale bool
+	// Cause is the loader's error that made a stale value the answer. It is
+	// kept whole for errors.Is and errors.As.
+	Cause error
+}
+
+// result is what a flight hands to every caller waiting on it.
+type result[V any] struct {
+	e    *l1.Entry[V]
+	info Info
+}
+
+// getSlow is Get past a fresh L1 hit. A stale L1 copy inside the
+// stale-while-revalidate window is served at once while one refresh runs.
+// Otherwise one flight per key on this replica reads L2 and, if needed,
+// loads. The flight runs on the first caller's goroutine and with its ctx; the
+// other callers wait and may leave when their ctx ends. If the first caller's
+// ctx ends mid-flight, the others do not inherit the cancellation: one of them
+// flies again.
+func (c *Cache[V]) getSlow(ctx context.Context, key string, load Loader[V]) (result[V], error) {
+	if load != nil {
+		if e, ok := c.staleL1(key); ok && c.inSWR(e, c.client.clock.NowNano()) {
+			c.refreshAsync(ctx, key, e.Version, load)
+			return c.servedStale(ctx, e, TierL1, nil), nil
+		}
+	}
 	group := &c.loads
 	if load == nil {
 		group = &c.lookup
 	}
-	e, err, _ := group.Do(ctx, key, func(ctx context.Context) (*l1.Entry[V], error) {
+	r, err, _ := group.Do(ctx, key, func(ctx context.Context) (result[V], error) {
 		return c.fetch(ctx, key, load)
 	})
-	if err != nil {
-		var zero V
-		return zero, err
-	}
-	return c.result(e)
+	return r, err
 }
 
-// fetch reads key from L2 and, on a miss, loads it. It runs once per flight.
-func (c *Cache[V]) fetch(ctx context.Context, key string, load Loader[V]) (*l1.Entry[V], error) {
-	gen := c.guard.begin(key)
-	if e := c.readL2(ctx, key); e != nil {
-		c.stats.l2Hits.Add(1)
-		c.observe(ctx, Event{Kind: EventHit, Tier: TierL2})
-		c.installL1(key, gen, e)
-		return e, nil
+// staleL1 returns key's L1 entry if it may still be served as stale.
+func (c *Cache[V]) staleL1(key string) (*l1.Entry[V], bool) {
+	if c.l1 == nil {
+		return nil, false
+	}
+	e, ok := c.l1.Get(key)
+	if !ok || c.client.clock.NowNano() >= e.LocalStaleUntil {
+		return nil, false
+	}
+	return e, true
+}
+
+func (c *Cache[V]) inSWR(e *l1.Entry[V], now int64) bool {
+	return now < e.FreshUntil+int64(c.opts.StaleWhileRevalidate) && now < e.StaleUntil
+}
+
+func (c *Cache[V]) inSIE(e *l1.Entry[V], now int64) bool {
+	return now < e.FreshUntil+int64(c.opts.StaleIfError) && now < e.StaleUntil
+}
+
+// servedStale counts and reports a stale answer.
+func (c *Cache[V]) servedStale(ctx context.Context, e *l1.Entry[V], tier Tier, cause error) result[V] {
+	if cause == nil {
+		c.stats.staleHits.Add(1)
+	} else {
+		c.stats.staleOnError.Add(1)
+	}
+	c.observe(ctx, Event{Kind: EventStale, Tier: tier, Err: cause})
+	return result[V]{e: e, info: Info{Tier: tier, Stale: true, Cause: cause}}
+}
+
+// fetch is one flight: L2 (taking the load lease on a miss), then the loader.
+func (c *Cache[V]) fetch(ctx context.Context, key string, load Loader[V]) (result[V], error) {
+	f := fetcher[V]{c: c, key: key, load: load, gen: c.guard.begin(key)}
+	if e, ok := c.staleL1(key); ok {
+		f.stale = e
+	}
+	if c.client.l2 == nil {
+		if load == nil {
+			return f.miss()
+		}
+		return f.loadLocal(ctx)
+	}
+	if load == nil {
+		return f.lookup(ctx)
+	}
+	return f.leased(ctx)
+}
+
+// fetcher carries one flight's state through its steps.
+type fetcher[V any] struct {
+	c     *Cache[V]
+	key   string
+	load  Loader[V]
+	gen   uint64       // fill-guard generation at the start
+	stale *l1.Entry[V] // newest stale copy seen, for stale-if-error
+	token string       // lease token, once one is asked for
+}
+
+func (f *fetcher[V]) miss() (result[V], error) {
+	f.c.stats.misses.Add(1)
+	return result[V]{}, ErrNotFound
+}
+
+// lookup reads L2 without a loader: a fresh value or ErrNotFound.
+func (f *fetcher[V]) lookup(ctx context.Context) (result[V], error) {
+	e := f.c.readL2(ctx, f.key)
+	if e == nil || f.c.client.clock.NowNano() >= e.FreshUntil {
+		f.c.observe(ctx, Event{Kind: EventMiss})
+		return f.miss()
+	}
+	return f.hitL2(ctx, e), nil
+}
+
+func (f *fetcher[V]) hitL2(ctx context.Context, e *l1.Entry[V]) result[V] {
+	f.c.stats.l2Hits.Add(1)
+	f.c.observe(ctx, Event{Kind: EventHit, Tier: TierL2})
+	f.c.installL1(f.key, f.gen, e)
+	return result[V]{e: e, info: Info{Tier: TierL2}}
+}
+
+// leased reads L2 and takes the key's load lease in one step when the key is
+// absent, then loads as the lease holder or waits for the holder's fill.
+func (f *fetcher[V]) leased(ctx context.Context) (result[V], error) {
+	c := f.c
+	f.token = newToken()
+	b, granted, err := c.client.l2.GetOrLease(ctx, c.ns, f.key, f.token, c.opts.LeaseTTL)
+	if err != nil {
+		c.reportL2(ctx, "get", err)
+		return f.loadLocal(ctx)
+	}
+	if b != nil {
+		if r, done, err := f.present(ctx, b); done {
+			return r, err
+		}
+		if granted, err = c.client.l2.TryLease(ctx, c.ns, f.key, f.token, c.opts.LeaseTTL); err != nil {
+			c.reportL2(ctx, "lease", err)
+			return f.loadLocal(ctx)
+		}
 	}
 	c.stats.misses.Add(1)
 	c.observe(ctx, Event{Kind: EventMiss})
-	if load == nil {
-		return nil, ErrNotFound
+	if granted {
+		return f.loadAsHolder(ctx)
 	}
-	return c.load(ctx, key, gen, load)
+	return f.awaitFill(ctx)
 }
 
-// readL2 returns key's fresh entry from L2, or nil on a miss, an expired
-// entry, an L2 error (reported) or corrupt bytes (deleted and counted).
-func (c *Cache[V]) readL2(ctx context.Context, key string) *l1.Entry[V] {
-	store := c.client.l2
-	if store == nil {
-		return nil
+// present handles a value found in L2. It reports done when the value
+// answers the call: fresh, or stale inside the stale-while-revalidate window.
+// Otherwise the value is expired (kept as a stale-if-error fallback) or was
+// corrupt (deleted), and the caller must load.
+func (f *fetcher[V]) present(ctx context.Context, b []byte) (result[V], bool, error) {
+	c := f.c
+	e, err := c.decode(f.key, b)
+	if err != nil {
+		c.corrupt(ctx, f.key, err)
+		return result[V]{}, false, nil
 	}
-	b, err := store.Get(ctx, c.ns, key)
+	now := c.client.clock.NowNano()
+	switch {
+	case now < e.FreshUntil:
+		return f.hitL2(ctx, e), true, nil
+	case c.inSWR(e, now):
+		c.installL1(f.key, f.gen, e)
+		c.refreshAsync(ctx, f.key, e.Version, f.load)
+		return c.servedStale(ctx, e, TierL2, nil), true, nil
+	}
+	if c.inSIE(e, now) && (f.stale == nil || e.Version >= f.stale.Version) {
+		f.stale = e
+	}
+	return result[V]{}, false, nil
+}
+
+// loadAsHolder loads while holding the lease and fills L2 with a
+// compare-and-set on the lease token: if a Set or Delete removed the lease
+// meanwhile, the value goes back to this caller but is cached nowhere.
+func (f *fetcher[V]) loadAsHolder(ctx context.Context) (result[V], error) {
+	c := f.c
+	e, payload, err := c.loadEntry(ctx, f.key, f.load)
+	// The caller's ctx may be over; the lease must still be settled.
+	settle := context.WithoutCancel(ctx)
+	if e == nil || payload == nil && !e.Negative {
+		if rerr := c.client.l2.Release(settle, c.ns, f.key, f.token); rerr != nil {
+			c.reportL2(ctx, "release", rerr)
+		}
+		if e == nil {
+			return f.failed(ctx, err)
+		}
+		return result[V]{e: e, info: Info{Tier: TierLoader}}, nil
+	}
+	filled, ferr := c.client.l2.Fill(settle, c.ns, f.key, f.token, envelope(e, payload), c.l2TTL(e))
+	switch {
+	case ferr != nil:
+		c.reportL2(ctx, "fill", ferr)
+		c.installL1(f.key, f.gen, e)
+	case !filled:
+		c.stats.fillsRejected.Add(1)
+	default:
+		c.installL1(f.key, f.gen, e)
+	}
+	return f.loaded(e, err)
+}
+
+// loaded turns a loaded entry into the call's answer.
+func (f *fetcher[V]) loaded(e *l1.Entry[V], err error) (result[V], error) {
+	if e.Negative {
+		return result[V]{}, err
+	}
+	return result[V]{e: e, info: Info{Tier: TierLoader}}, nil
+}
+
+// failed answers a failed load: the stale copy inside the stale-if-error
+// window, or the error.
+func (f *fetcher[V]) failed(ctx context.Context, err error) (result[V], error) {
+	if f.stale != nil && !errors.Is(err, ErrNotFound) && f.c.inSIE(f.stale, f.c.client.clock.NowNano()) {
+		return f.c.servedStale(ctx, f.stale, TierL2, err), nil
+	}
+	return result[V]{}, err
+}
+
+// awaitFill waits for the lease holder's fill, polling with a back-off that
+// starts at a millisecond and doubles up to maxPoll. A lease that ends without
+// a fill (holder failed, cancelled or died) is taken over. Past LeaseWait the
+// caller loads itself and caches nothing, as nginx's cache lock does.
+func (f *fetcher[V]) awaitFill(ctx context.Context) (result[V], error) {
+	c := f.c
+	c.stats.leaseWaits.Add(1)
+	deadline := time.Now().Add(c.opts.LeaseWait)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for backoff := time.Millisecond; ; backoff = min(2*backoff, maxPoll) {
+		wait := min(backoff, time.Until(deadline))
+		if wait <= 0 {
+			break
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return result[V]{}, ctx.Err()
+		case <-timer.C:
+		}
+		b, granted, err := c.client.l2.GetOrLease(ctx, c.ns, f.key, f.token, c.opts.LeaseTTL)
+		switch {
+		case err != nil:
+			c.reportL2(ctx, "get", err)
+			return f.loadLocal(ctx)
+		case granted:
+			return f.loadAsHolder(ctx)
+		case b != nil:
+			if r, done, err := f.present(ctx, b); done {
+				return r, err
+			}
+		}
+	}
+	c.stats.leaseTimeouts.Add(1)
+	e, _, err := c.loadEntry(ctx, f.key, f.load)
+	if e == nil {
+		return f.failed(ctx, err)
+	}
+	return f.loaded(e, err)
+}
+
+// maxPoll caps the lease-wait back-off: a fill is noticed at most this late.
+const maxPoll = 32 * time.Millisecond
+
+// loadLocal loads without L2 (none configured, or it failed) and caches in L1.
+func (f *fetcher[V]) loadLocal(ctx context.Context) (result[V], error) {
+	c := f.c
+	e, _, err := c.loadEntry(ctx, f.key, f.load)
+	if e == nil {
+		return f.failed(ctx, err)
+	}
+	c.installL1(f.key, f.gen, e)
+	return f.loaded(e, err)
+}
+
+// loadEntry calls the loader and builds the entry to cache: a value entry
+// with its encoded payload, or a negative entry for ErrNotFound when
+// NegativeTTL is set (err is then the loader's). A nil entry means nothing to
+// answer with: err says why. A value entry with a nil payload is not
+// cacheable (too large or not encodable) but answers the caller.
+func (c *Cache[V]) loadEntry(ctx context.Context, key string, load Loader[V]) (*l1.Entry[V], []byte, error) {
+	v, d, err := c.runLoader(ctx, key, load)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		if c.opts.NegativeTTL == 0 {
+			return nil, nil, err
+		}
+		return c.newEntry(key, v, true, c.opts.NegativeTTL, d), nil, err
+	case err != nil:
+		return nil, nil, err
+	}
+	e := c.newEntry(key, v, false, c.opts.TTL, d)
+	payload, perr := c.encode(v)
+	if perr != nil {
+		c.stats.uncached.Add(1)
+		c.client.cfg.Logger.Warn("strata: loaded value not cached", "namespace", c.ns, "key", key, "err", perr)
+		return e, nil, nil
+	}
+	e.Size = len(payload)
+	return e, payload, nil
+}
+
+// runLoader calls load under the client's load tracking (Close cancels and
+// waits for it), turning a panic into a *PanicError, and counts it.
+func (c *Cache[V]) runLoader(ctx context.Context, key string, load Loader[V]) (V, time.Duration, error) {
+	ctx, done, err := c.client.beginLoad(ctx)
+	if err != nil {
+		var zero V
+		return zero, 0, err
+	}
+	defer done()
+	start := time.Now()
+	v, err := callLoader(ctx, key, load)
+	d := time.Since(start)
+	c.stats.loads.Add(1)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		c.stats.loadErrors.Add(1)
+	}
+	c.observe(ctx, Event{Kind: EventLoad, Tier: TierLoader, Duration: d, Err: err})
+	return v, d, err
+}
+
+// callLoader runs load, turning a panic into a *PanicError.
+func callLoader[V any](ctx context.Context, key string, load Loader[V]) (v V, err error) {
+	defer recoverInto(&err)
+	return load(ctx, key)
+}
+
+// newToken returns a lease token: random, so that a holder's compare-and-set
+// cannot succeed with another holder's lease.
+func newToken() string {
+	return strconv.FormatUint(mathrand.Uint64(), 36) + strconv.FormatUint(mathrand.Uint64(), 36)
+}
+
+// readL2 returns key's entry from L2 whatever its freshness, or nil on a
+// miss, an L2 error (reported) or corrupt bytes (deleted and counted).
+func (c *Cache[V]) readL2(ctx context.Context, key string) *l1.Entry[V] {
+	b, err := c.client.l2.Get(ctx, c.ns, key)
 	if err != nil {
 		c.reportL2(ctx, "get", err)
 		return nil
@@ -65,9 +367,6 @@ func (c *Cache[V]) readL2(ctx context.Context, key string) *l1.Entry[V] {
 	e, err := c.decode(key, b)
 	if err != nil {
 		c.corrupt(ctx, key, err)
-		return nil
-	}
-	if c.client.clock.NowNano() >= e.FreshUntil {
 		return nil
 	}
 	return e
@@ -88,6 +387,7 @@ func (c *Cache[V]) decode(key string, b []byte) (*l1.Entry[V], error) {
 			return nil, errors.Join(l2.ErrCorrupt, err)
 		}
 	}
+	e.RefreshFrom = c.refreshFrom(e)
 	return e, nil
 }
 
@@ -106,57 +406,42 @@ func (c *Cache[V]) reportL2(ctx context.Context, op string, err error) {
 	c.client.l2Error(ctx, c.ns, op, err)
 }
 
-// load calls the loader and caches its outcome: a value in both tiers, an
-// ErrNotFound as a negative entry when NegativeTTL is set, an error not at all.
-func (c *Cache[V]) load(ctx context.Context, key string, gen uint64, load Loader[V]) (*l1.Entry[V], error) {
-	ctx, done, err := c.client.beginLoad(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	start := time.Now()
-	v, err := callLoader(ctx, key, load)
-	d := time.Since(start)
-	c.stats.loads.Add(1)
-	c.observe(ctx, Event{Kind: EventLoad, Tier: TierLoader, Duration: d, Err: err})
-	switch {
-	case errors.Is(err, ErrNotFound):
-		if c.opts.NegativeTTL > 0 {
-			c.store(ctx, key, gen, c.newEntry(key, v, true, c.opts.NegativeTTL, d), nil)
-		}
-		return nil, err
-	case err != nil:
-		c.stats.loadErrors.Add(1)
-		return nil, err
-	}
-	e := c.newEntry(key, v, false, c.opts.TTL, d)
-	payload, err := c.encode(v)
-	if err != nil {
-		// The load succeeded: the caller gets its value, the cache does not.
-		c.stats.uncached.Add(1)
-		c.client.cfg.Logger.Warn("strata: loaded value not cached", "namespace", c.ns, "key", key, "err", err)
-		return e, nil
-	}
-	e.Size = len(payload)
-	c.store(ctx, key, gen, e, payload)
-	return e, nil
-}
-
-// callLoader runs load, turning a panic into a *PanicError.
-func callLoader[V any](ctx context.Context, key string, load Loader[V]) (v V, err error) {
-	defer recoverInto(&err)
-	return load(ctx, key)
-}
-
-// newEntry builds an entry fresh for ttl (jittered) from now.
+// newEntry builds an entry fresh for ttl (jittered) from now. A value entry
+// may be served stale for max(StaleWhileRevalidate, StaleIfError) after; a
+// negative entry never is.
 func (c *Cache[V]) newEntry(key string, v V, negative bool, ttl time.Duration, d time.Duration) *l1.Entry[V] {
 	now := c.client.clock.NowNano()
 	fresh := now + c.jitter(int64(ttl))
 	e := &l1.Entry[V]{Key: key, Negative: negative, Version: uint64(now), FreshUntil: fresh, StaleUntil: fresh, LoadDuration: d}
 	if !negative {
 		e.Value = v
+		e.StaleUntil += int64(max(c.opts.StaleWhileRevalidate, c.opts.StaleIfError))
 	}
+	e.RefreshFrom = c.refreshFrom(e)
 	return e
+}
+
+// xfetchHorizon: a hit more than this many delta·beta before expiry skips the
+// XFetch draw, whose chance to fire there is below e^-30 (about 1e-13). This
+// keeps the logarithm and the random draw off almost every hit.
+const xfetchHorizon = 30
+
+// refreshFrom is when hits on e start the XFetch draw.
+func (c *Cache[V]) refreshFrom(e *l1.Entry[V]) int64 {
+	beta := c.opts.EarlyRefreshBeta
+	if beta == 0 || e.Negative || e.LoadDuration <= 0 {
+		return math.MaxInt64
+	}
+	return e.FreshUntil - int64(xfetchHorizon*beta*float64(e.LoadDuration))
+}
+
+// earlyRefresh is XFetch on a fresh hit: refresh in the background when
+// now - delta·beta·ln(rand) >= expiry.
+func (c *Cache[V]) earlyRefresh(ctx context.Context, e *l1.Entry[V], now int64, load Loader[V]) {
+	gap := -float64(e.LoadDuration) * c.opts.EarlyRefreshBeta * math.Log(c.client.cfg.Rand())
+	if float64(now)+gap >= float64(e.FreshUntil) {
+		c.refreshAsync(ctx, e.Key, e.Version, load)
+	}
 }
 
 // encode marshals v and enforces MaxValueSize.
@@ -180,17 +465,9 @@ func envelope[V any](e *l1.Entry[V], payload []byte) []byte {
 	return env.Encode()
 }
 
-// store writes a loaded entry to L2, then to L1 unless a write to the key
-// happened since gen. An L2 failure is reported, not returned: the value is
-// still good for the caller and for L1.
-func (c *Cache[V]) store(ctx context.Context, key string, gen uint64, e *l1.Entry[V], payload []byte) {
-	if store := c.client.l2; store != nil {
-		ttl := time.Duration(e.StaleUntil - c.client.clock.NowNano())
-		if err := store.Set(ctx, c.ns, key, envelope(e, payload), ttl); err != nil {
-			c.reportL2(ctx, "set", err)
-		}
-	}
-	c.installL1(key, gen, e)
+// l2TTL is how long Redis keeps e: until it may no longer be served at all.
+func (c *Cache[V]) l2TTL(e *l1.Entry[V]) time.Duration {
+	return time.Duration(e.StaleUntil - c.client.clock.NowNano())
 }
 
 // installL1 puts e in L1 unless a write to key happened since gen.

@@ -16,6 +16,13 @@ type Stats struct {
 	L2Errors       uint64 // L2 commands that failed; the call went on without L2
 	CorruptEntries uint64 // undecodable L2 entries, deleted and treated as misses
 	Uncached       uint64 // loaded values not cached: too large or not encodable
+	StaleHits      uint64 // stale values served under StaleWhileRevalidate
+	StaleOnError   uint64 // stale values served under StaleIfError, the loader having failed
+	Refreshes      uint64 // background refreshes started (early refresh and stale-while-revalidate)
+	LeaseWaits     uint64 // loads that waited for another caller's lease instead of loading
+	LeaseTimeouts  uint64 // waits that outlasted LeaseWait and loaded without caching
+	FillsRejected  uint64 // loads whose lease a write ended first: not cached
+	Extensions     uint64 // sliding-expiration PEXPIREs sent to L2
 }
 
 // stats holds the counters. L1 hits are striped: every other path pays a
@@ -31,6 +38,13 @@ type stats struct {
 	l2Errors       atomic.Uint64
 	corruptEntries atomic.Uint64
 	uncached       atomic.Uint64
+	staleHits      atomic.Uint64
+	staleOnError   atomic.Uint64
+	refreshes      atomic.Uint64
+	leaseWaits     atomic.Uint64
+	leaseTimeouts  atomic.Uint64
+	fillsRejected  atomic.Uint64
+	extensions     atomic.Uint64
 }
 
 func (s *stats) snapshot() Stats {
@@ -44,6 +58,13 @@ func (s *stats) snapshot() Stats {
 		L2Errors:       s.l2Errors.Load(),
 		CorruptEntries: s.corruptEntries.Load(),
 		Uncached:       s.uncached.Load(),
+		StaleHits:      s.staleHits.Load(),
+		StaleOnError:   s.staleOnError.Load(),
+		Refreshes:      s.refreshes.Load(),
+		LeaseWaits:     s.leaseWaits.Load(),
+		LeaseTimeouts:  s.leaseTimeouts.Load(),
+		FillsRejected:  s.fillsRejected.Load(),
+		Extensions:     s.extensions.Load(),
 	}
 }
 

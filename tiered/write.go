@@ -3,7 +3,6 @@ package tiered
 import (
 	"context"
 	"fmt"
-	"time"
 )
 
 // set is Set after validation: Writer, then L2, then L1.
@@ -23,8 +22,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	e := c.newEntry(key, v, false, so.ttl, 0)
 	e.Size = len(payload)
 	if store := c.client.l2; store != nil {
-		ttl := time.Duration(e.StaleUntil - c.client.clock.NowNano())
-		if err := store.Set(ctx, c.ns, key, envelope(e, payload), ttl); err != nil {
+		if err := store.Write(ctx, c.ns, key, envelope(e, payload), c.l2TTL(e)); err != nil {
 			c.stats.l2Errors.Add(1)
 			c.dropL1(key)
 			return fmt.Errorf("tiered: set %q in L2: %w", key, err)

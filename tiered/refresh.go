@@ -1,0 +1,83 @@
+package tiered
+
+import (
+	"context"
+	"sync"
+)
+
+// refreshAsync refreshes key in the background unless this replica is
+// already refreshing it. The refresh runs with ctx's values but not its
+// cancellation (the caller has its answer already), bounded by
+// RefreshTimeout and ended by Close; across replicas the load lease lets one
+// refresh run.
+func (c *Cache[V]) refreshAsync(ctx context.Context, key string, seen uint64, load Loader[V]) {
+	if !c.refreshing.add(key) {
+		return
+	}
+	lctx, done, err := c.client.beginLoad(context.WithoutCancel(ctx))
+	if err != nil {
+		c.refreshing.remove(key)
+		return
+	}
+	c.stats.refreshes.Add(1)
+	c.observe(ctx, Event{Kind: EventRefresh})
+	go func() {
+		defer done()
+		defer c.refreshing.remove(key)
+		rctx, cancel := context.WithTimeout(lctx, c.opts.RefreshTimeout)
+		defer cancel()
+		c.refresh(rctx, key, seen, load)
+	}()
+}
+
+// refresh replaces key's value, whose version seen triggered it: from L2 if
+// another replica refreshed it already (a fresh, newer version), else by
+// loading under the load lease. A failed refresh leaves the current value
+// alone; runLoader counts and reports it.
+func (c *Cache[V]) refresh(ctx context.Context, key string, seen uint64, load Loader[V]) {
+	f := fetcher[V]{c: c, key: key, load: load, gen: c.guard.begin(key)}
+	store := c.client.l2
+	if store == nil {
+		_, _ = f.loadLocal(ctx)
+		return
+	}
+	if e := c.readL2(ctx, key); e != nil && e.Version > seen && c.client.clock.NowNano() < e.FreshUntil {
+		c.installL1(key, f.gen, e)
+		return
+	}
+	f.token = newToken()
+	granted, err := store.TryLease(ctx, c.ns, key, f.token, c.opts.LeaseTTL)
+	if err != nil {
+		c.reportL2(ctx, "lease", err)
+		return
+	}
+	if granted {
+		_, _ = f.loadAsHolder(ctx)
+	}
+}
+
+// keySet is a set of keys safe for concurrent use.
+type keySet struct {
+	mu   sync.Mutex
+	keys map[string]struct{}
+}
+
+// add adds key and reports whether it was absent.
+func (s *keySet) add(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.keys[key]; ok {
+		return false
+	}
+	if s.keys == nil {
+		s.keys = make(map[string]struct{})
+	}
+	s.keys[key] = struct{}{}
+	return true
+}
+
+func (s *keySet) remove(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.keys, key)
+}
