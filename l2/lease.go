@@ -104,3 +104,100 @@ func (s *Store) Write(ctx context.Context, ns, key string, data []byte, ttl time
 }
 
 func ms(d time.Duration) int64 { return int64(roundTTL(d) / time.Millisecond) }
+
+// GetOrLeaseMany is GetOrLease for several keys in one pipeline (split per
+// shard by go-redis, shards in parallel). Per key it returns the value (nil
+// when absent) and whether the lease was granted to token. Keys whose command
+// failed have neither; the error says why.
+func (s *Store) GetOrLeaseMany(ctx context.Context, ns string, keys []string, token string, ttl time.Duration) ([][]byte, []bool, error) {
+	vals := make([][]byte, len(keys))
+	granted := make([]bool, len(keys))
+	err := s.evalMany(ctx, getOrLeaseScript, len(keys), func(i int) ([]string, []any) {
+		k := s.Key(ns, keys[i])
+		return []string{k, k + leaseSuffix}, []any{token, ms(ttl)}
+	}, func(i int, cmd *redis.Cmd) error {
+		res, err := cmd.Slice()
+		if err != nil || len(res) != 2 {
+			return errors.Join(err, errors.New("l2: malformed lease script reply"))
+		}
+		if v, ok := res[0].(string); ok {
+			vals[i] = []byte(v)
+		} else {
+			n, _ := res[1].(int64)
+			granted[i] = n == 1
+		}
+		return nil
+	})
+	return vals, granted, err
+}
+
+// FillItem is one compare-and-set fill for FillMany.
+type FillItem struct {
+	Key  string
+	Data []byte
+	TTL  time.Duration
+}
+
+// FillMany is Fill for several keys leased with one token, in one pipeline.
+// It reports per item whether the data was stored.
+func (s *Store) FillMany(ctx context.Context, ns, token string, items []FillItem) ([]bool, error) {
+	filled := make([]bool, len(items))
+	err := s.evalMany(ctx, fillScript, len(items), func(i int) ([]string, []any) {
+		k := s.Key(ns, items[i].Key)
+		return []string{k, k + leaseSuffix}, []any{token, items[i].Data, ms(items[i].TTL)}
+	}, func(i int, cmd *redis.Cmd) error {
+		n, err := cmd.Int()
+		filled[i] = n == 1
+		return err
+	})
+	return filled, err
+}
+
+// ReleaseMany is Release for several keys leased with one token.
+func (s *Store) ReleaseMany(ctx context.Context, ns, token string, keys []string) error {
+	return s.evalMany(ctx, releaseScript, len(keys), func(i int) ([]string, []any) {
+		return []string{s.LeaseKey(ns, keys[i])}, []any{token}
+	}, func(int, *redis.Cmd) error { return nil })
+}
+
+// evalMany runs script n times in one pipeline, with args(i) giving each run's
+// keys and arguments and read(i) consuming each reply. Runs answered NOSCRIPT
+// (a shard that has not seen the script, or restarted) are sent again with
+// EVAL, which also caches the script there.
+func (s *Store) evalMany(ctx context.Context, script *redis.Script, n int,
+	args func(i int) ([]string, []any), read func(i int, cmd *redis.Cmd) error) error {
+	cmds := make([]*redis.Cmd, n)
+	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range n {
+			keys, argv := args(i)
+			cmds[i] = script.EvalSha(ctx, p, keys, argv...)
+		}
+		return nil
+	})
+	var retry []int
+	for i, cmd := range cmds {
+		if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			retry = append(retry, i)
+		}
+	}
+	if len(retry) > 0 {
+		_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, i := range retry {
+				keys, argv := args(i)
+				cmds[i] = script.Eval(ctx, p, keys, argv...)
+			}
+			return nil
+		})
+	}
+	var errs []error
+	for i, cmd := range cmds {
+		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			errs = append(errs, err)
+			continue
+		}
+		if err := read(i, cmd); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return joinDistinct(errs)
+}

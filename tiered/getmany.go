@@ -2,18 +2,27 @@ package tiered
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/strata-cache/strata/internal/flight"
 	"github.com/strata-cache/strata/l1"
 	"github.com/strata-cache/strata/l2"
 )
 
 // GetMany returns the values of keys that exist: from L1, then from L2 in one
-// pipeline (split per shard, shards in parallel), then from one call of load
-// with only the keys still missing. Keys that are not found are absent from
-// the map. A nil load makes GetMany a lookup. On a loader error the map holds
-// what was found before it, and the error is returned.
+// pipeline (split per shard, shards in parallel), then from load with only the
+// keys still missing. Keys that are not found are absent from the map.
+//
+// Loads coalesce per key with concurrent Get and GetMany calls on this
+// replica: a key another call is loading is awaited, not loaded twice. Across
+// replicas GetMany takes the load lease of each missing key; load receives
+// only the keys whose lease this call holds (and, past LeaseWait, the keys
+// still unfilled, whose results it then does not cache).
+//
+// A nil load makes GetMany a lookup. On a loader error the map holds what was
+// found, and the error is returned.
 func (c *Cache[V]) GetMany(ctx context.Context, keys []string, load BatchLoader[V]) (map[string]V, error) {
 	for _, k := range keys {
 		if err := c.check(k); err != nil {
@@ -22,23 +31,14 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, load BatchLoader[
 	}
 	out := make(map[string]V, len(keys))
 	missing := c.getManyL1(ctx, keys, out)
-	if len(missing) == 0 {
+	switch {
+	case len(missing) == 0:
+		return out, nil
+	case load == nil:
+		c.lookupMany(ctx, missing, out)
 		return out, nil
 	}
-	gens := make([]uint64, len(missing))
-	for i, k := range missing {
-		gens[i] = c.guard.begin(k)
-	}
-	missing, gens = c.getManyL2(ctx, missing, gens, out)
-	if len(missing) == 0 {
-		return out, nil
-	}
-	c.stats.misses.Add(uint64(len(missing)))
-	c.observe(ctx, Event{Kind: EventMiss})
-	if load == nil {
-		return out, nil
-	}
-	return out, c.loadMany(ctx, missing, gens, load, out)
+	return out, c.loadMany(ctx, missing, load, out)
 }
 
 // getManyL1 fills out from L1 and returns the distinct keys it lacks.
@@ -64,110 +64,391 @@ func (c *Cache[V]) getManyL1(ctx context.Context, keys []string, out map[string]
 	return missing
 }
 
-// getManyL2 fills out from L2 and returns the keys (and their generations) it lacks.
-func (c *Cache[V]) getManyL2(ctx context.Context, keys []string, gens []uint64, out map[string]V) ([]string, []uint64) {
+// lookupMany fills out with the fresh L2 values of keys.
+func (c *Cache[V]) lookupMany(ctx context.Context, keys []string, out map[string]V) {
 	store := c.client.l2
 	if store == nil {
-		return keys, gens
+		c.stats.misses.Add(uint64(len(keys)))
+		return
 	}
 	vals, err := store.GetMany(ctx, c.ns, keys)
 	if err != nil {
 		c.reportL2(ctx, "getmany", err)
 	}
 	now := c.client.clock.NowNano()
-	var corrupt []string
-	n := 0
 	for i, k := range keys {
-		var e *l1.Entry[V]
-		if vals[i] != nil {
-			var derr error
-			if e, derr = c.decode(k, vals[i]); derr != nil {
-				c.stats.corruptEntries.Add(1)
-				c.observe(ctx, Event{Kind: EventCorrupt, Tier: TierL2, Err: derr})
-				corrupt = append(corrupt, k)
-			}
-		}
+		f := fetcher[V]{c: c, key: k, gen: c.guard.begin(k)}
+		e := c.decodeOrDelete(ctx, k, vals[i])
 		if e == nil || now >= e.FreshUntil {
-			keys[n], gens[n] = k, gens[i]
-			n++
+			c.stats.misses.Add(1)
 			continue
 		}
-		c.stats.l2Hits.Add(1)
-		c.observe(ctx, Event{Kind: EventHit, Tier: TierL2})
-		c.installL1(k, gens[i], e)
-		if v, err := c.result(e); err == nil {
-			out[k] = v
+		if r := f.hitL2(ctx, e); !r.e.Negative {
+			out[k] = r.e.Value
 		}
 	}
-	if len(corrupt) > 0 {
-		if err := store.Delete(ctx, c.ns, corrupt...); err != nil {
-			c.reportL2(ctx, "delete", err)
-		}
-	}
-	return keys[:n], gens[:n]
 }
 
-// loadMany calls load once for keys, fills out and caches the outcome: found
-// values in both tiers, absent keys as negative entries when NegativeTTL is set.
-func (c *Cache[V]) loadMany(ctx context.Context, keys []string, gens []uint64, load BatchLoader[V], out map[string]V) error {
+// decodeOrDelete decodes b (nil for a miss), deleting it from L2 if corrupt.
+func (c *Cache[V]) decodeOrDelete(ctx context.Context, key string, b []byte) *l1.Entry[V] {
+	if b == nil {
+		return nil
+	}
+	e, err := c.decode(key, b)
+	if err != nil {
+		c.corrupt(ctx, key, err)
+		return nil
+	}
+	return e
+}
+
+// loadMany resolves keys missing from L1 with a loader: it leads the keys no
+// other call on this replica is loading and waits for the others.
+func (c *Cache[V]) loadMany(ctx context.Context, keys []string, load BatchLoader[V], out map[string]V) error {
+	b := &batch[V]{c: c, load: load}
+	waits := map[string]*flight.Call[result[V]]{}
+	for _, k := range keys {
+		call, leader := c.loads.Claim(k)
+		if !leader {
+			waits[k] = call
+			continue
+		}
+		b.keys = append(b.keys, k)
+		b.calls = append(b.calls, call)
+	}
+	var errs []error
+	if len(b.keys) > 0 {
+		errs = append(errs, b.run(ctx))
+		b.collect(out)
+	}
+	for k, call := range waits {
+		r, err, retry := call.Wait(ctx)
+		if retry {
+			r, err = c.getSlow(ctx, k, singleLoader(load))
+		}
+		switch {
+		case err == nil && r.e != nil && !r.e.Negative:
+			out[k] = r.e.Value
+		case err != nil && !errors.Is(err, ErrNotFound):
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// singleLoader adapts a batch loader to one key.
+func singleLoader[V any](load BatchLoader[V]) Loader[V] {
+	return func(ctx context.Context, key string) (V, error) {
+		m, err := load(ctx, []string{key})
+		if err != nil {
+			var zero V
+			return zero, err
+		}
+		v, ok := m[key]
+		if !ok {
+			return v, ErrNotFound
+		}
+		return v, nil
+	}
+}
+
+// batch is the part of a GetMany this call leads: its keys, their flight
+// calls, and per key the answer (res) or error (errs) handed to the callers
+// waiting on them when the batch finishes.
+type batch[V any] struct {
+	c     *Cache[V]
+	load  BatchLoader[V]
+	keys  []string
+	calls []*flight.Call[result[V]]
+	gens  []uint64
+	res   []result[V]
+	errs  []error
+	done  []bool // key resolved
+	token string
+}
+
+// run resolves every key of the batch and finishes its flight calls.
+func (b *batch[V]) run(ctx context.Context) (err error) {
+	n := len(b.keys)
+	b.gens, b.res, b.errs, b.done = make([]uint64, n), make([]result[V], n), make([]error, n), make([]bool, n)
+	for i, k := range b.keys {
+		b.gens[i] = b.c.guard.begin(k)
+		b.errs[i] = ErrNotFound
+	}
+	defer func() {
+		for i, k := range b.keys {
+			b.c.loads.Finish(k, b.calls[i], b.res[i], b.errs[i], b.errs[i] != nil && ctx.Err() != nil)
+		}
+	}()
+	if b.c.client.l2 == nil {
+		return b.loadAndCache(ctx, b.pending(), cacheL1)
+	}
+	return b.leased(ctx)
+}
+
+// pending lists the indexes of unresolved keys.
+func (b *batch[V]) pending() []int {
+	var idx []int
+	for i, d := range b.done {
+		if !d {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+// leased reads L2 taking leases of absent keys, loads the keys it holds
+// leases for, and waits for the fills of the others.
+func (b *batch[V]) leased(ctx context.Context) error {
+	c := b.c
+	b.token = newToken()
+	held, others, err := b.readOrLease(ctx, b.pending())
+	if err != nil {
+		// L2 is unavailable: load everything still pending, cache in L1 only.
+		c.reportL2(ctx, "getmany", err)
+		return b.loadAndCache(ctx, b.pending(), cacheL1)
+	}
+	c.stats.misses.Add(uint64(len(held) + len(others)))
+	errs := []error{b.loadAndCache(ctx, held, fillLeased)}
+	if len(others) > 0 {
+		c.stats.leaseWaits.Add(uint64(len(others)))
+		errs = append(errs, b.await(ctx, others))
+	}
+	return errors.Join(errs...)
+}
+
+// readOrLease asks L2 for the keys idx, resolving those with a fresh (or
+// revalidating stale) value and sorting the rest into keys whose lease this
+// batch now holds and keys another caller holds.
+func (b *batch[V]) readOrLease(ctx context.Context, idx []int) (held, others []int, err error) {
+	c := b.c
+	keys := make([]string, len(idx))
+	for j, i := range idx {
+		keys[j] = b.keys[i]
+	}
+	vals, granted, err := c.client.l2.GetOrLeaseMany(ctx, c.ns, keys, b.token, c.opts.LeaseTTL)
+	if err != nil {
+		return nil, nil, err
+	}
+	for j, i := range idx {
+		switch {
+		case granted[j]:
+			held = append(held, i)
+		case vals[j] == nil:
+			others = append(others, i)
+		case b.present(ctx, i, vals[j]):
+		default:
+			// Present but expired or corrupt: lease it like an absent key.
+			ok, err := c.client.l2.TryLease(ctx, c.ns, b.keys[i], b.token, c.opts.LeaseTTL)
+			if err != nil {
+				return nil, nil, err
+			}
+			if ok {
+				held = append(held, i)
+			} else {
+				others = append(others, i)
+			}
+		}
+	}
+	return held, others, nil
+}
+
+// present resolves key i from its L2 bytes if they answer it.
+func (b *batch[V]) present(ctx context.Context, i int, data []byte) bool {
+	f := fetcher[V]{c: b.c, key: b.keys[i], load: singleLoader(b.load), gen: b.gens[i]}
+	r, done, _ := f.present(ctx, data)
+	if done {
+		b.resolve(i, r, nil)
+	}
+	return done
+}
+
+func (b *batch[V]) resolve(i int, r result[V], err error) {
+	b.res[i], b.errs[i], b.done[i] = r, err, true
+}
+
+// await polls L2 for the fills of keys others hold leases for, with the same
+// back-off as a single Get, taking over leases that end unfilled. Keys still
+// unresolved after LeaseWait are loaded and not cached.
+func (b *batch[V]) await(ctx context.Context, idx []int) error {
+	c := b.c
+	deadline := time.Now().Add(c.opts.LeaseWait)
+	var errs []error
+	for backoff := time.Millisecond; len(idx) > 0; backoff = min(2*backoff, maxPoll) {
+		wait := min(backoff, time.Until(deadline))
+		if wait <= 0 {
+			c.stats.leaseTimeouts.Add(uint64(len(idx)))
+			return errors.Join(append(errs, b.loadAndCache(ctx, idx, cacheNothing))...)
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+		held, others, err := b.readOrLease(ctx, idx)
+		if err != nil {
+			c.reportL2(ctx, "getmany", err)
+			return errors.Join(append(errs, b.loadAndCache(ctx, idx, cacheL1))...)
+		}
+		errs = append(errs, b.loadAndCache(ctx, held, fillLeased))
+		idx = others
+	}
+	return errors.Join(errs...)
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// caching says where loaded values go.
+type caching uint8
+
+const (
+	fillLeased   caching = iota // L2 under the batch's leases, then L1 where the fill won
+	cacheL1                     // L1 only: L2 is absent or unavailable
+	cacheNothing                // nowhere: the lease wait timed out
+)
+
+// loadAndCache calls the batch loader once for keys idx, resolves them and
+// caches the results as mode says. Keys the loader does not return are not
+// found.
+func (b *batch[V]) loadAndCache(ctx context.Context, idx []int, mode caching) error {
+	if len(idx) == 0 {
+		return nil
+	}
+	c := b.c
+	keys := make([]string, len(idx))
+	for j, i := range idx {
+		keys[j] = b.keys[i]
+	}
+	found, err := c.runBatchLoader(ctx, keys, b.load)
+	if err != nil {
+		if mode == fillLeased {
+			b.release(ctx, keys)
+		}
+		for _, i := range idx {
+			b.resolve(i, result[V]{}, err)
+		}
+		return err
+	}
+	entries, payloads := b.entries(idx, found)
+	switch mode {
+	case fillLeased:
+		b.fill(ctx, idx, entries, payloads)
+	case cacheL1:
+		for j, i := range idx {
+			if entries[j] != nil {
+				c.installL1(b.keys[i], b.gens[i], entries[j])
+			}
+		}
+	}
+	return nil
+}
+
+// entries builds the entry of each key idx from the loader's map and resolves
+// the keys. An entry is nil when there is nothing to cache (not found without
+// NegativeTTL, or a value too large); a payload is nil for negative entries.
+func (b *batch[V]) entries(idx []int, found map[string]V) ([]*l1.Entry[V], [][]byte) {
+	c := b.c
+	entries, payloads := make([]*l1.Entry[V], len(idx)), make([][]byte, len(idx))
+	for j, i := range idx {
+		key := b.keys[i]
+		v, ok := found[key]
+		if !ok {
+			b.resolve(i, result[V]{}, ErrNotFound)
+			if c.opts.NegativeTTL > 0 {
+				entries[j] = c.newEntry(key, v, true, c.opts.NegativeTTL, 0)
+			}
+			continue
+		}
+		e := c.newEntry(key, v, false, c.opts.TTL, 0)
+		b.resolve(i, result[V]{e: e, info: Info{Tier: TierLoader}}, nil)
+		payload, err := c.encode(v)
+		if err != nil {
+			c.stats.uncached.Add(1)
+			continue
+		}
+		e.Size = len(payload)
+		entries[j], payloads[j] = e, payload
+	}
+	return entries, payloads
+}
+
+// fill writes leased entries to L2 with a compare-and-set on the batch's
+// token and installs in L1 those that were stored. Keys with nothing to cache
+// have their leases released.
+func (b *batch[V]) fill(ctx context.Context, idx []int, entries []*l1.Entry[V], payloads [][]byte) {
+	c := b.c
+	settle := context.WithoutCancel(ctx)
+	var items []l2.FillItem
+	var itemIdx []int
+	var release []string
+	for j, i := range idx {
+		if entries[j] == nil {
+			release = append(release, b.keys[i])
+			continue
+		}
+		items = append(items, l2.FillItem{Key: b.keys[i], Data: envelope(entries[j], payloads[j]), TTL: c.l2TTL(entries[j])})
+		itemIdx = append(itemIdx, j)
+	}
+	if len(release) > 0 {
+		b.release(ctx, release)
+	}
+	if len(items) == 0 {
+		return
+	}
+	filled, err := c.client.l2.FillMany(settle, c.ns, b.token, items)
+	if err != nil {
+		c.reportL2(ctx, "fill", err)
+	}
+	for n, j := range itemIdx {
+		i := idx[j]
+		if !filled[n] {
+			c.stats.fillsRejected.Add(1)
+			continue
+		}
+		c.installL1(b.keys[i], b.gens[i], entries[j])
+	}
+}
+
+func (b *batch[V]) release(ctx context.Context, keys []string) {
+	if err := b.c.client.l2.ReleaseMany(context.WithoutCancel(ctx), b.c.ns, b.token, keys); err != nil {
+		b.c.reportL2(ctx, "release", err)
+	}
+}
+
+// collect copies the batch's found values into out.
+func (b *batch[V]) collect(out map[string]V) {
+	for i, k := range b.keys {
+		if r := b.res[i]; b.errs[i] == nil && r.e != nil && !r.e.Negative {
+			out[k] = r.e.Value
+		}
+	}
+}
+
+// runBatchLoader calls load under the client's load tracking, turning a panic
+// into a *PanicError, and counts it.
+func (c *Cache[V]) runBatchLoader(ctx context.Context, keys []string, load BatchLoader[V]) (map[string]V, error) {
 	ctx, done, err := c.client.beginLoad(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer done()
 	start := time.Now()
 	found, err := callBatchLoader(ctx, keys, load)
 	d := time.Since(start)
 	c.stats.loads.Add(1)
-	c.observe(ctx, Event{Kind: EventLoad, Tier: TierLoader, Duration: d, Err: err})
 	if err != nil {
 		c.stats.loadErrors.Add(1)
-		return err
 	}
-	entries := make([]*l1.Entry[V], 0, len(keys))
-	entryGens := make([]uint64, 0, len(keys))
-	items := make([]l2.Item, 0, len(keys))
-	for i, k := range keys {
-		if v, ok := found[k]; ok {
-			out[k] = v
-		}
-		e, payload, ok := c.batchEntry(k, found, d)
-		if !ok {
-			continue
-		}
-		entries = append(entries, e)
-		entryGens = append(entryGens, gens[i])
-		items = append(items, l2.Item{Key: k, Data: envelope(e, payload), TTL: time.Duration(e.StaleUntil - c.client.clock.NowNano())})
-	}
-	if store := c.client.l2; store != nil && len(items) > 0 {
-		if err := store.SetMany(ctx, c.ns, items); err != nil {
-			c.reportL2(ctx, "setmany", err)
-		}
-	}
-	for i, e := range entries {
-		c.installL1(e.Key, entryGens[i], e)
-	}
-	return nil
-}
-
-// batchEntry builds the entry to cache for key after a batch load, and
-// reports false when there is nothing to cache.
-func (c *Cache[V]) batchEntry(key string, found map[string]V, d time.Duration) (*l1.Entry[V], []byte, bool) {
-	v, ok := found[key]
-	if !ok {
-		if c.opts.NegativeTTL == 0 {
-			return nil, nil, false
-		}
-		return c.newEntry(key, v, true, c.opts.NegativeTTL, d), nil, true
-	}
-	payload, err := c.encode(v)
-	if err != nil {
-		c.stats.uncached.Add(1)
-		return nil, nil, false
-	}
-	e := c.newEntry(key, v, false, c.opts.TTL, d)
-	e.Size = len(payload)
-	return e, payload, true
+	c.observe(ctx, Event{Kind: EventLoad, Tier: TierLoader, Duration: d, Err: err})
+	return found, err
 }
 
 // callBatchLoader runs load, turning a panic into a *PanicError.

@@ -21,16 +21,7 @@ var errPanicked = errors.New("flight: call panicked")
 // Group deduplicates concurrent calls by key. The zero Group is ready to use.
 type Group[T any] struct {
 	mu    sync.Mutex
-	calls map[string]*call[T]
-}
-
-type call[T any] struct {
-	done chan struct{}
-	val  T
-	err  error
-	// abandoned: the leader's ctx ended and fn failed; the result says
-	// nothing about the key, so waiters retry instead of taking it.
-	abandoned bool
+	calls map[string]*Call[T]
 }
 
 // Do runs fn for key unless a call for key is already running, in which case
@@ -39,39 +30,73 @@ type call[T any] struct {
 // and fn fails, the waiters do not get the failure: one of them runs fn anew.
 func (g *Group[T]) Do(ctx context.Context, key string, fn func(context.Context) (T, error)) (v T, err error, shared bool) {
 	for {
-		g.mu.Lock()
-		c, running := g.calls[key]
-		if !running {
-			if g.calls == nil {
-				g.calls = make(map[string]*call[T])
-			}
-			c = &call[T]{done: make(chan struct{}), err: errPanicked}
-			g.calls[key] = c
-			g.mu.Unlock()
+		c, leader := g.Claim(key)
+		if leader {
 			g.run(ctx, key, c, fn)
 			return c.val, c.err, false
 		}
-		g.mu.Unlock()
-		select {
-		case <-c.done:
-			if c.abandoned && ctx.Err() == nil {
-				continue
-			}
-			return c.val, c.err, true
-		case <-ctx.Done():
-			var zero T
-			return zero, ctx.Err(), true
+		v, err, retry := c.Wait(ctx)
+		if !retry {
+			return v, err, true
 		}
 	}
 }
 
-func (g *Group[T]) run(ctx context.Context, key string, c *call[T], fn func(context.Context) (T, error)) {
-	defer func() {
-		g.mu.Lock()
-		delete(g.calls, key)
-		g.mu.Unlock()
-		close(c.done)
-	}()
-	c.val, c.err = fn(ctx)
-	c.abandoned = c.err != nil && ctx.Err() != nil
+func (g *Group[T]) run(ctx context.Context, key string, c *Call[T], fn func(context.Context) (T, error)) {
+	var v T
+	err := errPanicked
+	defer func() { g.Finish(key, c, v, err, err != nil && ctx.Err() != nil) }()
+	v, err = fn(ctx)
+}
+
+// Claim makes the caller the leader of key's call if none is running: it must
+// then Finish the returned call. Otherwise it returns the running call, to
+// Wait on. Batch callers use it to lead some keys and wait on others.
+func (g *Group[T]) Claim(key string) (c *Call[T], leader bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c, ok := g.calls[key]; ok {
+		return c, false
+	}
+	if g.calls == nil {
+		g.calls = make(map[string]*Call[T])
+	}
+	c = &Call[T]{done: make(chan struct{}), err: errPanicked}
+	g.calls[key] = c
+	return c, true
+}
+
+// Finish ends the leader's call c for key with v and err and wakes its
+// waiters. abandoned says the result came from the leader giving up (its ctx
+// ended): waiters then retry instead of taking it.
+func (g *Group[T]) Finish(key string, c *Call[T], v T, err error, abandoned bool) {
+	c.val, c.err, c.abandoned = v, err, abandoned
+	g.mu.Lock()
+	delete(g.calls, key)
+	g.mu.Unlock()
+	close(c.done)
+}
+
+// Call is one running call.
+type Call[T any] struct {
+	done chan struct{}
+	val  T
+	err  error
+	// abandoned: the leader's ctx ended and fn failed; the result says
+	// nothing about the key, so waiters retry instead of taking it.
+	abandoned bool
+}
+
+// Wait waits for c's result or for ctx to end. retry reports an abandoned
+// call: the caller should claim the key again.
+func (c *Call[T]) Wait(ctx context.Context) (v T, err error, retry bool) {
+	select {
+	case <-c.done:
+		if c.abandoned && ctx.Err() == nil {
+			return v, nil, true
+		}
+		return c.val, c.err, false
+	case <-ctx.Done():
+		return v, ctx.Err(), false
+	}
 }
