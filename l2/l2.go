@@ -216,6 +216,11 @@ func (s *Store) pipelineGetMany(ctx context.Context, full []string, out [][]byte
 	return joinDistinct(errs)
 }
 
+// Expire sets key's time to live to ttl (sliding expiration).
+func (s *Store) Expire(ctx context.Context, ns, key string, ttl time.Duration) error {
+	return s.client.PExpire(ctx, s.Key(ns, key), roundTTL(ttl)).Err()
+}
+
 // Item is one entry to write with SetMany.
 type Item struct {
 	Key  string

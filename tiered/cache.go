@@ -36,6 +36,7 @@ type Cache[V any] struct {
 	loads      flight.Group[result[V]] // Gets with a loader
 	lookup     flight.Group[result[V]] // Gets without one: they must not answer a loader's waiters
 	refreshing keySet                  // keys with a background refresh running
+	extensions extensionLog            // sliding expiration: next extension per key
 	guard      fillGuard
 	stats      stats
 }
@@ -51,6 +52,7 @@ func NewCache[V any](c *Client, namespace string, opts Options[V]) (*Cache[V], e
 	}
 	cache := &Cache[V]{client: c, ns: namespace, opts: opts}
 	cache.guard.seed = maphash.MakeSeed()
+	cache.extensions.seed = maphash.MakeSeed()
 	if !opts.L1.Disabled {
 		local, err := l1.New[V](opts.l1Config())
 		if err != nil {
@@ -124,6 +126,9 @@ func (c *Cache[V]) hitL1(ctx context.Context, e *l1.Entry[V], now int64, load Lo
 	c.stats.l1Hits.add()
 	if now >= e.RefreshFrom && load != nil {
 		c.earlyRefresh(ctx, e, now, load)
+	}
+	if c.opts.Sliding && !e.Negative {
+		c.slide(ctx, e.Key, now)
 	}
 	c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
 	return c.result(e)

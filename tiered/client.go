@@ -197,6 +197,18 @@ func (c *Client) beginLoad(ctx context.Context) (context.Context, func(), error)
 	}, nil
 }
 
+// stopwatch starts timing a load: with the injected clock when there is one
+// (tests then control load durations), else with the monotonic clock (the
+// coarse clock's millisecond would round short loads to zero).
+func (c *Client) stopwatch() func() time.Duration {
+	if c.coarse == nil {
+		start := c.clock.NowNano()
+		return func() time.Duration { return time.Duration(c.clock.NowNano() - start) }
+	}
+	start := time.Now()
+	return func() time.Duration { return time.Since(start) }
+}
+
 // l2Error reports a failed L2 command: observer, then a rate-limited log.
 func (c *Client) l2Error(ctx context.Context, ns, op string, err error) {
 	if o := c.cfg.Observer; o != nil {

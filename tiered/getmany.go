@@ -59,6 +59,9 @@ func (c *Cache[V]) getManyL1(ctx context.Context, keys []string, out map[string]
 		c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
 		if v, err := c.result(e); err == nil {
 			out[k] = v
+			if c.opts.Sliding {
+				c.slide(ctx, k, c.client.clock.NowNano())
+			}
 		}
 	}
 	return missing
@@ -440,9 +443,9 @@ func (c *Cache[V]) runBatchLoader(ctx context.Context, keys []string, load Batch
 		return nil, err
 	}
 	defer done()
-	start := time.Now()
+	elapsed := c.client.stopwatch()
 	found, err := callBatchLoader(ctx, keys, load)
-	d := time.Since(start)
+	d := elapsed()
 	c.stats.loads.Add(1)
 	if err != nil {
 		c.stats.loadErrors.Add(1)

@@ -131,6 +131,9 @@ func (f *fetcher[V]) lookup(ctx context.Context) (result[V], error) {
 }
 
 func (f *fetcher[V]) hitL2(ctx context.Context, e *l1.Entry[V]) result[V] {
+	if f.c.opts.Sliding && !e.Negative {
+		f.c.slide(ctx, f.key, f.c.client.clock.NowNano())
+	}
 	f.c.stats.l2Hits.Add(1)
 	f.c.observe(ctx, Event{Kind: EventHit, Tier: TierL2})
 	f.c.installL1(f.key, f.gen, e)
@@ -330,9 +333,9 @@ func (c *Cache[V]) runLoader(ctx context.Context, key string, load Loader[V]) (V
 		return zero, 0, err
 	}
 	defer done()
-	start := time.Now()
+	elapsed := c.client.stopwatch()
 	v, err := callLoader(ctx, key, load)
-	d := time.Since(start)
+	d := elapsed()
 	c.stats.loads.Add(1)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		c.stats.loadErrors.Add(1)
@@ -385,6 +388,12 @@ func (c *Cache[V]) decode(key string, b []byte) (*l1.Entry[V], error) {
 	if !env.Negative {
 		if e.Value, err = c.opts.Codec.Unmarshal(env.Payload); err != nil {
 			return nil, errors.Join(l2.ErrCorrupt, err)
+		}
+		if c.opts.Sliding {
+			// Redis's TTL, pushed out by accesses, is the value's life: being
+			// there, it was read within TTL, and L1 keeps it at most TTL more.
+			e.FreshUntil = c.client.clock.NowNano() + int64(c.opts.TTL)
+			e.StaleUntil = e.FreshUntil + int64(max(c.opts.StaleWhileRevalidate, c.opts.StaleIfError))
 		}
 	}
 	e.RefreshFrom = c.refreshFrom(e)
