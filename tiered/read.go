@@ -444,13 +444,18 @@ func (c *Cache[V]) refreshFrom(e *l1.Entry[V]) int64 {
 	return e.FreshUntil - int64(xfetchHorizon*beta*float64(e.LoadDuration))
 }
 
-// earlyRefresh is XFetch on a fresh hit: refresh in the background when
-// now - delta·beta·ln(rand) >= expiry.
+// earlyRefresh is XFetch on a fresh hit: refresh in the background when due.
 func (c *Cache[V]) earlyRefresh(ctx context.Context, e *l1.Entry[V], now int64, load Loader[V]) {
-	gap := -float64(e.LoadDuration) * c.opts.EarlyRefreshBeta * math.Log(c.client.cfg.Rand())
-	if float64(now)+gap >= float64(e.FreshUntil) {
+	if c.xfetchDue(e, now) {
 		c.refreshAsync(ctx, e.Key, e.Version, load)
 	}
+}
+
+// xfetchDue draws whether now - delta·beta·ln(rand) >= expiry: the chance is
+// exp(-(expiry-now)/(delta·beta)), rising as expiry nears.
+func (c *Cache[V]) xfetchDue(e *l1.Entry[V], now int64) bool {
+	gap := -float64(e.LoadDuration) * c.opts.EarlyRefreshBeta * math.Log(c.client.cfg.Rand())
+	return float64(now)+gap >= float64(e.FreshUntil)
 }
 
 // encode marshals v and enforces MaxValueSize.
