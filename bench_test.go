@@ -3,7 +3,10 @@ package strata_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -294,5 +297,97 @@ func BenchmarkRawSequentialGets100(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	}
+}
+
+// BenchmarkStampede sends 3 replicas × 16 goroutines at once at each cold
+// key, the loader taking 1 ms like a fast database query. It reports loads
+// per key (the target is 1: one load for the whole cluster) and the p99
+// latency of the Gets.
+func BenchmarkStampede(b *testing.B) {
+	srv := redistest.Start(b)
+	ctx := context.Background()
+	var caches []*tiered.Cache[string]
+	for range 3 {
+		client, err := tiered.NewClient(ctx, tiered.Config{Redis: l2.Config{Addrs: []string{srv.Addr()}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = client.Close() })
+		cache, err := tiered.NewCache(client, "stampede", tiered.Options[string]{TTL: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		caches = append(caches, cache)
+	}
+	var loads atomic.Int64
+	load := func(context.Context, string) (string, error) {
+		loads.Add(1)
+		time.Sleep(time.Millisecond) // the database's latency
+		return "value", nil
+	}
+	const perReplica = 16
+	var latencies []time.Duration
+	var mu sync.Mutex
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		key := "cold:" + strconv.Itoa(i)
+		var wg sync.WaitGroup
+		for _, c := range caches {
+			for range perReplica {
+				wg.Go(func() {
+					start := time.Now()
+					if _, err := c.Get(ctx, key, load); err != nil {
+						b.Error(err)
+					}
+					d := time.Since(start)
+					mu.Lock()
+					latencies = append(latencies, d)
+					mu.Unlock()
+				})
+			}
+		}
+		wg.Wait()
+	}
+	b.StopTimer()
+	slices.Sort(latencies)
+	b.ReportMetric(float64(loads.Load())/float64(b.N), "loads/key")
+	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkL1HitEarlyRefresh is BenchmarkL1Hit with a loader passed to Get
+// and entries that carry a load duration, with XFetch on (beta 1) and off:
+// the early-refresh check must cost a hit almost nothing.
+func BenchmarkL1HitEarlyRefresh(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		beta float64
+	}{{"on", 1}, {"off", -1}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			client, err := tiered.NewClient(ctx, tiered.Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer client.Close()
+			cache, err := tiered.NewCache(client, "bench", tiered.Options[*benchUser]{TTL: time.Hour, EarlyRefreshBeta: tc.beta})
+			if err != nil {
+				b.Fatal(err)
+			}
+			load := func(_ context.Context, k string) (*benchUser, error) {
+				return &benchUser{Name: k, Email: k + "@example.com"}, nil
+			}
+			keys := benchKeyList()
+			for _, k := range keys {
+				if _, err := cache.Get(ctx, k, load); err != nil {
+					b.Fatal(err)
+				}
+			}
+			run(b, true, func(i int) {
+				if _, err := cache.Get(ctx, keys[i%benchKeys], load); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
 	}
 }
