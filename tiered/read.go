@@ -131,8 +131,12 @@ func (f *fetcher[V]) lookup(ctx context.Context) (result[V], error) {
 }
 
 func (f *fetcher[V]) hitL2(ctx context.Context, e *l1.Entry[V]) result[V] {
+	now := f.c.client.clock.NowNano()
+	if f.load != nil && now >= e.RefreshFrom {
+		f.c.earlyRefresh(ctx, e, now, f.load)
+	}
 	if f.c.opts.Sliding && !e.Negative {
-		f.c.slide(ctx, f.key, f.c.client.clock.NowNano())
+		f.c.slide(ctx, f.key, now)
 	}
 	f.c.stats.l2Hits.Add(1)
 	f.c.observe(ctx, Event{Kind: EventHit, Tier: TierL2})
