@@ -152,6 +152,9 @@ func Open(cfg Config) (*Store, error) {
 	return &Store{client: cfg.newClient(), owned: cfg.Client == nil, prefix: cfg.Prefix}, nil
 }
 
+// Prefix returns the key prefix in force.
+func (s *Store) Prefix() string { return s.prefix }
+
 // Client returns the underlying go-redis client, for instrumentation such as
 // redisotel. Callers must not close it.
 func (s *Store) Client() redis.UniversalClient { return s.client }

@@ -87,7 +87,7 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V]) (V, erro
 		var zero V
 		return zero, err
 	}
-	if c.l1 != nil {
+	if c.l1 != nil && c.client.trusted.Load() {
 		if e, ok := c.l1.Get(key); ok {
 			if now := c.client.clock.NowNano(); now < e.LocalFreshUntil {
 				return c.hitL1(ctx, e, now, load)
@@ -179,7 +179,7 @@ func (c *Cache[V]) check(key string) error {
 
 // getL1 returns the L1 entry of key if it is fresh.
 func (c *Cache[V]) getL1(key string) (*l1.Entry[V], bool) {
-	if c.l1 == nil {
+	if c.l1 == nil || !c.client.trusted.Load() {
 		return nil, false
 	}
 	e, ok := c.l1.Get(key)
@@ -256,6 +256,20 @@ func (g *fillGuard) install(key string, gen uint64, fn func()) bool {
 	}
 	fn()
 	return true
+}
+
+// writeAll bumps every stripe and runs fn under all their locks.
+func (g *fillGuard) writeAll(fn func()) {
+	for i := range g.stripes {
+		g.stripes[i].mu.Lock()
+		g.stripes[i].gen.Add(1)
+	}
+	defer func() {
+		for i := range g.stripes {
+			g.stripes[i].mu.Unlock()
+		}
+	}()
+	fn()
 }
 
 // write bumps key's stripe and runs fn under its lock.

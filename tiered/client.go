@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/strata-cache/strata/cluster"
+	"github.com/strata-cache/strata/coherence"
 	"github.com/strata-cache/strata/internal/clock"
 	"github.com/strata-cache/strata/l2"
 )
@@ -54,6 +55,10 @@ type Config struct {
 	// Clock is the time source for TTLs. Nil means the real clock, read
 	// through a copy refreshed every millisecond.
 	Clock Clock
+	// InvalidationKey authenticates invalidation messages on both channels
+	// with HMAC-SHA-256: messages without a valid MAC are dropped. Every
+	// replica and producer must share it. Nil means unauthenticated messages.
+	InvalidationKey []byte
 	// Rand returns uniform numbers in [0, 1) for jitter. It must be safe for
 	// concurrent use. Nil means math/rand/v2's Float64.
 	Rand func() float64
@@ -100,7 +105,10 @@ type Client struct {
 	loads  sync.WaitGroup
 
 	mu     sync.Mutex
-	caches []interface{ close() }
+	caches []registeredCache
+
+	bus     *coherence.Bus // nil without any invalidation channel
+	trusted atomic.Bool    // some channel vouches for L1 (always, without channels)
 
 	l2Log rateLimitedLog
 }
@@ -127,6 +135,10 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	c.l2Log.interval = int64(cfg.LogInterval)
+	if err := c.startBus(); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -153,6 +165,9 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 	c.cancel()
 	c.loads.Wait()
+	if c.bus != nil {
+		_ = c.bus.Close()
+	}
 	for _, cache := range caches {
 		cache.close()
 	}
@@ -166,7 +181,7 @@ func (c *Client) Close() error {
 }
 
 // register adds a cache to be closed with the client.
-func (c *Client) register(cache interface{ close() }) error {
+func (c *Client) register(cache registeredCache) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed.Load() {

@@ -58,7 +58,7 @@ func (c *Cache[V]) getSlow(ctx context.Context, key string, load Loader[V]) (res
 
 // staleL1 returns key's L1 entry if it may still be served as stale.
 func (c *Cache[V]) staleL1(key string) (*l1.Entry[V], bool) {
-	if c.l1 == nil {
+	if c.l1 == nil || !c.client.trusted.Load() {
 		return nil, false
 	}
 	e, ok := c.l1.Get(key)
@@ -152,7 +152,7 @@ func (f *fetcher[V]) leased(ctx context.Context) (result[V], error) {
 	b, granted, err := c.client.l2.GetOrLease(ctx, c.ns, f.key, f.token, c.opts.LeaseTTL)
 	if err != nil {
 		c.reportL2(ctx, "get", err)
-		return f.loadLocal(ctx)
+		return f.withoutL2(ctx)
 	}
 	if b != nil {
 		if r, done, err := f.present(ctx, b); done {
@@ -289,6 +289,23 @@ func (f *fetcher[V]) awaitFill(ctx context.Context) (result[V], error) {
 
 // maxPoll caps the lease-wait back-off: a fill is noticed at most this late.
 const maxPoll = 32 * time.Millisecond
+
+// withoutL2 answers when L2 failed: from L1 even if no channel vouches for
+// it (L2, the truth it would be checked against, is out of reach), else by
+// loading.
+func (f *fetcher[V]) withoutL2(ctx context.Context) (result[V], error) {
+	c := f.c
+	if c.l1 != nil && !c.client.trusted.Load() {
+		if e, ok := c.l1.Get(f.key); ok {
+			if now := c.client.clock.NowNano(); now < e.LocalFreshUntil {
+				c.stats.l1Hits.add()
+				c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
+				return result[V]{e: e, info: Info{Tier: TierL1}}, nil
+			}
+		}
+	}
+	return f.loadLocal(ctx)
+}
 
 // loadLocal loads without L2 (none configured, or it failed) and caches in L1.
 func (f *fetcher[V]) loadLocal(ctx context.Context) (result[V], error) {

@@ -3,6 +3,8 @@ package tiered
 import (
 	"context"
 	"fmt"
+
+	"github.com/strata-cache/strata/coherence"
 )
 
 // set is Set after validation: Writer, then L2, then L1.
@@ -35,6 +37,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 			c.l1.Set(e, c.client.clock.NowNano())
 		}
 	})
+	c.client.publish(ctx, coherence.KindKeys, c.ns, []string{key}, e.Version)
 	return nil
 }
 
@@ -49,6 +52,9 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 	}
 	for _, k := range keys {
 		c.dropL1(k)
+	}
+	if err == nil {
+		c.client.publish(ctx, coherence.KindKeys, c.ns, keys, uint64(c.client.clock.NowNano()))
 	}
 	return err
 }

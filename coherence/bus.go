@@ -1,0 +1,443 @@
+package coherence
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	mathrand "math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults used when a Config field is zero.
+const (
+	// DefaultHeartbeatInterval: a lost message or a dead link is noticed
+	// within about two intervals, inside guarantee 5's and 6's 2 s.
+	DefaultHeartbeatInterval = 500 * time.Millisecond
+	// DefaultGapGrace is how long a missing sequence may stay missing before
+	// it counts as lost on both channels: far above the measured p99 of either
+	// channel (0.3 ms pub/sub, 3 ms gossip), well below a heartbeat.
+	DefaultGapGrace = 250 * time.Millisecond
+	// DefaultLinkTimeout is how long a channel may stay silent (no message,
+	// heartbeat or pong) before it no longer vouches for L1.
+	DefaultLinkTimeout = 1500 * time.Millisecond
+)
+
+// Channel names a transport.
+type Channel uint8
+
+// Channels.
+const (
+	PubSub Channel = iota
+	Gossip
+)
+
+// Gossiper is the gossip transport: a cluster.Node satisfies it.
+type Gossiper interface {
+	Name() string
+	Members() []string
+	Broadcast(msg []byte) error
+}
+
+// Handler applies what the bus receives. Its methods are called on the bus's
+// goroutines, one at a time, and must not block for long.
+type Handler interface {
+	// Apply applies an invalidation from another node. It must be
+	// idempotent: a message is applied once, but a gap reset may replay
+	// its effect.
+	Apply(m *Message)
+	// Reset drops every L1 entry: a message may have been lost (a gap, a
+	// receive queue overflow, or both channels down for a while).
+	Reset(reason string)
+	// Trust reports whether L1 may be served: false while no channel can
+	// vouch that invalidations are arriving.
+	Trust(trusted bool)
+}
+
+// Config configures a Bus.
+type Config struct {
+	// NodeID names this node; messages from it are ignored. Required.
+	NodeID string
+	// Redis carries the pub/sub channel. Nil means no pub/sub.
+	Redis redis.UniversalClient
+	// Channel is the pub/sub channel name. Required with Redis.
+	Channel string
+	// Gossip is the gossip transport. Nil means no gossip.
+	Gossip Gossiper
+	// Key authenticates messages with HMAC-SHA-256: sent messages carry a
+	// MAC, received ones without a valid MAC are dropped. Nil means none.
+	Key []byte
+	// HeartbeatInterval is how often the node's latest sequence is sent on
+	// both channels. Zero means DefaultHeartbeatInterval.
+	HeartbeatInterval time.Duration
+	// GapGrace: zero means DefaultGapGrace.
+	GapGrace time.Duration
+	// LinkTimeout: zero means DefaultLinkTimeout.
+	LinkTimeout time.Duration
+	// Handler applies invalidations. Required.
+	Handler Handler
+	// Logger receives warnings. Nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for send times and timeouts. Nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() error {
+	if c.NodeID == "" || c.Handler == nil || (c.Redis != nil && c.Channel == "") {
+		return errors.New("coherence: NodeID, Handler and (with Redis) Channel are required")
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.GapGrace == 0 {
+		c.GapGrace = DefaultGapGrace
+	}
+	if c.LinkTimeout == 0 {
+		c.LinkTimeout = DefaultLinkTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Stats counts what a Bus did.
+type Stats struct {
+	Published       uint64 // invalidations sent
+	PublishErrors   uint64 // sends that failed on a channel
+	Received        uint64 // messages received, both channels, heartbeats included
+	Applied         uint64 // invalidations applied
+	Duplicates      uint64 // copies of messages already applied
+	Malformed       uint64 // undecodable messages, dropped
+	Unauthenticated uint64 // messages with a missing or bad MAC, dropped
+	Gaps            uint64 // sequences lost on both channels
+	Resets          uint64 // L1 drops (gaps, overflows, link recoveries)
+	LinkLosses      uint64 // times no channel could vouch for L1
+}
+
+type stats struct {
+	published, publishErrors, received, applied, duplicates atomic.Uint64
+	malformed, unauthenticated, gaps, resets, linkLosses     atomic.Uint64
+}
+
+// Bus sends invalidations on every configured channel and applies received
+// ones once. Create it with New; Close stops it.
+type Bus struct {
+	cfg   Config
+	epoch uint64
+	seq   atomic.Uint64
+
+	mu      sync.Mutex
+	origins map[string]*origin
+
+	pubsubSeen atomic.Int64 // Unix ns of the last pub/sub activity
+	trusted    atomic.Bool
+	stats      stats
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// New starts a bus: its pub/sub receiver and its heartbeat and health loop.
+func New(cfg Config) (*Bus, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	b := &Bus{cfg: cfg, epoch: mathrand.Uint64() | 1, origins: map[string]*origin{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	if !b.hasChannels() {
+		// A lone process with no channel has no peer to miss.
+		b.setTrusted(true)
+	}
+	if cfg.Redis != nil {
+		b.wg.Go(func() { b.runPubSub(ctx) })
+	}
+	if b.hasChannels() {
+		b.wg.Go(func() { b.runTicker(ctx) })
+	}
+	return b, nil
+}
+
+func (b *Bus) hasChannels() bool { return b.cfg.Redis != nil || b.cfg.Gossip != nil }
+
+// Trusted reports whether some channel currently vouches for L1.
+func (b *Bus) Trusted() bool { return b.trusted.Load() }
+
+// WaitTrusted waits until some channel vouches for L1 or ctx ends, and
+// reports whether one does.
+func (b *Bus) WaitTrusted(ctx context.Context) bool {
+	for delay := time.Millisecond; !b.trusted.Load(); delay = min(2*delay, 50*time.Millisecond) {
+		if ctx.Err() != nil {
+			return false
+		}
+		pause(ctx, delay)
+	}
+	return true
+}
+
+// Epoch returns this bus's epoch.
+func (b *Bus) Epoch() uint64 { return b.epoch }
+
+// Stats returns the bus's counters.
+func (b *Bus) Stats() Stats {
+	s := &b.stats
+	return Stats{
+		Published: s.published.Load(), PublishErrors: s.publishErrors.Load(), Received: s.received.Load(),
+		Applied: s.applied.Load(), Duplicates: s.duplicates.Load(), Malformed: s.malformed.Load(),
+		Unauthenticated: s.unauthenticated.Load(), Gaps: s.gaps.Load(), Resets: s.resets.Load(), LinkLosses: s.linkLosses.Load(),
+	}
+}
+
+// Publish sends an invalidation on every channel. It fails only when every
+// channel failed; a message lost everywhere is still noticed by receivers as
+// a gap at the next heartbeat.
+func (b *Bus) Publish(ctx context.Context, kind Kind, namespace string, items []string, version uint64) error {
+	m := &Message{
+		Origin: b.cfg.NodeID, Epoch: b.epoch, Seq: b.seq.Add(1), Kind: kind,
+		Namespace: namespace, Items: items, Version: version, SentAt: b.cfg.Now().UnixNano(),
+	}
+	b.stats.published.Add(1)
+	return b.send(ctx, Encode(m, b.cfg.Key))
+}
+
+// send writes data on every channel and joins the errors if all failed.
+func (b *Bus) send(ctx context.Context, data []byte) error {
+	var errs []error
+	sent := 0
+	if b.cfg.Redis != nil {
+		if err := b.cfg.Redis.Publish(ctx, b.cfg.Channel, data).Err(); err != nil {
+			errs = append(errs, err)
+		} else {
+			sent++
+		}
+	}
+	if b.cfg.Gossip != nil {
+		if err := b.cfg.Gossip.Broadcast(data); err != nil {
+			errs = append(errs, err)
+		} else {
+			sent++
+		}
+	}
+	b.stats.publishErrors.Add(uint64(len(errs)))
+	if sent == 0 && len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+// Deliver hands the bus a message received on channel. The gossip transport
+// calls it; the pub/sub receiver calls it too.
+func (b *Bus) Deliver(data []byte, channel Channel) {
+	b.stats.received.Add(1)
+	m, err := Decode(data, b.cfg.Key)
+	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		b.stats.unauthenticated.Add(1)
+		return
+	case err != nil:
+		b.stats.malformed.Add(1)
+		return
+	}
+	if m.Origin == b.cfg.NodeID && m.Epoch == b.epoch {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	o := b.origin(&m)
+	now := b.cfg.Now().UnixNano()
+	o.heard[channel] = now
+	if m.Kind == KindHeartbeat {
+		o.announce(m.Seq, now)
+		return
+	}
+	if !o.accept(m.Seq, now) {
+		b.stats.duplicates.Add(1)
+		return
+	}
+	b.stats.applied.Add(1)
+	b.cfg.Handler.Apply(&m)
+}
+
+// origin returns the state of m's sender, starting it afresh on a new epoch.
+// A sender first heard is taken from the message's sequence on: messages it
+// sent before this node listened cannot concern this node's L1.
+func (b *Bus) origin(m *Message) *origin {
+	o := b.origins[m.Origin]
+	if o == nil || o.epoch != m.Epoch {
+		start := m.Seq
+		if m.Kind != KindHeartbeat {
+			start--
+		}
+		o = newOrigin(m.Epoch, start)
+		b.origins[m.Origin] = o
+	}
+	return o
+}
+
+// Close stops the bus's goroutines. It is idempotent.
+func (b *Bus) Close() error {
+	b.once.Do(func() {
+		b.cancel()
+		b.wg.Wait()
+	})
+	return nil
+}
+
+// runPubSub receives the pub/sub channel, pinging it when idle so that a
+// dead connection is noticed; go-redis reconnects and resubscribes on the
+// next receive after an error.
+func (b *Bus) runPubSub(ctx context.Context) {
+	ps := b.cfg.Redis.Subscribe(ctx, b.cfg.Channel)
+	// Closing the subscription unblocks a receive in progress at Close.
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer func() {
+		if stop() {
+			_ = ps.Close()
+		}
+	}()
+	for ctx.Err() == nil {
+		msg, err := ps.ReceiveTimeout(ctx, b.cfg.HeartbeatInterval/2)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				_ = ps.Ping(ctx)
+				continue
+			}
+			pause(ctx, 50*time.Millisecond) // the server is gone: do not spin
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription, *redis.Pong:
+			b.pubsubSeen.Store(b.cfg.Now().UnixNano())
+		case *redis.Message:
+			b.pubsubSeen.Store(b.cfg.Now().UnixNano())
+			b.Deliver([]byte(m.Payload), PubSub)
+		}
+	}
+}
+
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// runTicker sends heartbeats and checks for gaps and link health.
+func (b *Bus) runTicker(ctx context.Context) {
+	check := time.NewTicker(min(b.cfg.GapGrace, b.cfg.HeartbeatInterval) / 2)
+	defer check.Stop()
+	lastBeat := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-check.C:
+			if now.Sub(lastBeat) >= b.cfg.HeartbeatInterval {
+				lastBeat = now
+				b.heartbeat(ctx)
+			}
+			b.checkGaps()
+			b.checkHealth()
+		}
+	}
+}
+
+func (b *Bus) heartbeat(ctx context.Context) {
+	m := &Message{Origin: b.cfg.NodeID, Epoch: b.epoch, Seq: b.seq.Load(), Kind: KindHeartbeat, SentAt: b.cfg.Now().UnixNano()}
+	hctx, cancel := context.WithTimeout(ctx, b.cfg.HeartbeatInterval)
+	defer cancel()
+	_ = b.send(hctx, Encode(m, b.cfg.Key))
+}
+
+// checkGaps resets L1 when a sequence stayed missing past the grace.
+func (b *Bus) checkGaps() {
+	now := b.cfg.Now().UnixNano()
+	b.mu.Lock()
+	lost := 0
+	for name, o := range b.origins {
+		lost += o.expire(now - int64(b.cfg.GapGrace))
+		if now-o.lastHeard() > int64(10*b.cfg.LinkTimeout) {
+			delete(b.origins, name) // gone for good
+		}
+	}
+	b.mu.Unlock()
+	if lost > 0 {
+		b.stats.gaps.Add(uint64(lost))
+		b.reset("sequence gap")
+	}
+}
+
+// ResetL1 tells the handler to drop L1, counting why. The gossip transport
+// calls it when its receive queue overflowed.
+func (b *Bus) ResetL1(reason string) { b.reset(reason) }
+
+func (b *Bus) reset(reason string) {
+	b.stats.resets.Add(1)
+	b.cfg.Logger.Warn("strata: dropping L1, an invalidation may have been missed", "reason", reason)
+	b.cfg.Handler.Reset(reason)
+}
+
+// checkHealth decides whether some channel vouches for L1. Pub/sub does while
+// its subscription showed activity (our own heartbeats come back on it)
+// within LinkTimeout; gossip does while every other member was heard within
+// LinkTimeout. Coming back from distrust drops L1 first: whatever was sent
+// meanwhile may be lost.
+func (b *Bus) checkHealth() {
+	now := b.cfg.Now().UnixNano()
+	limit := now - int64(b.cfg.LinkTimeout)
+	ok := b.cfg.Redis != nil && b.pubsubSeen.Load() > limit
+	if !ok && b.cfg.Gossip != nil {
+		ok = b.gossipVouches(limit)
+	}
+	switch was := b.trusted.Load(); {
+	case ok && !was:
+		if b.stats.linkLosses.Load() > 0 {
+			b.reset("link recovered")
+		} else {
+			// First trust after start: entries filled before the channels
+			// were up may have missed an invalidation. L1 is nearly empty
+			// then; drop it quietly.
+			b.cfg.Handler.Reset("start")
+		}
+		b.setTrusted(true)
+	case !ok && was:
+		b.stats.linkLosses.Add(1)
+		b.cfg.Logger.Warn("strata: no invalidation channel is healthy; reads bypass L1")
+		b.setTrusted(false)
+	}
+}
+
+func (b *Bus) gossipVouches(limit int64) bool {
+	members := b.cfg.Gossip.Members()
+	if len(members) < 2 {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, name := range members {
+		if name == b.cfg.NodeID {
+			continue
+		}
+		if o := b.origins[name]; o == nil || o.heard[Gossip] <= limit {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *Bus) setTrusted(v bool) {
+	b.trusted.Store(v)
+	b.cfg.Handler.Trust(v)
+}

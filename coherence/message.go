@@ -1,0 +1,218 @@
+// Package coherence is Strata's invalidation bus: the wire format of an
+// invalidation, and a bus that sends each one over Redis pub/sub and
+// memberlist gossip and applies what it receives exactly once.
+package coherence
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Kind says what a message invalidates.
+type Kind uint8
+
+// Message kinds.
+const (
+	KindKeys      Kind = 1 // Items are keys of Namespace
+	KindTags      Kind = 2 // Items are tags of Namespace
+	KindPattern   Kind = 3 // Items[0] is a Redis glob over the keys of Namespace
+	KindClear     Kind = 4 // every key of Namespace; Version is its new version
+	KindHeartbeat Kind = 5 // no invalidation: Seq is the origin's latest sequence
+)
+
+// String implements fmt.Stringer.
+func (k Kind) String() string {
+	switch k {
+	case KindKeys:
+		return "keys"
+	case KindTags:
+		return "tags"
+	case KindPattern:
+		return "pattern"
+	case KindClear:
+		return "clear"
+	case KindHeartbeat:
+		return "heartbeat"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Message is one invalidation, or a heartbeat.
+type Message struct {
+	Origin    string // NodeID of the sender
+	Epoch     uint64 // random per sender process start
+	Seq       uint64 // per (Origin, Epoch), from 1, no holes
+	Kind      Kind
+	Namespace string
+	Items     []string
+	Version   uint64 // the write's version; for KindClear the namespace's new version
+	SentAt    int64  // Unix nanoseconds, for measuring invalidation lag
+}
+
+// Wire format, version 1 (all varints are Go's encoding/binary varints):
+//
+//	magic     2 bytes  0x53 0x49 ("SI")
+//	format    1 byte   1
+//	kind      1 byte   Kind
+//	flags     1 byte   bit 0: a MAC follows the body; other bits zero
+//	epoch     uvarint
+//	seq       uvarint
+//	version   uvarint
+//	sent      varint   Unix nanoseconds
+//	origin    uvarint length + bytes
+//	namespace uvarint length + bytes
+//	items     uvarint count, then each: uvarint length + bytes
+//	mac       16 bytes HMAC-SHA-256 of everything before it, truncated; only with flag bit 0
+//
+// A producer without a key (a CDC consumer in another language, say) sends
+// flags 0 and no MAC; receivers configured with a key drop such messages.
+const (
+	magic0        = 0x53
+	magic1        = 0x49
+	formatVersion = 1
+	flagMAC       = 1 << 0
+	macLen        = 16
+	headerLen     = 5
+)
+
+// Limits that bound what a decoder allocates for one message.
+const (
+	MaxMessageSize = 1 << 20 // bytes
+	MaxItems       = 100_000
+	MaxOriginLen   = 256
+)
+
+// Errors returned by Decode.
+var (
+	ErrMalformed       = errors.New("coherence: malformed message")
+	ErrUnauthenticated = errors.New("coherence: message not authenticated")
+)
+
+// Encode returns the wire form of m, with a MAC when key is non-nil.
+func Encode(m *Message, key []byte) []byte {
+	b := make([]byte, 0, 64+len(m.Origin)+len(m.Namespace)+itemsLen(m.Items))
+	var flags byte
+	if key != nil {
+		flags = flagMAC
+	}
+	b = append(b, magic0, magic1, formatVersion, byte(m.Kind), flags)
+	b = binary.AppendUvarint(b, m.Epoch)
+	b = binary.AppendUvarint(b, m.Seq)
+	b = binary.AppendUvarint(b, m.Version)
+	b = binary.AppendVarint(b, m.SentAt)
+	b = appendString(b, m.Origin)
+	b = appendString(b, m.Namespace)
+	b = binary.AppendUvarint(b, uint64(len(m.Items)))
+	for _, it := range m.Items {
+		b = appendString(b, it)
+	}
+	if key != nil {
+		b = append(b, mac(key, b)...)
+	}
+	return b
+}
+
+// Decode parses b. With a non-nil key it accepts only messages whose MAC
+// verifies under key. It never panics and allocates in proportion to len(b).
+func Decode(b []byte, key []byte) (Message, error) {
+	var m Message
+	if len(b) < headerLen || len(b) > MaxMessageSize || b[0] != magic0 || b[1] != magic1 || b[2] != formatVersion {
+		return m, ErrMalformed
+	}
+	flags := b[4]
+	if flags&^flagMAC != 0 {
+		return m, ErrMalformed
+	}
+	body := b
+	if flags&flagMAC != 0 {
+		if len(b) < headerLen+macLen {
+			return m, ErrMalformed
+		}
+		body = b[:len(b)-macLen]
+		if key != nil && !hmac.Equal(b[len(b)-macLen:], mac(key, body)) {
+			return m, ErrUnauthenticated
+		}
+	} else if key != nil {
+		return m, ErrUnauthenticated
+	}
+	m.Kind = Kind(b[3])
+	if m.Kind < KindKeys || m.Kind > KindHeartbeat {
+		return Message{}, ErrMalformed
+	}
+	r := reader{b: body[headerLen:]}
+	m.Epoch, m.Seq, m.Version, m.SentAt = r.uvarint(), r.uvarint(), r.uvarint(), r.varint()
+	m.Origin, m.Namespace = r.string(MaxOriginLen), r.string(MaxMessageSize)
+	n := r.uvarint()
+	if r.bad || n > MaxItems || n > uint64(len(r.b)) {
+		return Message{}, ErrMalformed
+	}
+	if n > 0 {
+		m.Items = make([]string, n)
+		for i := range m.Items {
+			m.Items[i] = r.string(MaxMessageSize)
+		}
+	}
+	if r.bad || len(r.b) != 0 || m.Origin == "" || (m.Seq == 0 && m.Kind != KindHeartbeat) {
+		return Message{}, ErrMalformed
+	}
+	return m, nil
+}
+
+func mac(key, body []byte) []byte {
+	h := hmac.New(sha256.New, key)
+	h.Write(body)
+	return h.Sum(nil)[:macLen]
+}
+
+func itemsLen(items []string) int {
+	n := 0
+	for _, it := range items {
+		n += len(it) + binary.MaxVarintLen32
+	}
+	return n
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// reader consumes fields and remembers the first failure.
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) string(limit int) string {
+	n := r.uvarint()
+	if r.bad || n > uint64(limit) || n > uint64(len(r.b)) {
+		r.bad = true
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}

@@ -1,0 +1,156 @@
+package tiered
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/strata-cache/strata/coherence"
+)
+
+// registeredCache is what the client needs of each Cache: closing it and
+// applying invalidations to it.
+type registeredCache interface {
+	namespace() string
+	close()
+	invalidate(m *coherence.Message)
+	dropAll()
+}
+
+// startBus starts the invalidation bus over the channels configured: Redis
+// pub/sub with L2, gossip with Config.Gossip. Without either, L1 is trusted
+// as is: no other replica can change what this one cached.
+func (c *Client) startBus() error {
+	if c.l2 == nil {
+		c.trusted.Store(true)
+		return nil
+	}
+	bus, err := coherence.New(coherence.Config{
+		NodeID:  c.cfg.NodeID,
+		Redis:   c.l2.Client(),
+		Channel: c.l2.Prefix() + ":invalidations",
+		Key:     c.cfg.InvalidationKey,
+		Handler: (*busHandler)(c),
+		Logger:  c.cfg.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("tiered: %w", err)
+	}
+	c.bus = bus
+	// Serving L1 needs a channel that vouches for it; the subscription takes
+	// a round trip. A Redis that is down does not hold the start up: reads
+	// then go to L2, fail, and fall back to L1 and the loader.
+	ctx, cancel := context.WithTimeout(c.ctx, startTrustTimeout)
+	defer cancel()
+	bus.WaitTrusted(ctx)
+	return nil
+}
+
+// startTrustTimeout bounds how long NewClient waits for its invalidation
+// channel: a healthy Redis subscribes in a millisecond.
+const startTrustTimeout = time.Second
+
+// publish tells the other replicas about a write. A failure is logged, not
+// returned: the write happened, and receivers notice the lost message as a
+// sequence gap at the origin's next heartbeat and drop their L1.
+func (c *Client) publish(ctx context.Context, kind coherence.Kind, ns string, items []string, version uint64) {
+	if c.bus == nil {
+		return
+	}
+	if err := c.bus.Publish(ctx, kind, ns, items, version); err != nil {
+		c.cfg.Logger.Warn("strata: invalidation not sent; peers will detect the gap", "namespace", ns, "err", err)
+	}
+}
+
+// BusStats returns the invalidation bus's counters (zero without one).
+func (c *Client) BusStats() coherence.Stats {
+	if c.bus == nil {
+		return coherence.Stats{}
+	}
+	return c.bus.Stats()
+}
+
+// busHandler is the Client seen by the bus.
+type busHandler Client
+
+func (h *busHandler) Apply(m *coherence.Message) {
+	for _, cache := range (*Client)(h).cachesOf(m.Namespace) {
+		cache.invalidate(m)
+	}
+}
+
+func (h *busHandler) Reset(string) {
+	for _, cache := range (*Client)(h).cachesOf("") {
+		cache.dropAll()
+	}
+}
+
+func (h *busHandler) Trust(trusted bool) { h.trusted.Store(trusted) }
+
+// cachesOf returns the client's caches of namespace ns, or all for "".
+func (c *Client) cachesOf(ns string) []registeredCache {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []registeredCache
+	for _, cache := range c.caches {
+		if ns == "" || cache.namespace() == ns {
+			out = append(out, cache)
+		}
+	}
+	return out
+}
+
+func (c *Cache[V]) namespace() string { return c.ns }
+
+// invalidate applies another replica's invalidation to L1.
+func (c *Cache[V]) invalidate(m *coherence.Message) {
+	switch m.Kind {
+	case coherence.KindKeys:
+		for _, k := range m.Items {
+			c.dropL1(k)
+		}
+	default:
+		// Tags, patterns and clears drop the namespace's L1 until precise
+		// handling exists.
+		c.dropAll()
+	}
+}
+
+// dropAll empties L1 and fences off every fill in flight.
+func (c *Cache[V]) dropAll() {
+	c.guard.writeAll(func() {
+		if c.l1 != nil {
+			c.l1.Clear()
+		}
+	})
+}
+
+// Invalidate deletes keys of namespace from L2 and from every replica's L1,
+// without a Cache: a process that only learns of changes (a database
+// change-data-capture consumer, a script) calls it. It returns the L2 error,
+// if any; the invalidation is published either way.
+func (c *Client) Invalidate(ctx context.Context, namespace string, keys ...string) error {
+	if err := validateNamespace(namespace); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := validateKey(k); err != nil {
+			return err
+		}
+	}
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	var err error
+	if c.l2 != nil {
+		if err = c.l2.Delete(ctx, namespace, keys...); err != nil {
+			err = fmt.Errorf("tiered: invalidate in L2: %w", err)
+		}
+	}
+	m := &coherence.Message{Kind: coherence.KindKeys, Namespace: namespace, Items: keys}
+	for _, cache := range c.cachesOf(namespace) {
+		cache.invalidate(m)
+	}
+	c.publish(ctx, coherence.KindKeys, namespace, keys, uint64(c.clock.NowNano()))
+	return err
+}
