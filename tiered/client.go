@@ -41,8 +41,9 @@ type Config struct {
 	NodeID string
 	// Redis configures L2. The zero value means no L2: L1 and the loader only.
 	Redis l2.Config
-	// Gossip configures the memberlist invalidation channel. Nil means none.
-	// Not built yet: a non-nil value makes NewClient fail.
+	// Gossip configures the memberlist gossip channel for invalidations, the
+	// second channel beside Redis pub/sub. Nil means none. The memberlist
+	// node is named NodeID.
 	Gossip *cluster.Config
 	// Observer receives telemetry events. Nil means none.
 	Observer Observer
@@ -65,9 +66,6 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() error {
-	if c.Gossip != nil {
-		return errors.New("tiered: the gossip channel (Config.Gossip) is not available yet")
-	}
 	if c.LogInterval < 0 {
 		return errors.New("tiered: LogInterval must not be negative")
 	}
@@ -108,6 +106,7 @@ type Client struct {
 	caches []registeredCache
 
 	bus     *coherence.Bus // nil without any invalidation channel
+	gossip  *cluster.Node  // nil without Config.Gossip
 	trusted atomic.Bool    // some channel vouches for L1 (always, without channels)
 
 	l2Log rateLimitedLog
@@ -167,6 +166,9 @@ func (c *Client) Close() error {
 	c.loads.Wait()
 	if c.bus != nil {
 		_ = c.bus.Close()
+	}
+	if c.gossip != nil {
+		_ = c.gossip.Close()
 	}
 	for _, cache := range caches {
 		cache.close()

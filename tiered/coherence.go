@@ -3,7 +3,10 @@ package tiered
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
+
+	"github.com/strata-cache/strata/cluster"
 
 	"github.com/strata-cache/strata/coherence"
 )
@@ -21,28 +24,52 @@ type registeredCache interface {
 // pub/sub with L2, gossip with Config.Gossip. Without either, L1 is trusted
 // as is: no other replica can change what this one cached.
 func (c *Client) startBus() error {
-	if c.l2 == nil {
+	if c.l2 == nil && c.cfg.Gossip == nil {
 		c.trusted.Store(true)
 		return nil
 	}
-	bus, err := coherence.New(coherence.Config{
+	cfg := coherence.Config{
 		NodeID:  c.cfg.NodeID,
-		Redis:   c.l2.Client(),
-		Channel: c.l2.Prefix() + ":invalidations",
 		Key:     c.cfg.InvalidationKey,
 		Handler: (*busHandler)(c),
 		Logger:  c.cfg.Logger,
-	})
+	}
+	if c.l2 != nil {
+		cfg.Redis, cfg.Channel = c.l2.Client(), c.l2.Prefix()+":invalidations"
+	}
+	// The gossip node delivers to the bus, which needs the node: messages
+	// that arrive before the bus exists are dropped (the bus is not trusted
+	// yet, and its first trust drops L1 anyway).
+	var bus atomic.Pointer[coherence.Bus]
+	if c.cfg.Gossip != nil {
+		node, err := cluster.Start(*c.cfg.Gossip, c.cfg.NodeID,
+			func(msg []byte) {
+				if b := bus.Load(); b != nil {
+					b.Deliver(msg, coherence.Gossip)
+				}
+			},
+			func() {
+				if b := bus.Load(); b != nil {
+					b.ResetL1("gossip receive queue overflow")
+				}
+			})
+		if err != nil {
+			return fmt.Errorf("tiered: gossip: %w", err)
+		}
+		c.gossip, cfg.Gossip = node, node
+	}
+	b, err := coherence.New(cfg)
 	if err != nil {
 		return fmt.Errorf("tiered: %w", err)
 	}
-	c.bus = bus
+	bus.Store(b)
+	c.bus = b
 	// Serving L1 needs a channel that vouches for it; the subscription takes
 	// a round trip. A Redis that is down does not hold the start up: reads
 	// then go to L2, fail, and fall back to L1 and the loader.
 	ctx, cancel := context.WithTimeout(c.ctx, startTrustTimeout)
 	defer cancel()
-	bus.WaitTrusted(ctx)
+	b.WaitTrusted(ctx)
 	return nil
 }
 
