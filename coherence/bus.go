@@ -124,7 +124,7 @@ type Stats struct {
 
 type stats struct {
 	published, publishErrors, received, applied, duplicates atomic.Uint64
-	malformed, unauthenticated, gaps, resets, linkLosses     atomic.Uint64
+	malformed, unauthenticated, gaps, resets, linkLosses    atomic.Uint64
 }
 
 // Bus sends invalidations on every configured channel and applies received
@@ -292,10 +292,19 @@ func (b *Bus) Close() error {
 	return nil
 }
 
-// runPubSub receives the pub/sub channel, pinging it when idle so that a
-// dead connection is noticed; go-redis reconnects and resubscribes on the
-// next receive after an error.
+// runPubSub keeps a subscription to the pub/sub channel and feeds the bus.
+// A subscription silent for LinkTimeout (not even our own heartbeats come
+// back) is replaced: go-redis resubscribes after a broken connection, but
+// not after a refused SUBSCRIBE (an ACL change, say).
 func (b *Bus) runPubSub(ctx context.Context) {
+	for ctx.Err() == nil {
+		b.subscribe(ctx)
+		pause(ctx, 50*time.Millisecond) // the server is gone or refuses: do not spin
+	}
+}
+
+// subscribe receives on one subscription until it goes silent or ctx ends.
+func (b *Bus) subscribe(ctx context.Context) {
 	ps := b.cfg.Redis.Subscribe(ctx, b.cfg.Channel)
 	// Closing the subscription unblocks a receive in progress at Close.
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
@@ -304,19 +313,27 @@ func (b *Bus) runPubSub(ctx context.Context) {
 			_ = ps.Close()
 		}
 	}()
+	started := b.cfg.Now().UnixNano()
 	for ctx.Err() == nil {
+		last := max(b.pubsubSeen.Load(), started)
+		if b.cfg.Now().UnixNano()-last > int64(b.cfg.LinkTimeout) {
+			return
+		}
 		msg, err := ps.ReceiveTimeout(ctx, b.cfg.HeartbeatInterval/2)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				_ = ps.Ping(ctx)
+				_ = ps.Ping(ctx) // a dead connection fails the next receive
 				continue
 			}
-			pause(ctx, 50*time.Millisecond) // the server is gone: do not spin
+			pause(ctx, 50*time.Millisecond)
 			continue
 		}
+		// Only a subscription confirmation or a message proves the channel
+		// works (our own heartbeats come back on it); a pong does not: a
+		// connection whose SUBSCRIBE was refused still answers PING.
 		switch m := msg.(type) {
-		case *redis.Subscription, *redis.Pong:
+		case *redis.Subscription:
 			b.pubsubSeen.Store(b.cfg.Now().UnixNano())
 		case *redis.Message:
 			b.pubsubSeen.Store(b.cfg.Now().UnixNano())

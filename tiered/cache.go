@@ -39,6 +39,8 @@ type Cache[V any] struct {
 	extensions extensionLog            // sliding expiration: next extension per key
 	guard      fillGuard
 	stats      stats
+
+	beforeInstall func(key string) // test hook (export_test.go): runs between a read and its L1 install
 }
 
 // NewCache returns the cache of namespace ns on c. Two caches with the same

@@ -181,3 +181,12 @@ func (c *Client) Invalidate(ctx context.Context, namespace string, keys ...strin
 	c.publish(ctx, coherence.KindKeys, namespace, keys, uint64(c.clock.NowNano()))
 	return err
 }
+
+// GossipAddr returns the address other replicas can join this one's gossip
+// at ("ip:port"), or "" without gossip.
+func (c *Client) GossipAddr() string {
+	if c.gossip == nil {
+		return ""
+	}
+	return c.gossip.Addr()
+}

@@ -510,5 +510,8 @@ func (c *Cache[V]) installL1(key string, gen uint64, e *l1.Entry[V]) {
 	if c.l1 == nil {
 		return
 	}
+	if c.beforeInstall != nil {
+		c.beforeInstall(key)
+	}
 	c.guard.install(key, gen, func() { c.l1.Set(e, c.client.clock.NowNano()) })
 }

@@ -1,0 +1,157 @@
+package coherence
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/strata-cache/strata/internal/redistest"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recorder is a Handler that records what it is told.
+type recorder struct {
+	mu      sync.Mutex
+	applied []uint64 // sequences
+	resets  []string
+	trusted bool
+}
+
+func (r *recorder) Apply(m *Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.applied = append(r.applied, m.Seq)
+}
+
+func (r *recorder) Reset(reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.resets = append(r.resets, reason)
+}
+
+func (r *recorder) Trust(v bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.trusted = v
+}
+
+func (r *recorder) snapshot() (applied []uint64, resets []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.applied), slices.Clone(r.resets)
+}
+
+// quietGossip is a Gossiper with no peers and no sends.
+type quietGossip struct{}
+
+func (quietGossip) Name() string             { return "self" }
+func (quietGossip) Members() []string        { return []string{"self"} }
+func (quietGossip) Broadcast(_ []byte) error { return nil }
+
+func TestDuplicatesAndReorderingApplyOnce(t *testing.T) {
+	for trial := range 200 {
+		rng := rand.New(rand.NewPCG(uint64(trial), 7))
+		rec := &recorder{}
+		b, err := New(Config{NodeID: "self", Gossip: quietGossip{}, Handler: rec, GapGrace: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 1 + rng.IntN(30)
+		var deliveries []Message
+		for _, origin := range []string{"a", "b"} {
+			for seq := uint64(1); seq <= uint64(n); seq++ {
+				m := Message{Origin: origin, Epoch: 1, Seq: seq, Kind: KindKeys, Namespace: "ns", Items: []string{"k"}}
+				for range 1 + rng.IntN(3) { // each sent on up to three paths
+					deliveries = append(deliveries, m)
+				}
+			}
+		}
+		// The first message of each origin arrives first (it fixes the start
+		// of the sequence); everything after comes in any order.
+		first := []Message{deliveries[0], deliveries[slices.IndexFunc(deliveries, func(m Message) bool { return m.Origin == "b" })]}
+		rng.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+		for _, m := range append(first, deliveries...) {
+			b.Deliver(Encode(&m, nil), Channel(rng.IntN(2)))
+		}
+		_ = b.Close()
+		applied, resets := rec.snapshot()
+		slices.Sort(applied)
+		want := make([]uint64, 0, 2*n)
+		for seq := uint64(1); seq <= uint64(n); seq++ {
+			want = append(want, seq, seq)
+		}
+		if !slices.Equal(applied, want) || len(resets) > 1 {
+			t.Fatalf("trial %d: applied %v (resets %v), want each of 1..%d once per origin", trial, applied, resets, n)
+		}
+	}
+}
+
+// pair is two buses over one Redis, pub/sub only.
+func pair(t *testing.T) (a, b *Bus, ra, rb *recorder) {
+	t.Helper()
+	srv := redistest.Start(t)
+	ra, rb = &recorder{}, &recorder{}
+	for i, rec := range []*recorder{ra, rb} {
+		client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		bus, err := New(Config{NodeID: []string{"a", "b"}[i], Redis: client, Channel: "inv", Handler: rec, HeartbeatInterval: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = bus.Close()
+			_ = client.Close()
+		})
+		redistest.WaitFor(t, 5*time.Second, func() bool { return bus.Trusted() }, "bus trusted")
+		if i == 0 {
+			a = bus
+		} else {
+			b = bus
+		}
+	}
+	return a, b, ra, rb
+}
+
+func TestLostMessageIsDetectedAsGap(t *testing.T) {
+	a, b, _, rb := pair(t)
+	ctx := context.Background()
+	if err := a.Publish(ctx, KindKeys, "ns", []string{"k1"}, 1); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitFor(t, 5*time.Second, func() bool { applied, _ := rb.snapshot(); return len(applied) == 1 }, "first message applied")
+	_, before := rb.snapshot()
+	a.seq.Add(1) // a message lost on every channel
+	start := time.Now()
+	redistest.WaitFor(t, 5*time.Second, func() bool { _, resets := rb.snapshot(); return len(resets) > len(before) }, "gap detected")
+	t.Logf("gap detected after %v", time.Since(start))
+	if s := b.Stats(); s.Gaps != 1 {
+		t.Errorf("stats %+v, want one gap", s)
+	}
+	if err := a.Publish(ctx, KindKeys, "ns", []string{"k3"}, 3); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitFor(t, 5*time.Second, func() bool { applied, _ := rb.snapshot(); return slices.Contains(applied, 3) }, "later messages still applied")
+}
+
+func TestOwnMessagesAreIgnoredAndNewEpochResets(t *testing.T) {
+	a, b, ra, rb := pair(t)
+	ctx := context.Background()
+	if err := a.Publish(ctx, KindKeys, "ns", []string{"k"}, 1); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitFor(t, 5*time.Second, func() bool { applied, _ := rb.snapshot(); return len(applied) == 1 }, "applied on b")
+	if applied, _ := ra.snapshot(); len(applied) != 0 {
+		t.Errorf("a applied its own message: %v", applied)
+	}
+	// The same node restarted: a new epoch starting again at 1 is applied.
+	restarted := Message{Origin: "a", Epoch: a.epoch + 2, Seq: 1, Kind: KindKeys, Namespace: "ns", Items: []string{"k"}}
+	b.Deliver(Encode(&restarted, nil), PubSub)
+	if applied, _ := rb.snapshot(); len(applied) != 2 {
+		t.Errorf("new epoch not applied: %v", applied)
+	}
+}
