@@ -104,6 +104,12 @@ func (h *busHandler) Apply(m *coherence.Message) {
 	for _, cache := range (*Client)(h).cachesOf(m.Namespace) {
 		cache.invalidate(m)
 	}
+	if o := h.cfg.Observer; o != nil {
+		// Wall clock on both sides: the lag is meaningful within the clock
+		// skew between the hosts.
+		lag := time.Duration(time.Now().UnixNano() - m.SentAt)
+		o.Observe(context.Background(), Event{Kind: EventInvalidation, Namespace: m.Namespace, Duration: lag})
+	}
 }
 
 func (h *busHandler) Reset(string) {

@@ -49,6 +49,9 @@ const (
 	EventStale
 	// EventRefresh: a background refresh started.
 	EventRefresh
+	// EventInvalidation: another node's invalidation was applied to this
+	// replica's L1; Duration is its lag from the sender's clock to now.
+	EventInvalidation
 )
 
 // Event is one thing an Observer is told about.
