@@ -128,10 +128,10 @@ func benchRawPublish(b *testing.B) {
 // rawDelegate hands memberlist's messages to a channel.
 type rawDelegate struct{ got chan []byte }
 
-func (d rawDelegate) NodeMeta(int) []byte                { return nil }
-func (d rawDelegate) NotifyMsg(m []byte)                 { d.got <- append([]byte(nil), m...) }
-func (d rawDelegate) GetBroadcasts(int, int) [][]byte    { return nil }
-func (d rawDelegate) LocalState(bool) []byte             { return nil }
+func (d rawDelegate) NodeMeta(int) []byte               { return nil }
+func (d rawDelegate) NotifyMsg(m []byte)                { d.got <- append([]byte(nil), m...) }
+func (d rawDelegate) GetBroadcasts(int, int) [][]byte   { return nil }
+func (d rawDelegate) LocalState(bool) []byte            { return nil }
 func (d rawDelegate) MergeRemoteState(_ []byte, _ bool) {}
 
 func benchRawMemberlist(b *testing.B) {
