@@ -309,3 +309,83 @@ func (s *Store) Close() error {
 	})
 	return s.closeErr
 }
+
+// versionSuffix names a namespace's version counter: prefix:ns#version.
+// Namespaces cannot contain '#', so it collides with no namespace's keys.
+const versionSuffix = "#version"
+
+// NamespaceVersion returns ns's version: 0 until the first BumpVersion.
+func (s *Store) NamespaceVersion(ctx context.Context, ns string) (uint64, error) {
+	v, err := s.client.Get(ctx, s.prefix+":"+ns+versionSuffix).Uint64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return v, err
+}
+
+// BumpVersion increments ns's version and returns the new one. Callers key
+// the namespace's data by version, so a bump makes every older key
+// unreachable at once; the old keys expire by their TTL.
+func (s *Store) BumpVersion(ctx context.Context, ns string) (uint64, error) {
+	v, err := s.client.Incr(ctx, s.prefix+":"+ns+versionSuffix).Result()
+	return uint64(v), err
+}
+
+// DeleteMatching removes the keys of ns whose key matches pattern (Redis
+// glob syntax), with their leases: SCAN and UNLINK on every shard or cluster
+// master. It returns how many keys it removed.
+func (s *Store) DeleteMatching(ctx context.Context, ns, pattern string) (int, error) {
+	match := s.prefix + ":" + ns + ":{" + pattern + "}"
+	var mu sync.Mutex
+	total := 0
+	each := func(ctx context.Context, c *redis.Client) error {
+		n, err := scanUnlink(ctx, c, match)
+		mu.Lock()
+		total += n
+		mu.Unlock()
+		return err
+	}
+	var err error
+	switch c := s.client.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, each)
+	case *redis.Ring:
+		err = c.ForEachShard(ctx, each)
+	case *redis.Client:
+		err = each(ctx, c)
+	default:
+		err = fmt.Errorf("l2: pattern deletion needs a *redis.Client, Ring or ClusterClient, not %T", s.client)
+	}
+	return total, err
+}
+
+// scanUnlink unlinks every key of one server matching match, and its lease.
+func scanUnlink(ctx context.Context, c *redis.Client, match string) (int, error) {
+	total := 0
+	var cursor uint64
+	for {
+		keys, next, err := c.Scan(ctx, cursor, match, 1000).Result()
+		if err != nil {
+			return total, err
+		}
+		if len(keys) > 0 {
+			all := make([]string, 0, 2*len(keys))
+			for _, k := range keys {
+				all = append(all, k, k+leaseSuffix)
+			}
+			// A key and its lease share a slot; different keys may not.
+			if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for i := 0; i < len(all); i += 2 {
+					p.Unlink(ctx, all[i], all[i+1])
+				}
+				return nil
+			}); err != nil {
+				return total, err
+			}
+			total += len(keys)
+		}
+		if cursor = next; cursor == 0 {
+			return total, nil
+		}
+	}
+}

@@ -40,6 +40,11 @@ type Cache[V any] struct {
 	guard      fillGuard
 	stats      stats
 
+	// l2name is the namespace as L2 keys spell it: ns, or ns#N after the
+	// N-th Clear. It changes only upwards, with version.
+	l2name  atomic.Pointer[string]
+	version atomic.Uint64
+
 	beforeInstall func(key string) // test hook (export_test.go): runs between a read and its L1 install
 }
 
@@ -53,6 +58,7 @@ func NewCache[V any](c *Client, namespace string, opts Options[V]) (*Cache[V], e
 		return nil, err
 	}
 	cache := &Cache[V]{client: c, ns: namespace, opts: opts}
+	cache.l2name.Store(&cache.ns)
 	cache.guard.seed = maphash.MakeSeed()
 	cache.extensions.seed = maphash.MakeSeed()
 	if !opts.L1.Disabled {
@@ -66,6 +72,7 @@ func NewCache[V any](c *Client, namespace string, opts Options[V]) (*Cache[V], e
 		cache.close()
 		return nil, err
 	}
+	cache.loadVersion(context.Background())
 	return cache, nil
 }
 

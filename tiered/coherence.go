@@ -17,7 +17,7 @@ type registeredCache interface {
 	namespace() string
 	close()
 	invalidate(m *coherence.Message)
-	dropAll()
+	reset()
 }
 
 // startBus starts the invalidation bus over the channels configured: Redis
@@ -114,7 +114,7 @@ func (h *busHandler) Apply(m *coherence.Message) {
 
 func (h *busHandler) Reset(string) {
 	for _, cache := range (*Client)(h).cachesOf("") {
-		cache.dropAll()
+		cache.reset()
 	}
 }
 
@@ -142,11 +142,21 @@ func (c *Cache[V]) invalidate(m *coherence.Message) {
 		for _, k := range m.Items {
 			c.dropL1(k)
 		}
+	case coherence.KindClear:
+		c.setVersion(m.Version)
+		c.dropAll()
 	default:
-		// Tags, patterns and clears drop the namespace's L1 until precise
-		// handling exists.
+		// A pattern (or a kind this version does not know) drops the
+		// namespace's L1: L1 has no key index to match against.
 		c.dropAll()
 	}
+}
+
+// reset drops L1 after a possible loss of invalidations, and rereads the
+// namespace version, which a lost Clear may have changed.
+func (c *Cache[V]) reset() {
+	c.dropAll()
+	c.loadVersion(c.client.ctx)
 }
 
 // dropAll empties L1 and fences off every fill in flight.

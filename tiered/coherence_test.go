@@ -214,3 +214,74 @@ func TestBadMessagesAreDroppedAndCounted(t *testing.T) {
 		return errors.Is(err, tiered.ErrNotFound)
 	}, "the producer's invalidation reaches replica 1")
 }
+
+func TestClearAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	f := newFleet(t, 3, false, tiered.Config{})
+	for _, k := range []string{"a", "b"} {
+		f.warm(t, k)
+	}
+	if err := f.caches[1].Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range f.caches {
+		redistest.WaitFor(t, 5*time.Second, func() bool {
+			_, err := c.Get(ctx, "a", nil)
+			return errors.Is(err, tiered.ErrNotFound)
+		}, "replica %d no longer sees a", i)
+		if v, err := c.Get(ctx, "b", func(context.Context, string) (string, error) { return "fresh", nil }); err != nil || v != "fresh" {
+			t.Errorf("replica %d after Clear: Get(b) = %q, %v; want a reload", i, v, err)
+		}
+	}
+	if n := f.srv.Do(t, "EXISTS", "strata:users:{a}").(int64); n != 1 {
+		t.Errorf("the old key was deleted (%d); Clear should leave it to expire", n)
+	}
+	// A replica started after the Clear reads the new version too.
+	late := newCache(t, newClient(t, tiered.Config{Redis: l2.Config{Addrs: []string{f.srv.Addr()}}}), "users", tiered.Options[string]{})
+	if v, err := late.Get(ctx, "b", nil); err != nil || v != "fresh" {
+		t.Errorf("late replica: Get(b) = %q, %v; want the post-Clear value", v, err)
+	}
+}
+
+func TestInvalidatePatternAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	for _, topology := range []string{"single", "ring", "cluster"} {
+		t.Run(topology, func(t *testing.T) {
+			var redisCfg l2.Config
+			switch topology {
+			case "single":
+				redisCfg.Addrs = []string{redistest.Start(t).Addr()}
+			case "ring":
+				for _, s := range redistest.StartShards(t, 3) {
+					redisCfg.Addrs = append(redisCfg.Addrs, s.Addr())
+				}
+			case "cluster":
+				redisCfg.ClusterAddrs = redistest.StartCluster(t, 3).Addrs()
+			}
+			caches := replicas(t, 2, redisCfg, tiered.Options[string]{TTL: time.Hour})
+			keys := []string{"user:1", "user:2", "user:30", "order:1"}
+			for _, k := range keys {
+				if err := caches[0].Set(ctx, k, "v"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := caches[1].Get(ctx, k, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := caches[0].InvalidatePattern(ctx, "user:*"); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range caches {
+				for _, k := range keys[:3] {
+					redistest.WaitFor(t, 5*time.Second, func() bool {
+						_, err := c.Get(ctx, k, nil)
+						return errors.Is(err, tiered.ErrNotFound)
+					}, "%s gone", k)
+				}
+				if v, err := c.Get(ctx, "order:1", nil); err != nil || v != "v" {
+					t.Errorf("order:1 = %q, %v; a key outside the pattern was lost", v, err)
+				}
+			}
+		})
+	}
+}

@@ -16,7 +16,7 @@ var (
 	// ErrInvalidKey rejects an empty key or one longer than MaxKeyLength.
 	ErrInvalidKey = errors.New("tiered: invalid key")
 	// ErrInvalidNamespace rejects an empty namespace, one longer than
-	// MaxNamespaceLength, or one containing '{' or '}'.
+	// MaxNamespaceLength, or one containing '{', '}' or '#'.
 	ErrInvalidNamespace = errors.New("tiered: invalid namespace")
 	// ErrValueTooLarge rejects a value whose encoded form exceeds
 	// Options.MaxValueSize.

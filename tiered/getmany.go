@@ -74,7 +74,7 @@ func (c *Cache[V]) lookupMany(ctx context.Context, keys []string, out map[string
 		c.stats.misses.Add(uint64(len(keys)))
 		return
 	}
-	vals, err := store.GetMany(ctx, c.ns, keys)
+	vals, err := store.GetMany(ctx, c.l2ns(), keys)
 	if err != nil {
 		c.reportL2(ctx, "getmany", err)
 	}
@@ -229,7 +229,7 @@ func (b *batch[V]) readOrLease(ctx context.Context, idx []int) (held, others []i
 	for j, i := range idx {
 		keys[j] = b.keys[i]
 	}
-	vals, granted, err := c.client.l2.GetOrLeaseMany(ctx, c.ns, keys, b.token, c.opts.LeaseTTL)
+	vals, granted, err := c.client.l2.GetOrLeaseMany(ctx, c.l2ns(), keys, b.token, c.opts.LeaseTTL)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -242,7 +242,7 @@ func (b *batch[V]) readOrLease(ctx context.Context, idx []int) (held, others []i
 		case b.present(ctx, i, vals[j]):
 		default:
 			// Present but expired or corrupt: lease it like an absent key.
-			ok, err := c.client.l2.TryLease(ctx, c.ns, b.keys[i], b.token, c.opts.LeaseTTL)
+			ok, err := c.client.l2.TryLease(ctx, c.l2ns(), b.keys[i], b.token, c.opts.LeaseTTL)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -406,7 +406,7 @@ func (b *batch[V]) fill(ctx context.Context, idx []int, entries []*l1.Entry[V], 
 	if len(items) == 0 {
 		return
 	}
-	filled, err := c.client.l2.FillMany(settle, c.ns, b.token, items)
+	filled, err := c.client.l2.FillMany(settle, c.l2ns(), b.token, items)
 	if err != nil {
 		c.reportL2(ctx, "fill", err)
 	}
@@ -421,7 +421,7 @@ func (b *batch[V]) fill(ctx context.Context, idx []int, entries []*l1.Entry[V], 
 }
 
 func (b *batch[V]) release(ctx context.Context, keys []string) {
-	if err := b.c.client.l2.ReleaseMany(context.WithoutCancel(ctx), b.c.ns, b.token, keys); err != nil {
+	if err := b.c.client.l2.ReleaseMany(context.WithoutCancel(ctx), b.c.l2ns(), b.token, keys); err != nil {
 		b.c.reportL2(ctx, "release", err)
 	}
 }

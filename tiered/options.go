@@ -184,7 +184,7 @@ func invalidKey(key string) error {
 }
 
 func validateNamespace(ns string) error {
-	if len(ns) == 0 || len(ns) > MaxNamespaceLength || strings.ContainsAny(ns, "{}") {
+	if len(ns) == 0 || len(ns) > MaxNamespaceLength || strings.ContainsAny(ns, "{}#") {
 		return fmt.Errorf("%w: %q", ErrInvalidNamespace, ns)
 	}
 	return nil

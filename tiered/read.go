@@ -149,7 +149,7 @@ func (f *fetcher[V]) hitL2(ctx context.Context, e *l1.Entry[V]) result[V] {
 func (f *fetcher[V]) leased(ctx context.Context) (result[V], error) {
 	c := f.c
 	f.token = newToken()
-	b, granted, err := c.client.l2.GetOrLease(ctx, c.ns, f.key, f.token, c.opts.LeaseTTL)
+	b, granted, err := c.client.l2.GetOrLease(ctx, c.l2ns(), f.key, f.token, c.opts.LeaseTTL)
 	if err != nil {
 		c.reportL2(ctx, "get", err)
 		return f.withoutL2(ctx)
@@ -158,7 +158,7 @@ func (f *fetcher[V]) leased(ctx context.Context) (result[V], error) {
 		if r, done, err := f.present(ctx, b); done {
 			return r, err
 		}
-		if granted, err = c.client.l2.TryLease(ctx, c.ns, f.key, f.token, c.opts.LeaseTTL); err != nil {
+		if granted, err = c.client.l2.TryLease(ctx, c.l2ns(), f.key, f.token, c.opts.LeaseTTL); err != nil {
 			c.reportL2(ctx, "lease", err)
 			return f.loadLocal(ctx)
 		}
@@ -206,7 +206,7 @@ func (f *fetcher[V]) loadAsHolder(ctx context.Context) (result[V], error) {
 	// The caller's ctx may be over; the lease must still be settled.
 	settle := context.WithoutCancel(ctx)
 	if e == nil || payload == nil && !e.Negative {
-		if rerr := c.client.l2.Release(settle, c.ns, f.key, f.token); rerr != nil {
+		if rerr := c.client.l2.Release(settle, c.l2ns(), f.key, f.token); rerr != nil {
 			c.reportL2(ctx, "release", rerr)
 		}
 		if e == nil {
@@ -214,7 +214,7 @@ func (f *fetcher[V]) loadAsHolder(ctx context.Context) (result[V], error) {
 		}
 		return result[V]{e: e, info: Info{Tier: TierLoader}}, nil
 	}
-	filled, ferr := c.client.l2.Fill(settle, c.ns, f.key, f.token, envelope(e, payload), c.l2TTL(e))
+	filled, ferr := c.client.l2.Fill(settle, c.l2ns(), f.key, f.token, envelope(e, payload), c.l2TTL(e))
 	switch {
 	case ferr != nil:
 		c.reportL2(ctx, "fill", ferr)
@@ -266,7 +266,7 @@ func (f *fetcher[V]) awaitFill(ctx context.Context) (result[V], error) {
 			return result[V]{}, ctx.Err()
 		case <-timer.C:
 		}
-		b, granted, err := c.client.l2.GetOrLease(ctx, c.ns, f.key, f.token, c.opts.LeaseTTL)
+		b, granted, err := c.client.l2.GetOrLease(ctx, c.l2ns(), f.key, f.token, c.opts.LeaseTTL)
 		switch {
 		case err != nil:
 			c.reportL2(ctx, "get", err)
@@ -380,7 +380,7 @@ func newToken() string {
 // readL2 returns key's entry from L2 whatever its freshness, or nil on a
 // miss, an L2 error (reported) or corrupt bytes (deleted and counted).
 func (c *Cache[V]) readL2(ctx context.Context, key string) *l1.Entry[V] {
-	b, err := c.client.l2.Get(ctx, c.ns, key)
+	b, err := c.client.l2.Get(ctx, c.l2ns(), key)
 	if err != nil {
 		c.reportL2(ctx, "get", err)
 		return nil
@@ -426,7 +426,7 @@ func (c *Cache[V]) corrupt(ctx context.Context, key string, err error) {
 	c.stats.corruptEntries.Add(1)
 	c.observe(ctx, Event{Kind: EventCorrupt, Tier: TierL2, Err: err})
 	c.client.cfg.Logger.Warn("strata: corrupt L2 entry deleted", "namespace", c.ns, "key", key, "err", err)
-	if derr := c.client.l2.Delete(ctx, c.ns, key); derr != nil {
+	if derr := c.client.l2.Delete(ctx, c.l2ns(), key); derr != nil {
 		c.reportL2(ctx, "delete", derr)
 	}
 }

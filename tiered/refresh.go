@@ -46,7 +46,7 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, seen uint64, load Lo
 		return
 	}
 	f.token = newToken()
-	granted, err := store.TryLease(ctx, c.ns, key, f.token, c.opts.LeaseTTL)
+	granted, err := store.TryLease(ctx, c.l2ns(), key, f.token, c.opts.LeaseTTL)
 	if err != nil {
 		c.reportL2(ctx, "lease", err)
 		return

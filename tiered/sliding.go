@@ -23,7 +23,7 @@ func (c *Cache[V]) slide(ctx context.Context, key string, now int64) {
 	ttl := c.opts.TTL + max(c.opts.StaleWhileRevalidate, c.opts.StaleIfError)
 	go func() {
 		defer done()
-		if err := store.Expire(lctx, c.ns, key, ttl); err != nil {
+		if err := store.Expire(lctx, c.l2ns(), key, ttl); err != nil {
 			c.reportL2(lctx, "expire", err)
 		}
 	}()

@@ -24,7 +24,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	e := c.newEntry(key, v, false, so.ttl, 0)
 	e.Size = len(payload)
 	if store := c.client.l2; store != nil {
-		if err := store.Write(ctx, c.ns, key, envelope(e, payload), c.l2TTL(e)); err != nil {
+		if err := store.Write(ctx, c.l2ns(), key, envelope(e, payload), c.l2TTL(e)); err != nil {
 			c.stats.l2Errors.Add(1)
 			c.dropL1(key)
 			return fmt.Errorf("tiered: set %q in L2: %w", key, err)
@@ -45,7 +45,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 	var err error
 	if store := c.client.l2; store != nil {
-		if err = store.Delete(ctx, c.ns, keys...); err != nil {
+		if err = store.Delete(ctx, c.l2ns(), keys...); err != nil {
 			c.stats.l2Errors.Add(1)
 			err = fmt.Errorf("tiered: delete in L2: %w", err)
 		}
