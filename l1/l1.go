@@ -100,6 +100,7 @@ func (c *Config) setDefaults() error {
 type Cache[V any] struct {
 	rc     *ristretto.Cache[string, *Entry[V]]
 	maxTTL time.Duration
+	tags   tagIndex[V]
 }
 
 // New returns an L1 cache configured by cfg.
@@ -107,17 +108,22 @@ func New[V any](cfg Config) (*Cache[V], error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	c := &Cache[V]{maxTTL: cfg.MaxTTL}
 	rc, err := ristretto.NewCache(&ristretto.Config[string, *Entry[V]]{
 		NumCounters:        cfg.NumCounters,
 		MaxCost:            cfg.MaxCost,
 		BufferItems:        64, // ristretto's recommended value
 		KeyToHash:          cfg.KeyToHash,
 		IgnoreInternalCost: true, // entryOverhead already counts it
+		// Every way out (delete, overwrite, eviction, rejection, expiry,
+		// Clear) passes here: the tag index follows the cache.
+		OnExit: c.tags.remove,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("l1: %w", err)
 	}
-	return &Cache[V]{rc: rc, maxTTL: cfg.MaxTTL}, nil
+	c.rc = rc
+	return c, nil
 }
 
 // MaxTTL returns the backstop TTL in force.
@@ -146,6 +152,8 @@ func (c *Cache[V]) Set(e *Entry[V], now int64) {
 		return
 	}
 	cost := int64(e.Size + len(e.Key) + entryOverhead)
+	// Indexed before the set: if ristretto rejects e, its exit unindexes it.
+	c.tags.add(e)
 	if !c.rc.SetWithTTL(e.Key, e, cost, ttl) {
 		// Dropped by contention: make sure no older copy survives.
 		c.rc.Del(e.Key)
@@ -163,6 +171,9 @@ func (c *Cache[V]) Delete(keys ...string) {
 	}
 	c.rc.Wait()
 }
+
+// KeysWithTag returns the keys of the entries tagged tag.
+func (c *Cache[V]) KeysWithTag(tag string) []string { return c.tags.keys(tag) }
 
 // Clear removes every entry.
 func (c *Cache[V]) Clear() { c.rc.Clear() }

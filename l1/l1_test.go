@@ -2,6 +2,7 @@ package l1_test
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -402,4 +403,38 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	c.Close()
 	c.Close() // idempotent
 	goleak.VerifyNone(t)
+}
+
+func TestTagIndexFollowsTheCache(t *testing.T) {
+	c := newCache(t, l1.Config{})
+	n := now()
+	fresh := n + int64(time.Minute)
+	set := func(key string, tags ...string) {
+		c.Set(&l1.Entry[string]{Key: key, Value: "v", FreshUntil: fresh, StaleUntil: fresh, Tags: tags}, n)
+	}
+	set("a", "t1", "t2")
+	set("b", "t1")
+	if got := sortedKeys(c.KeysWithTag("t1")); len(got) != 2 {
+		t.Fatalf("t1 = %v, want a and b", got)
+	}
+	set("a", "t3") // overwritten with other tags
+	if got := c.KeysWithTag("t2"); len(got) != 0 {
+		t.Errorf("t2 = %v after a lost the tag", got)
+	}
+	if got := c.KeysWithTag("t3"); len(got) != 1 {
+		t.Errorf("t3 = %v, want a", got)
+	}
+	c.Delete("b")
+	if got := c.KeysWithTag("t1"); len(got) != 0 {
+		t.Errorf("t1 = %v after b was deleted", got)
+	}
+	c.Clear()
+	if got := c.KeysWithTag("t3"); len(got) != 0 {
+		t.Errorf("t3 = %v after Clear", got)
+	}
+}
+
+func sortedKeys(keys []string) []string {
+	slices.Sort(keys)
+	return keys
 }

@@ -18,6 +18,7 @@ import (
 //	fresh     varint   fresh-until, Unix milliseconds
 //	stale     uvarint  stale-until minus fresh-until, milliseconds
 //	load      uvarint  last load duration, microseconds
+//	tags      only with FlagTags: uvarint count, then each: uvarint length + bytes
 //	payload   bytes    the encoded value (empty when negative)
 //	checksum  4 bytes  CRC-32C (Castagnoli) of everything before it, little endian
 //
@@ -38,7 +39,15 @@ const (
 	// FlagCompressed marks a compressed payload. This version never writes it
 	// and reads it as corrupt, so a newer writer's data is a miss, not garbage.
 	FlagCompressed byte = 1 << 1
-	knownFlags          = FlagNegative
+	// FlagTags marks an entry carrying invalidation tags.
+	FlagTags   byte = 1 << 2
+	knownFlags      = FlagNegative | FlagTags
+)
+
+// Limits on an entry's tags.
+const (
+	MaxTags      = 256
+	MaxTagLength = 1024
 )
 
 // ErrCorrupt is returned by Decode for bytes that are not a valid envelope:
@@ -55,6 +64,7 @@ type Envelope struct {
 	FreshUntil   int64 // Unix nanoseconds
 	StaleUntil   int64 // Unix nanoseconds, not before FreshUntil
 	LoadDuration time.Duration
+	Tags         []string
 	Payload      []byte
 }
 
@@ -65,6 +75,9 @@ func (e *Envelope) AppendTo(dst []byte) []byte {
 	if e.Negative {
 		flags |= FlagNegative
 	}
+	if len(e.Tags) > 0 {
+		flags |= FlagTags
+	}
 	dst = append(dst, magic0, magic1, FormatVersion, flags)
 	dst = binary.AppendUvarint(dst, e.Version)
 	dst = binary.AppendVarint(dst, e.Created/int64(time.Millisecond))
@@ -72,6 +85,13 @@ func (e *Envelope) AppendTo(dst []byte) []byte {
 	dst = binary.AppendVarint(dst, fresh)
 	dst = binary.AppendUvarint(dst, uint64(max(e.StaleUntil/int64(time.Millisecond)-fresh, 0)))
 	dst = binary.AppendUvarint(dst, uint64(max(e.LoadDuration/time.Microsecond, 0)))
+	if len(e.Tags) > 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(e.Tags)))
+		for _, t := range e.Tags {
+			dst = binary.AppendUvarint(dst, uint64(len(t)))
+			dst = append(dst, t...)
+		}
+	}
 	if !e.Negative {
 		dst = append(dst, e.Payload...)
 	}
@@ -103,6 +123,9 @@ func Decode(b []byte) (Envelope, error) {
 	e.Version = r.uvarint()
 	created, fresh := r.millis(), r.millis()
 	stale, load := r.uvarint(), r.uvarint()
+	if flags&FlagTags != 0 {
+		e.Tags = r.tags()
+	}
 	// A writer of int64 nanoseconds never produces times or durations that
 	// overflow them; decoding such fields would wrap around silently.
 	if r.bad || stale > uint64(maxMillis-fresh) || load > maxMicros || (e.Negative && len(r.b) > 0) {
@@ -147,6 +170,25 @@ func (r *reader) varint() int64 {
 	}
 	r.b = r.b[n:]
 	return v
+}
+
+// tags reads a non-empty tag list within the limits.
+func (r *reader) tags() []string {
+	n := r.uvarint()
+	if r.bad || n == 0 || n > MaxTags || n > uint64(len(r.b)) {
+		r.bad = true
+		return nil
+	}
+	tags := make([]string, n)
+	for i := range tags {
+		l := r.uvarint()
+		if r.bad || l > MaxTagLength || l > uint64(len(r.b)) {
+			r.bad = true
+			return nil
+		}
+		tags[i], r.b = string(r.b[:l]), r.b[l:]
+	}
+	return tags
 }
 
 // millis reads a time in Unix milliseconds that fits in int64 nanoseconds.

@@ -142,6 +142,8 @@ func (c *Cache[V]) invalidate(m *coherence.Message) {
 		for _, k := range m.Items {
 			c.dropL1(k)
 		}
+	case coherence.KindTags:
+		c.dropTagged(m.Items, nil)
 	case coherence.KindClear:
 		c.setVersion(m.Version)
 		c.dropAll()

@@ -285,3 +285,50 @@ func TestInvalidatePatternAcrossReplicas(t *testing.T) {
 		})
 	}
 }
+
+func TestInvalidateTagsAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	redisCfg := l2.Config{Addrs: []string{srv.Addr()}}
+	opts := tiered.Options[string]{TTL: time.Hour, Tags: func(key, v string) []string {
+		return []string{"team:" + v} // the value names its team
+	}}
+	caches := replicas(t, 2, redisCfg, opts)
+	load := func(_ context.Context, k string) (string, error) { return map[string]string{"u1": "a", "u2": "a", "u3": "b"}[k], nil }
+	for _, k := range []string{"u1", "u2", "u3"} {
+		for _, c := range caches {
+			if _, err := c.Get(ctx, k, load); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := caches[0].Set(ctx, "u4", "c", tiered.WithTags("vip")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := caches[1].Get(ctx, "u4", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := caches[0].InvalidateTags(ctx, "team:a", "vip"); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range caches {
+		for _, k := range []string{"u1", "u2", "u4"} {
+			redistest.WaitFor(t, 5*time.Second, func() bool {
+				_, err := c.Get(ctx, k, nil)
+				return errors.Is(err, tiered.ErrNotFound)
+			}, "replica %d drops %s", i, k)
+		}
+		if v, err := c.Get(ctx, "u3", nil); err != nil || v != "b" {
+			t.Errorf("replica %d: u3 = %q, %v; an untagged key was lost", i, v, err)
+		}
+	}
+	// A producer with no cache invalidates a tag too.
+	producer := newClient(t, tiered.Config{NodeID: "cdc", Redis: redisCfg})
+	if err := producer.InvalidateTags(ctx, "users", "team:b"); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitFor(t, 5*time.Second, func() bool {
+		_, err := caches[1].Get(ctx, "u3", nil)
+		return errors.Is(err, tiered.ErrNotFound)
+	}, "the producer's tag invalidation reaches replica 1")
+}

@@ -371,6 +371,7 @@ func (b *batch[V]) entries(idx []int, found map[string]V) ([]*l1.Entry[V], [][]b
 			continue
 		}
 		e := c.newEntry(key, v, false, c.opts.TTL, 0)
+		e.Tags = c.tagsOf(key, v, nil)
 		b.resolve(i, result[V]{e: e, info: Info{Tier: TierLoader}}, nil)
 		payload, err := c.encode(v)
 		if err != nil {
@@ -397,6 +398,7 @@ func (b *batch[V]) fill(ctx context.Context, idx []int, entries []*l1.Entry[V], 
 			release = append(release, b.keys[i])
 			continue
 		}
+		c.addTags(settle, entries[j])
 		items = append(items, l2.FillItem{Key: b.keys[i], Data: envelope(entries[j], payloads[j]), TTL: c.l2TTL(entries[j])})
 		itemIdx = append(itemIdx, j)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/strata-cache/strata/l1"
+	"github.com/strata-cache/strata/l2"
 )
 
 // Limits on names and values.
@@ -103,6 +104,10 @@ type Options[V any] struct {
 	// ErrValueTooLarge beyond it; a loaded value beyond it is returned but not
 	// cached. Zero means DefaultMaxValueSize.
 	MaxValueSize int
+	// Tags returns the invalidation tags of a value (InvalidateTags drops
+	// every key carrying one of them). Nil means none; WithTags adds tags to
+	// one Set.
+	Tags func(key string, v V) []string
 	// Writer, when set, makes Set write-through: Set calls it first and
 	// updates the cache only if it succeeds.
 	Writer func(ctx context.Context, key string, v V) error
@@ -161,7 +166,27 @@ func (o *Options[V]) l1Config() l1.Config {
 type SetOption func(*setOptions)
 
 type setOptions struct {
-	ttl time.Duration
+	ttl  time.Duration
+	tags []string
+}
+
+// WithTags gives one Set's value these invalidation tags, besides those of
+// Options.Tags.
+func WithTags(tags ...string) SetOption {
+	return func(o *setOptions) { o.tags = append(o.tags, tags...) }
+}
+
+// validateTags checks tags against the envelope's limits.
+func validateTags(tags []string) error {
+	if len(tags) > l2.MaxTags {
+		return fmt.Errorf("%w: %d tags, limit %d", ErrInvalidKey, len(tags), l2.MaxTags)
+	}
+	for _, t := range tags {
+		if t == "" || len(t) > l2.MaxTagLength {
+			return fmt.Errorf("%w: tag of %d bytes", ErrInvalidKey, len(t))
+		}
+	}
+	return nil
 }
 
 // WithTTL makes one Set use ttl instead of Options.TTL (jitter still applies).

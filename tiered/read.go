@@ -214,6 +214,7 @@ func (f *fetcher[V]) loadAsHolder(ctx context.Context) (result[V], error) {
 		}
 		return result[V]{e: e, info: Info{Tier: TierLoader}}, nil
 	}
+	c.addTags(settle, e)
 	filled, ferr := c.client.l2.Fill(settle, c.l2ns(), f.key, f.token, envelope(e, payload), c.l2TTL(e))
 	switch {
 	case ferr != nil:
@@ -335,6 +336,7 @@ func (c *Cache[V]) loadEntry(ctx context.Context, key string, load Loader[V]) (*
 		return nil, nil, err
 	}
 	e := c.newEntry(key, v, false, c.opts.TTL, d)
+	e.Tags = c.tagsOf(key, v, nil)
 	payload, perr := c.encode(v)
 	if perr != nil {
 		c.stats.uncached.Add(1)
@@ -404,7 +406,7 @@ func (c *Cache[V]) decode(key string, b []byte) (*l1.Entry[V], error) {
 	}
 	e := &l1.Entry[V]{
 		Key: key, Negative: env.Negative, Version: env.Version, FreshUntil: env.FreshUntil,
-		StaleUntil: env.StaleUntil, LoadDuration: env.LoadDuration, Size: len(env.Payload),
+		StaleUntil: env.StaleUntil, LoadDuration: env.LoadDuration, Size: len(env.Payload), Tags: env.Tags,
 	}
 	if !env.Negative {
 		if e.Value, err = c.opts.Codec.Unmarshal(env.Payload); err != nil {
@@ -495,7 +497,7 @@ func (c *Cache[V]) encode(v V) ([]byte, error) {
 func envelope[V any](e *l1.Entry[V], payload []byte) []byte {
 	env := l2.Envelope{
 		Negative: e.Negative, Version: e.Version, Created: int64(e.Version),
-		FreshUntil: e.FreshUntil, StaleUntil: e.StaleUntil, LoadDuration: e.LoadDuration, Payload: payload,
+		FreshUntil: e.FreshUntil, StaleUntil: e.StaleUntil, LoadDuration: e.LoadDuration, Tags: e.Tags, Payload: payload,
 	}
 	return env.Encode()
 }

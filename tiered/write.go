@@ -23,7 +23,12 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	}
 	e := c.newEntry(key, v, false, so.ttl, 0)
 	e.Size = len(payload)
+	e.Tags = c.tagsOf(key, v, so.tags)
+	if err := validateTags(e.Tags); err != nil {
+		return err
+	}
 	if store := c.client.l2; store != nil {
+		c.addTags(ctx, e)
 		if err := store.Write(ctx, c.l2ns(), key, envelope(e, payload), c.l2TTL(e)); err != nil {
 			c.stats.l2Errors.Add(1)
 			c.dropL1(key)

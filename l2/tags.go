@@ -1,0 +1,64 @@
+package l2
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TagKey returns the Redis key of the set of ns's keys tagged tag:
+// prefix:ns#tag:{tag}. Namespaces cannot contain '#', so it collides with no
+// value key.
+func (s *Store) TagKey(ns, tag string) string { return s.prefix + ":" + ns + "#tag:{" + tag + "}" }
+
+// AddTags adds key to the set of each of its tags, and makes each set live
+// at least ttl. Writers call it before writing the value, so that a tag
+// invalidation running in between finds the key (and ends its lease).
+func (s *Store) AddTags(ctx context.Context, ns, key string, tags []string, ttl time.Duration) error {
+	ms := ms(ttl)
+	cmds, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, t := range tags {
+			k := s.TagKey(ns, t)
+			p.SAdd(ctx, k, key)
+			// NX gives a new set its TTL; GT pushes an older one's out.
+			p.Do(ctx, "PEXPIRE", k, ms, "NX")
+			p.Do(ctx, "PEXPIRE", k, ms, "GT")
+		}
+		return nil
+	})
+	return firstErrors(cmds, err)
+}
+
+// KeysWithTags returns the keys in the sets of tags (a key may repeat).
+func (s *Store) KeysWithTags(ctx context.Context, ns string, tags []string) ([]string, error) {
+	cmds := make([]*redis.StringSliceCmd, len(tags))
+	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, t := range tags {
+			cmds[i] = p.SMembers(ctx, s.TagKey(ns, t))
+		}
+		return nil
+	})
+	var keys []string
+	var errs []error
+	for _, c := range cmds {
+		members, err := c.Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			errs = append(errs, err)
+		}
+		keys = append(keys, members...)
+	}
+	return keys, joinDistinct(errs)
+}
+
+// DeleteTags removes the sets of tags.
+func (s *Store) DeleteTags(ctx context.Context, ns string, tags []string) error {
+	cmds, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, t := range tags {
+			p.Del(ctx, s.TagKey(ns, t))
+		}
+		return nil
+	})
+	return firstErrors(cmds, err)
+}
