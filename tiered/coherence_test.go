@@ -294,7 +294,9 @@ func TestInvalidateTagsAcrossReplicas(t *testing.T) {
 		return []string{"team:" + v} // the value names its team
 	}}
 	caches := replicas(t, 2, redisCfg, opts)
-	load := func(_ context.Context, k string) (string, error) { return map[string]string{"u1": "a", "u2": "a", "u3": "b"}[k], nil }
+	load := func(_ context.Context, k string) (string, error) {
+		return map[string]string{"u1": "a", "u2": "a", "u3": "b"}[k], nil
+	}
 	for _, k := range []string{"u1", "u2", "u3"} {
 		for _, c := range caches {
 			if _, err := c.Get(ctx, k, load); err != nil {
