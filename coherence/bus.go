@@ -137,6 +137,8 @@ type Bus struct {
 	mu      sync.Mutex
 	origins map[string]*origin
 
+	acks acks
+
 	pubsubSeen atomic.Int64 // Unix ns of the last pub/sub activity
 	trusted    atomic.Bool
 	stats      stats
@@ -250,21 +252,36 @@ func (b *Bus) Deliver(data []byte, channel Channel) {
 	if m.Origin == b.cfg.NodeID && m.Epoch == b.epoch {
 		return
 	}
+	if m.Kind == KindAck {
+		if len(m.Items) == 1 && m.Items[0] == b.cfg.NodeID {
+			b.acked(m.Origin, m.Version)
+		}
+		return
+	}
+	if b.apply(&m, channel) && m.AckWanted {
+		b.ack(&m)
+	}
+}
+
+// apply records m from channel and applies it if it is new; it reports
+// whether m is applied now or was already (an ack is then due either way).
+func (b *Bus) apply(m *Message, channel Channel) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	o := b.origin(&m)
+	o := b.origin(m)
 	now := b.cfg.Now().UnixNano()
 	o.heard[channel] = now
 	if m.Kind == KindHeartbeat {
 		o.announce(m.Seq, now)
-		return
+		return false
 	}
 	if !o.accept(m.Seq, now) {
 		b.stats.duplicates.Add(1)
-		return
+		return true
 	}
 	b.stats.applied.Add(1)
-	b.cfg.Handler.Apply(&m)
+	b.cfg.Handler.Apply(m)
+	return true
 }
 
 // origin returns the state of m's sender, starting it afresh on a new epoch.

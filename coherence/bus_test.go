@@ -2,8 +2,10 @@ package coherence
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -153,5 +155,46 @@ func TestOwnMessagesAreIgnoredAndNewEpochResets(t *testing.T) {
 	b.Deliver(Encode(&restarted, nil), PubSub)
 	if applied, _ := rb.snapshot(); len(applied) != 2 {
 		t.Errorf("new epoch not applied: %v", applied)
+	}
+}
+
+// blocker is a Handler whose Apply waits until released.
+type blocker struct {
+	recorder
+	release chan struct{}
+}
+
+func (b *blocker) Apply(m *Message) {
+	<-b.release
+	b.recorder.Apply(m)
+}
+
+func TestPublishAcked(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	stuck := &blocker{release: make(chan struct{})}
+	handlers := []Handler{&recorder{}, &recorder{}, stuck}
+	var buses []*Bus
+	for i, h := range handlers {
+		client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		bus, err := New(Config{NodeID: string(rune('a' + i)), Redis: client, Channel: "inv", Handler: h, HeartbeatInterval: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = bus.Close()
+			_ = client.Close()
+		})
+		buses = append(buses, bus)
+	}
+	// Every bus hears every other's heartbeat: all are live members.
+	redistest.WaitFor(t, 5*time.Second, func() bool { return len(buses[0].livePeers()) == 2 }, "peers known")
+	err := buses[0].PublishAcked(ctx, KindKeys, "ns", []string{"k"}, 1, 300*time.Millisecond)
+	if !errors.Is(err, ErrNotAcknowledged) || !strings.Contains(err.Error(), "[c]") {
+		t.Fatalf("with c stuck: %v, want ErrNotAcknowledged naming c only", err)
+	}
+	close(stuck.release)
+	if err := buses[0].PublishAcked(ctx, KindKeys, "ns", []string{"k2"}, 2, 5*time.Second); err != nil {
+		t.Fatalf("with every member applying: %v", err)
 	}
 }

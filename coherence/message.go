@@ -21,6 +21,7 @@ const (
 	KindPattern   Kind = 3 // Items[0] is a Redis glob over the keys of Namespace
 	KindClear     Kind = 4 // every key of Namespace; Version is its new version
 	KindHeartbeat Kind = 5 // no invalidation: Seq is the origin's latest sequence
+	KindAck       Kind = 6 // Items[0] applied Version, the sequence it asked an ack for; Seq is 0
 )
 
 // String implements fmt.Stringer.
@@ -36,6 +37,8 @@ func (k Kind) String() string {
 		return "clear"
 	case KindHeartbeat:
 		return "heartbeat"
+	case KindAck:
+		return "ack"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -50,6 +53,9 @@ type Message struct {
 	Items     []string
 	Version   uint64 // the write's version; for KindClear the namespace's new version
 	SentAt    int64  // Unix nanoseconds, for measuring invalidation lag
+	// AckWanted asks every receiver to send a KindAck once it has applied
+	// the message.
+	AckWanted bool
 }
 
 // Wire format, version 1 (all varints are Go's encoding/binary varints):
@@ -57,7 +63,7 @@ type Message struct {
 //	magic     2 bytes  0x53 0x49 ("SI")
 //	format    1 byte   1
 //	kind      1 byte   Kind
-//	flags     1 byte   bit 0: a MAC follows the body; other bits zero
+//	flags     1 byte   bit 0: a MAC follows the body; bit 1: ack wanted; other bits zero
 //	epoch     uvarint
 //	seq       uvarint
 //	version   uvarint
@@ -74,6 +80,7 @@ const (
 	magic1        = 0x49
 	formatVersion = 1
 	flagMAC       = 1 << 0
+	flagAck       = 1 << 1
 	macLen        = 16
 	headerLen     = 5
 )
@@ -97,6 +104,9 @@ func Encode(m *Message, key []byte) []byte {
 	var flags byte
 	if key != nil {
 		flags = flagMAC
+	}
+	if m.AckWanted {
+		flags |= flagAck
 	}
 	b = append(b, magic0, magic1, formatVersion, byte(m.Kind), flags)
 	b = binary.AppendUvarint(b, m.Epoch)
@@ -123,7 +133,7 @@ func Decode(b []byte, key []byte) (Message, error) {
 		return m, ErrMalformed
 	}
 	flags := b[4]
-	if flags&^flagMAC != 0 {
+	if flags&^(flagMAC|flagAck) != 0 {
 		return m, ErrMalformed
 	}
 	body := b
@@ -138,8 +148,8 @@ func Decode(b []byte, key []byte) (Message, error) {
 	} else if key != nil {
 		return m, ErrUnauthenticated
 	}
-	m.Kind = Kind(b[3])
-	if m.Kind < KindKeys || m.Kind > KindHeartbeat {
+	m.Kind, m.AckWanted = Kind(b[3]), flags&flagAck != 0
+	if m.Kind < KindKeys || m.Kind > KindAck {
 		return Message{}, ErrMalformed
 	}
 	r := reader{b: body[headerLen:]}
@@ -155,7 +165,7 @@ func Decode(b []byte, key []byte) (Message, error) {
 			m.Items[i] = r.string(MaxMessageSize)
 		}
 	}
-	if r.bad || len(r.b) != 0 || m.Origin == "" || (m.Seq == 0 && m.Kind != KindHeartbeat) {
+	if r.bad || len(r.b) != 0 || m.Origin == "" || (m.Seq == 0 && m.Kind != KindHeartbeat && m.Kind != KindAck) {
 		return Message{}, ErrMalformed
 	}
 	return m, nil

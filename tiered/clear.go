@@ -28,8 +28,7 @@ func (c *Cache[V]) Clear(ctx context.Context) error {
 	}
 	c.setVersion(v)
 	c.dropAll()
-	c.client.publish(ctx, coherence.KindClear, c.ns, nil, v)
-	return nil
+	return c.client.publish(ctx, coherence.KindClear, c.ns, nil, v)
 }
 
 // InvalidatePattern removes every key of the namespace matching pattern
@@ -55,8 +54,7 @@ func (c *Cache[V]) InvalidatePattern(ctx context.Context, pattern string) error 
 		}
 	}
 	c.dropAll()
-	c.client.publish(ctx, coherence.KindPattern, c.ns, []string{pattern}, uint64(c.client.clock.NowNano()))
-	return err
+	return errors.Join(err, c.client.publish(ctx, coherence.KindPattern, c.ns, []string{pattern}, uint64(c.client.clock.NowNano())))
 }
 
 // l2ns is the namespace as L2 keys spell it at the current version.

@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -77,16 +78,36 @@ func (c *Client) startBus() error {
 // channel: a healthy Redis subscribes in a millisecond.
 const startTrustTimeout = time.Second
 
-// publish tells the other replicas about a write. A failure is logged, not
-// returned: the write happened, and receivers notice the lost message as a
-// sequence gap at the origin's next heartbeat and drop their L1.
-func (c *Client) publish(ctx context.Context, kind coherence.Kind, ns string, items []string, version uint64) {
+// publish tells the other replicas about a write. A send failure is logged,
+// not returned: the write happened, and receivers notice the lost message as
+// a sequence gap at the origin's next heartbeat and drop their L1. Only an
+// acknowledged invalidation (WithAck) returns an error: the members that did
+// not confirm in time.
+func (c *Client) publish(ctx context.Context, kind coherence.Kind, ns string, items []string, version uint64) error {
 	if c.bus == nil {
-		return
+		return nil
+	}
+	if timeout, ok := ctx.Value(ackKey{}).(time.Duration); ok {
+		if err := c.bus.PublishAcked(ctx, kind, ns, items, version, timeout); err != nil {
+			return fmt.Errorf("tiered: %w", err)
+		}
+		return nil
 	}
 	if err := c.bus.Publish(ctx, kind, ns, items, version); err != nil {
 		c.cfg.Logger.Warn("strata: invalidation not sent; peers will detect the gap", "namespace", ns, "err", err)
 	}
+	return nil
+}
+
+type ackKey struct{}
+
+// WithAck returns a context that makes Set, Delete, InvalidateTags,
+// InvalidatePattern, Clear and Client.Invalidate wait until every live
+// replica has applied the invalidation, for at most timeout. Past it they
+// return an error wrapping coherence.ErrNotAcknowledged that names the
+// replicas that did not confirm; the write itself has happened.
+func WithAck(ctx context.Context, timeout time.Duration) context.Context {
+	return context.WithValue(ctx, ackKey{}, timeout)
 }
 
 // BusStats returns the invalidation bus's counters (zero without one).
@@ -196,8 +217,7 @@ func (c *Client) Invalidate(ctx context.Context, namespace string, keys ...strin
 	for _, cache := range c.cachesOf(namespace) {
 		cache.invalidate(m)
 	}
-	c.publish(ctx, coherence.KindKeys, namespace, keys, uint64(c.clock.NowNano()))
-	return err
+	return errors.Join(err, c.publish(ctx, coherence.KindKeys, namespace, keys, uint64(c.clock.NowNano())))
 }
 
 // GossipAddr returns the address other replicas can join this one's gossip

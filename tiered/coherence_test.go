@@ -334,3 +334,24 @@ func TestInvalidateTagsAcrossReplicas(t *testing.T) {
 		return errors.Is(err, tiered.ErrNotFound)
 	}, "the producer's tag invalidation reaches replica 1")
 }
+
+func TestAcknowledgedWrite(t *testing.T) {
+	ctx := context.Background()
+	f := newFleet(t, 3, true, tiered.Config{})
+	f.warm(t, "k")
+	redistest.WaitFor(t, 10*time.Second, func() bool {
+		return f.caches[0].Set(tiered.WithAck(ctx, time.Second), "k", "acked") == nil
+	}, "an acknowledged Set")
+	// Acknowledged means applied: no waiting on the replicas.
+	for i, c := range f.caches {
+		if v, err := c.Get(ctx, "k", nil); err != nil || v != "acked" {
+			t.Errorf("replica %d right after an acknowledged Set: %q, %v", i, v, err)
+		}
+	}
+	// A closed replica leaves the gossip cluster and stops heartbeating: the
+	// ack covers the live ones only (once the others notice it left).
+	_ = f.clients[2].Close()
+	redistest.WaitFor(t, 10*time.Second, func() bool {
+		return f.caches[0].Delete(tiered.WithAck(ctx, 500*time.Millisecond), "k") == nil
+	}, "an acknowledged Delete with one replica gone")
+}

@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -20,8 +21,7 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 	}
 	err := c.client.invalidateTagsL2(ctx, c.l2ns(), tags)
 	c.dropTagged(tags, nil)
-	c.client.publish(ctx, coherence.KindTags, c.ns, tags, uint64(c.client.clock.NowNano()))
-	return err
+	return errors.Join(err, c.client.publish(ctx, coherence.KindTags, c.ns, tags, uint64(c.client.clock.NowNano())))
 }
 
 // dropTagged drops from L1 the keys tagged with tags (from the local index)
@@ -113,6 +113,5 @@ func (c *Client) InvalidateTags(ctx context.Context, namespace string, tags ...s
 	for _, cache := range c.cachesOf(namespace) {
 		cache.invalidate(m)
 	}
-	c.publish(ctx, coherence.KindTags, namespace, tags, uint64(c.clock.NowNano()))
-	return err
+	return errors.Join(err, c.publish(ctx, coherence.KindTags, namespace, tags, uint64(c.clock.NowNano())))
 }

@@ -42,8 +42,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 			c.l1.Set(e, c.client.clock.NowNano())
 		}
 	})
-	c.client.publish(ctx, coherence.KindKeys, c.ns, []string{key}, e.Version)
-	return nil
+	return c.client.publish(ctx, coherence.KindKeys, c.ns, []string{key}, e.Version)
 }
 
 // delete is Delete after validation: L2, then L1 (even if L2 failed).
@@ -58,10 +57,10 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 	for _, k := range keys {
 		c.dropL1(k)
 	}
-	if err == nil {
-		c.client.publish(ctx, coherence.KindKeys, c.ns, keys, uint64(c.client.clock.NowNano()))
+	if err != nil {
+		return err
 	}
-	return err
+	return c.client.publish(ctx, coherence.KindKeys, c.ns, keys, uint64(c.client.clock.NowNano()))
 }
 
 // dropL1 removes key from L1 and fences off in-flight fills of it.
