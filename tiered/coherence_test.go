@@ -355,3 +355,31 @@ func TestAcknowledgedWrite(t *testing.T) {
 		return f.caches[0].Delete(tiered.WithAck(ctx, 500*time.Millisecond), "k") == nil
 	}, "an acknowledged Delete with one replica gone")
 }
+
+func TestPubSubDeliversWhenGossipIsCut(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	redisCfg := l2.Config{Addrs: []string{srv.Addr()}}
+	key := []byte("0123456789abcdef")
+	a := newClient(t, tiered.Config{NodeID: "a", Redis: redisCfg, Gossip: &cluster.Config{BindAddr: "127.0.0.1:0", SecretKey: key, Profile: cluster.ProfileLocal}})
+	// b gossips with the wrong key: it can never join a's cluster.
+	b := newClient(t, tiered.Config{NodeID: "b", Redis: redisCfg, Gossip: &cluster.Config{BindAddr: "127.0.0.1:0", SecretKey: []byte("fedcba9876543210"), Profile: cluster.ProfileLocal}})
+	ca := newCache(t, a, "users", tiered.Options[string]{TTL: time.Hour})
+	cb := newCache(t, b, "users", tiered.Options[string]{TTL: time.Hour})
+	if err := ca.Set(ctx, "k", "v0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cb.Get(ctx, "k", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Set(ctx, "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitFor(t, 5*time.Second, func() bool {
+		v, _ := cb.Get(ctx, "k", nil)
+		return v == "v1"
+	}, "pub/sub delivers to b")
+	if s := b.BusStats(); s.Applied == 0 {
+		t.Errorf("b's bus applied nothing: %+v", s)
+	}
+}
