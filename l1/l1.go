@@ -5,6 +5,7 @@ package l1
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -101,6 +102,12 @@ type Cache[V any] struct {
 	rc     *ristretto.Cache[string, *Entry[V]]
 	maxTTL time.Duration
 	tags   tagIndex[V]
+	// life orders writes against Close: ristretto's Close is not safe
+	// against a concurrent Set, Del or Wait (a Wait queued after its
+	// processor stopped blocks forever; a send after it panics). Writes hold
+	// it shared; Close holds it exclusively and sets closed.
+	life   sync.RWMutex
+	closed bool
 }
 
 // New returns an L1 cache configured by cfg.
@@ -143,12 +150,17 @@ func (c *Cache[V]) Get(key string) (*Entry[V], bool) {
 // from here on and must not be changed. When Set returns, a Get sees e, or (if ristretto dropped or
 // rejected it) no entry for the key at all.
 func (c *Cache[V]) Set(e *Entry[V], now int64) {
+	c.life.RLock()
+	defer c.life.RUnlock()
+	if c.closed {
+		return
+	}
 	limit := now + int64(c.maxTTL)
 	e.LocalFreshUntil = min(e.FreshUntil, limit)
 	e.LocalStaleUntil = min(max(e.StaleUntil, e.FreshUntil), limit)
 	ttl := time.Duration(e.LocalStaleUntil - now)
 	if ttl <= 0 {
-		c.Delete(e.Key)
+		c.delete(e.Key)
 		return
 	}
 	cost := int64(e.Size + len(e.Key) + entryOverhead)
@@ -166,6 +178,14 @@ func (c *Cache[V]) Set(e *Entry[V], now int64) {
 // Delete removes keys. When it returns, no Get sees them, and no Set that
 // returned before Delete was called can bring them back.
 func (c *Cache[V]) Delete(keys ...string) {
+	c.life.RLock()
+	defer c.life.RUnlock()
+	if !c.closed {
+		c.delete(keys...)
+	}
+}
+
+func (c *Cache[V]) delete(keys ...string) {
 	for _, k := range keys {
 		c.rc.Del(k)
 	}
@@ -176,7 +196,25 @@ func (c *Cache[V]) Delete(keys ...string) {
 func (c *Cache[V]) KeysWithTag(tag string) []string { return c.tags.keys(tag) }
 
 // Clear removes every entry.
-func (c *Cache[V]) Clear() { c.rc.Clear() }
+func (c *Cache[V]) Clear() {
+	c.life.RLock()
+	defer c.life.RUnlock()
+	if !c.closed {
+		c.rc.Clear()
+	}
+}
 
-// Close stops the cache's goroutines. The cache must not be used afterwards.
-func (c *Cache[V]) Close() { c.rc.Close() }
+// Close stops the cache's goroutines, after the writes in progress. Writes
+// after it do nothing; Gets miss.
+//
+// NOTE: a Get racing Close may, rarely, hit ristretto's own Get-during-Close
+// hazard; callers stop reading before closing (tiered.Client.Close refuses
+// new calls first).
+func (c *Cache[V]) Close() {
+	c.life.Lock()
+	defer c.life.Unlock()
+	if !c.closed {
+		c.closed = true
+		c.rc.Close()
+	}
+}

@@ -74,13 +74,17 @@ func (c *Cache[V]) lookupMany(ctx context.Context, keys []string, out map[string
 		c.stats.misses.Add(uint64(len(keys)))
 		return
 	}
+	gens := make([]uint64, len(keys)) // before the read: writes after it win
+	for i, k := range keys {
+		gens[i] = c.guard.begin(k)
+	}
 	vals, err := store.GetMany(ctx, c.l2ns(), keys)
 	if err != nil {
 		c.reportL2(ctx, "getmany", err)
 	}
 	now := c.client.clock.NowNano()
 	for i, k := range keys {
-		f := fetcher[V]{c: c, key: k, gen: c.guard.begin(k)}
+		f := fetcher[V]{c: c, key: k, gen: gens[i]}
 		e := c.decodeOrDelete(ctx, k, vals[i])
 		if e == nil || now >= e.FreshUntil {
 			c.stats.misses.Add(1)
@@ -207,9 +211,7 @@ func (b *batch[V]) leased(ctx context.Context) error {
 	b.token = newToken()
 	held, others, err := b.readOrLease(ctx, b.pending())
 	if err != nil {
-		// L2 is unavailable: load everything still pending, cache in L1 only.
-		c.reportL2(ctx, "getmany", err)
-		return b.loadAndCache(ctx, b.pending(), cacheL1)
+		return b.withoutL2(ctx, err)
 	}
 	c.stats.misses.Add(uint64(len(held) + len(others)))
 	errs := []error{b.loadAndCache(ctx, held, fillLeased)}
@@ -218,6 +220,20 @@ func (b *batch[V]) leased(ctx context.Context) error {
 		errs = append(errs, b.await(ctx, others))
 	}
 	return errors.Join(errs...)
+}
+
+// withoutL2 finishes the batch after an L2 failure: leases this batch may
+// hold on pending keys are released (compare-and-delete on its token, so
+// others' leases are safe), and the pending keys load into L1 only.
+func (b *batch[V]) withoutL2(ctx context.Context, err error) error {
+	b.c.reportL2(ctx, "getmany", err)
+	pending := b.pending()
+	keys := make([]string, len(pending))
+	for j, i := range pending {
+		keys[j] = b.keys[i]
+	}
+	b.release(ctx, keys)
+	return b.loadAndCache(ctx, pending, cacheL1)
 }
 
 // readOrLease asks L2 for the keys idx, resolving those with a fresh (or
@@ -288,8 +304,7 @@ func (b *batch[V]) await(ctx context.Context, idx []int) error {
 		}
 		held, others, err := b.readOrLease(ctx, idx)
 		if err != nil {
-			c.reportL2(ctx, "getmany", err)
-			return errors.Join(append(errs, b.loadAndCache(ctx, idx, cacheL1))...)
+			return errors.Join(append(errs, b.withoutL2(ctx, err))...)
 		}
 		errs = append(errs, b.loadAndCache(ctx, held, fillLeased))
 		idx = others
@@ -411,6 +426,14 @@ func (b *batch[V]) fill(ctx context.Context, idx []int, entries []*l1.Entry[V], 
 	filled, err := c.client.l2.FillMany(settle, c.l2ns(), b.token, items)
 	if err != nil {
 		c.reportL2(ctx, "fill", err)
+		// Leases of fills that failed would make others wait LeaseTTL.
+		var unfilled []string
+		for n, it := range items {
+			if !filled[n] {
+				unfilled = append(unfilled, it.Key)
+			}
+		}
+		b.release(ctx, unfilled)
 	}
 	for n, j := range itemIdx {
 		i := idx[j]

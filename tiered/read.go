@@ -154,7 +154,10 @@ func (f *fetcher[V]) leased(ctx context.Context) (result[V], error) {
 		c.reportL2(ctx, "get", err)
 		return f.withoutL2(ctx)
 	}
-	if b != nil {
+	if b == nil {
+		// L2 has nothing: an L1 copy may have been deleted since.
+		f.stale = nil
+	} else {
 		if r, done, err := f.present(ctx, b); done {
 			return r, err
 		}
@@ -219,6 +222,9 @@ func (f *fetcher[V]) loadAsHolder(ctx context.Context) (result[V], error) {
 	switch {
 	case ferr != nil:
 		c.reportL2(ctx, "fill", ferr)
+		if rerr := c.client.l2.Release(settle, c.l2ns(), f.key, f.token); rerr != nil {
+			c.reportL2(ctx, "release", rerr)
+		}
 		c.installL1(f.key, f.gen, e)
 	case !filled:
 		c.stats.fillsRejected.Add(1)
@@ -239,6 +245,11 @@ func (f *fetcher[V]) loaded(e *l1.Entry[V], err error) (result[V], error) {
 // failed answers a failed load: the stale copy inside the stale-if-error
 // window, or the error.
 func (f *fetcher[V]) failed(ctx context.Context, err error) (result[V], error) {
+	// A write or invalidation since the flight began makes the copy void:
+	// expiry is not invalidation, but this was one.
+	if f.stale != nil && f.c.guard.begin(f.key) != f.gen {
+		f.stale = nil
+	}
 	if f.stale != nil && !errors.Is(err, ErrNotFound) && f.c.inSIE(f.stale, f.c.client.clock.NowNano()) {
 		return f.c.servedStale(ctx, f.stale, TierL2, err), nil
 	}
@@ -278,6 +289,18 @@ func (f *fetcher[V]) awaitFill(ctx context.Context) (result[V], error) {
 			if r, done, err := f.present(ctx, b); done {
 				return r, err
 			}
+			// Present but expired: GetOrLease never grants on it, so a
+			// failed or dead holder is taken over here.
+			took, err := c.client.l2.TryLease(ctx, c.l2ns(), f.key, f.token, c.opts.LeaseTTL)
+			if err != nil {
+				c.reportL2(ctx, "lease", err)
+				return f.loadLocal(ctx)
+			}
+			if took {
+				return f.loadAsHolder(ctx)
+			}
+		default:
+			f.stale = nil // L2 has nothing: an L1 copy may have been deleted since
 		}
 	}
 	c.stats.leaseTimeouts.Add(1)
@@ -311,11 +334,13 @@ func (f *fetcher[V]) withoutL2(ctx context.Context) (result[V], error) {
 // loadLocal loads without L2 (none configured, or it failed) and caches in L1.
 func (f *fetcher[V]) loadLocal(ctx context.Context) (result[V], error) {
 	c := f.c
-	e, _, err := c.loadEntry(ctx, f.key, f.load)
+	e, payload, err := c.loadEntry(ctx, f.key, f.load)
 	if e == nil {
 		return f.failed(ctx, err)
 	}
-	c.installL1(f.key, f.gen, e)
+	if payload != nil || e.Negative { // too large or unencodable: not cached
+		c.installL1(f.key, f.gen, e)
+	}
 	return f.loaded(e, err)
 }
 

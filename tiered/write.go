@@ -38,6 +38,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	// The generation bump fences off fills that read L2 before the write
 	// above; the install happens under the same lock.
 	c.guard.write(key, func() {
+		c.forgetFlights(key)
 		if c.l1 != nil {
 			c.l1.Set(e, c.client.clock.NowNano())
 		}
@@ -66,8 +67,16 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 // dropL1 removes key from L1 and fences off in-flight fills of it.
 func (c *Cache[V]) dropL1(key string) {
 	c.guard.write(key, func() {
+		c.forgetFlights(key)
 		if c.l1 != nil {
 			c.l1.Delete(key)
 		}
 	})
+}
+
+// forgetFlights detaches the reads of key in flight: a Get starting after
+// this write must not join a read that began before it.
+func (c *Cache[V]) forgetFlights(key string) {
+	c.loads.Forget(key)
+	c.lookup.Forget(key)
 }

@@ -72,9 +72,21 @@ func (g *Group[T]) Claim(key string) (c *Call[T], leader bool) {
 func (g *Group[T]) Finish(key string, c *Call[T], v T, err error, abandoned bool) {
 	c.val, c.err, c.abandoned = v, err, abandoned
 	g.mu.Lock()
-	delete(g.calls, key)
+	if g.calls[key] == c { // Forget may have let a newer call in
+		delete(g.calls, key)
+	}
 	g.mu.Unlock()
 	close(c.done)
+}
+
+// Forget detaches key's running call, if any: callers arriving from now on
+// start a new call instead of joining it. A write calls it, so that a read
+// starting after the write does not take a result read before it. The
+// detached call still finishes for the callers already waiting on it.
+func (g *Group[T]) Forget(key string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.calls, key)
 }
 
 // Call is one running call.
