@@ -238,15 +238,16 @@ func writeAndDelete(ctx context.Context, db *database, a, b *tiered.Cache[*User]
 	db.mu.Lock()
 	db.users["1"] = *updated
 	db.mu.Unlock()
-	if err := a.Set(ctx, "1", updated); err != nil {
+	// WithAck waits until every other replica has dropped its old copy.
+	if err := a.Set(tiered.WithAck(ctx, time.Second), "1", updated); err != nil {
 		return err
 	}
-	fmt.Println("  A Set(\"1\") -> Ada King, in L2 and A's L1")
+	fmt.Println("  A Set(\"1\") -> Ada King, in L2 and A's L1; B's L1 copy invalidated (acknowledged)")
 	if err := timedGet(ctx, db, a, "A", "1", "read-your-writes on A"); err != nil {
 		return err
 	}
 	if err := timedGet(ctx, db, b, "B", "1",
-		"B's L1 copy is older: cross-replica invalidation is not built yet; L1.MaxTTL (default 1m) bounds this"); err != nil {
+		"B's old copy was dropped by the invalidation: read from L2"); err != nil {
 		return err
 	}
 	if err := a.Delete(ctx, "1"); err != nil {
