@@ -9,6 +9,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/strata-cache/strata/internal/wire"
 )
 
 // Kind says what a message invalidates.
@@ -113,11 +115,11 @@ func Encode(m *Message, key []byte) []byte {
 	b = binary.AppendUvarint(b, m.Seq)
 	b = binary.AppendUvarint(b, m.Version)
 	b = binary.AppendVarint(b, m.SentAt)
-	b = appendString(b, m.Origin)
-	b = appendString(b, m.Namespace)
+	b = wire.AppendString(b, m.Origin)
+	b = wire.AppendString(b, m.Namespace)
 	b = binary.AppendUvarint(b, uint64(len(m.Items)))
 	for _, it := range m.Items {
-		b = appendString(b, it)
+		b = wire.AppendString(b, it)
 	}
 	if key != nil {
 		b = append(b, mac(key, b)...)
@@ -152,20 +154,20 @@ func Decode(b []byte, key []byte) (Message, error) {
 	if m.Kind < KindKeys || m.Kind > KindAck {
 		return Message{}, ErrMalformed
 	}
-	r := reader{b: body[headerLen:]}
-	m.Epoch, m.Seq, m.Version, m.SentAt = r.uvarint(), r.uvarint(), r.uvarint(), r.varint()
-	m.Origin, m.Namespace = r.string(MaxOriginLen), r.string(MaxMessageSize)
-	n := r.uvarint()
-	if r.bad || n > MaxItems || n > uint64(len(r.b)) {
+	r := wire.Reader{B: body[headerLen:]}
+	m.Epoch, m.Seq, m.Version, m.SentAt = r.Uvarint(), r.Uvarint(), r.Uvarint(), r.Varint()
+	m.Origin, m.Namespace = r.String(MaxOriginLen), r.String(MaxMessageSize)
+	n := r.Uvarint()
+	if r.Bad || n > MaxItems || n > uint64(len(r.B)) {
 		return Message{}, ErrMalformed
 	}
 	if n > 0 {
 		m.Items = make([]string, n)
 		for i := range m.Items {
-			m.Items[i] = r.string(MaxMessageSize)
+			m.Items[i] = r.String(MaxMessageSize)
 		}
 	}
-	if r.bad || len(r.b) != 0 || m.Origin == "" || (m.Seq == 0 && m.Kind != KindHeartbeat && m.Kind != KindAck) {
+	if r.Bad || len(r.B) != 0 || m.Origin == "" || (m.Seq == 0 && m.Kind != KindHeartbeat && m.Kind != KindAck) {
 		return Message{}, ErrMalformed
 	}
 	return m, nil
@@ -183,46 +185,4 @@ func itemsLen(items []string) int {
 		n += len(it) + binary.MaxVarintLen32
 	}
 	return n
-}
-
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-// reader consumes fields and remembers the first failure.
-type reader struct {
-	b   []byte
-	bad bool
-}
-
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.bad = true
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.bad = true
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) string(limit int) string {
-	n := r.uvarint()
-	if r.bad || n > uint64(limit) || n > uint64(len(r.b)) {
-		r.bad = true
-		return ""
-	}
-	s := string(r.b[:n])
-	r.b = r.b[n:]
-	return s
 }

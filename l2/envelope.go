@@ -5,6 +5,8 @@ import (
 	"errors"
 	"hash/crc32"
 	"math"
+
+	"github.com/strata-cache/strata/internal/wire"
 	"time"
 )
 
@@ -119,23 +121,23 @@ func Decode(b []byte) (Envelope, error) {
 		return e, ErrCorrupt
 	}
 	e.Negative = flags&FlagNegative != 0
-	r := reader{b: body[headerLen:]}
-	e.Version = r.uvarint()
+	r := reader{wire.Reader{B: body[headerLen:]}}
+	e.Version = r.Uvarint()
 	created, fresh := r.millis(), r.millis()
-	stale, load := r.uvarint(), r.uvarint()
+	stale, load := r.Uvarint(), r.Uvarint()
 	if flags&FlagTags != 0 {
 		e.Tags = r.tags()
 	}
 	// A writer of int64 nanoseconds never produces times or durations that
 	// overflow them; decoding such fields would wrap around silently.
-	if r.bad || stale > uint64(maxMillis-fresh) || load > maxMicros || (e.Negative && len(r.b) > 0) {
+	if r.Bad || stale > uint64(maxMillis-fresh) || load > maxMicros || (e.Negative && len(r.B) > 0) {
 		return Envelope{}, ErrCorrupt
 	}
 	e.Created = created * int64(time.Millisecond)
 	e.FreshUntil = fresh * int64(time.Millisecond)
 	e.StaleUntil = (fresh + int64(stale)) * int64(time.Millisecond)
 	e.LoadDuration = time.Duration(load) * time.Microsecond
-	e.Payload = r.b
+	e.Payload = r.B
 	return e, nil
 }
 
@@ -146,56 +148,30 @@ const (
 	maxMicros = math.MaxInt64 / uint64(time.Microsecond)
 )
 
-// reader consumes varints and remembers the first failure.
-type reader struct {
-	b   []byte
-	bad bool
-}
-
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.bad = true
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.bad = true
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
+// reader adds the envelope's own fields to wire.Reader.
+type reader struct{ wire.Reader }
 
 // tags reads a non-empty tag list within the limits.
 func (r *reader) tags() []string {
-	n := r.uvarint()
-	if r.bad || n == 0 || n > MaxTags || n > uint64(len(r.b)) {
-		r.bad = true
+	n := r.Uvarint()
+	if r.Bad || n == 0 || n > MaxTags || n > uint64(len(r.B)) {
+		r.Bad = true
 		return nil
 	}
 	tags := make([]string, n)
 	for i := range tags {
-		l := r.uvarint()
-		if r.bad || l > MaxTagLength || l > uint64(len(r.b)) {
-			r.bad = true
+		if tags[i] = r.String(MaxTagLength); r.Bad {
 			return nil
 		}
-		tags[i], r.b = string(r.b[:l]), r.b[l:]
 	}
 	return tags
 }
 
 // millis reads a time in Unix milliseconds that fits in int64 nanoseconds.
 func (r *reader) millis() int64 {
-	v := r.varint()
+	v := r.Varint()
 	if v < -maxMillis || v > maxMillis {
-		r.bad = true
+		r.Bad = true
 		return 0
 	}
 	return v

@@ -412,15 +412,7 @@ func (c *Cache[V]) readL2(ctx context.Context, key string) *l1.Entry[V] {
 		c.reportL2(ctx, "get", err)
 		return nil
 	}
-	if b == nil {
-		return nil
-	}
-	e, err := c.decode(key, b)
-	if err != nil {
-		c.corrupt(ctx, key, err)
-		return nil
-	}
-	return e
+	return c.decodeOrDelete(ctx, key, b)
 }
 
 // decode turns L2 bytes into an entry.
