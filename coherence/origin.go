@@ -34,13 +34,7 @@ func (o *origin) accept(seq uint64, now int64) bool {
 	o.announce(seq-1, now)
 	delete(o.missing, seq)
 	o.seen[seq] = struct{}{}
-	for {
-		if _, ok := o.seen[o.contig+1]; !ok {
-			break
-		}
-		delete(o.seen, o.contig+1)
-		o.contig++
-	}
+	o.advance()
 	return true
 }
 
@@ -83,13 +77,18 @@ func (o *origin) expire(deadline int64) int {
 		}
 	}
 	if lost > 0 {
-		for {
-			if _, ok := o.seen[o.contig+1]; !ok {
-				break
-			}
-			delete(o.seen, o.contig+1)
-			o.contig++
-		}
+		o.advance()
 	}
 	return lost
+}
+
+// advance moves contig over the sequences seen right after it.
+func (o *origin) advance() {
+	for {
+		if _, ok := o.seen[o.contig+1]; !ok {
+			return
+		}
+		delete(o.seen, o.contig+1)
+		o.contig++
+	}
 }
