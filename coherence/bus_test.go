@@ -198,3 +198,24 @@ func TestPublishAcked(t *testing.T) {
 		t.Fatalf("with every member applying: %v", err)
 	}
 }
+
+func TestBadGossipPayloadsAreDroppedAndCounted(t *testing.T) {
+	rec := &recorder{}
+	key := []byte("0123456789abcdef")
+	b, err := New(Config{NodeID: "self", Gossip: quietGossip{}, Handler: rec, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	valid := Message{Origin: "peer", Epoch: 1, Seq: 1, Kind: KindKeys, Namespace: "ns", Items: []string{"k"}}
+	for _, payload := range [][]byte{nil, {1, 2, 3}, Encode(&valid, nil), Encode(&valid, []byte("wrong-key-000000"))} {
+		b.Deliver(payload, Gossip)
+	}
+	if s := b.Stats(); s.Malformed != 2 || s.Unauthenticated != 2 || s.Applied != 0 {
+		t.Fatalf("stats %+v, want 2 malformed, 2 unauthenticated, nothing applied", s)
+	}
+	b.Deliver(Encode(&valid, key), Gossip)
+	if applied, _ := rec.snapshot(); len(applied) != 1 {
+		t.Fatalf("the authenticated message was not applied: %v", applied)
+	}
+}
