@@ -33,6 +33,7 @@ func (b *Bus) PublishAcked(ctx context.Context, kind Kind, namespace string, ite
 	m := &Message{
 		Origin: b.cfg.NodeID, Epoch: b.epoch, Seq: b.seq.Add(1), Kind: kind, Namespace: namespace,
 		Items: items, Version: version, SentAt: b.cfg.Now().UnixNano(), AckWanted: true,
+		L2Missed: l2Missed(ctx),
 	}
 	w := &ackWait{pending: map[string]bool{}, done: make(chan struct{})}
 	for _, name := range members {

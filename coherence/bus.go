@@ -206,6 +206,7 @@ func (b *Bus) Publish(ctx context.Context, kind Kind, namespace string, items []
 	m := &Message{
 		Origin: b.cfg.NodeID, Epoch: b.epoch, Seq: b.seq.Add(1), Kind: kind,
 		Namespace: namespace, Items: items, Version: version, SentAt: b.cfg.Now().UnixNano(),
+		L2Missed: l2Missed(ctx),
 	}
 	b.stats.published.Add(1)
 	return b.send(ctx, Encode(m, b.cfg.Key))
@@ -475,3 +476,13 @@ func (b *Bus) setTrusted(v bool) {
 	b.trusted.Store(v)
 	b.cfg.Handler.Trust(v)
 }
+
+type l2MissedKey struct{}
+
+// WithL2Missed returns a context that makes Publish and PublishAcked mark
+// their message L2Missed: the sender's write to L2 failed.
+func WithL2Missed(ctx context.Context) context.Context {
+	return context.WithValue(ctx, l2MissedKey{}, true)
+}
+
+func l2Missed(ctx context.Context) bool { return ctx.Value(l2MissedKey{}) != nil }

@@ -58,6 +58,10 @@ type Message struct {
 	// AckWanted asks every receiver to send a KindAck once it has applied
 	// the message.
 	AckWanted bool
+	// L2Missed says the sender's L2 write or delete for Items failed: the
+	// Redis server that holds them may still have the old values, and
+	// receivers must not read them from it before it is cleaned.
+	L2Missed bool
 }
 
 // Wire format, version 1 (all varints are Go's encoding/binary varints):
@@ -65,7 +69,7 @@ type Message struct {
 //	magic     2 bytes  0x53 0x49 ("SI")
 //	format    1 byte   1
 //	kind      1 byte   Kind
-//	flags     1 byte   bit 0: a MAC follows the body; bit 1: ack wanted; other bits zero
+//	flags     1 byte   bit 0: a MAC follows the body; bit 1: ack wanted; bit 2: L2 missed; other bits zero
 //	epoch     uvarint
 //	seq       uvarint
 //	version   uvarint
@@ -83,6 +87,7 @@ const (
 	formatVersion = 1
 	flagMAC       = 1 << 0
 	flagAck       = 1 << 1
+	flagL2Missed  = 1 << 2
 	macLen        = 16
 	headerLen     = 5
 )
@@ -110,6 +115,9 @@ func Encode(m *Message, key []byte) []byte {
 	if m.AckWanted {
 		flags |= flagAck
 	}
+	if m.L2Missed {
+		flags |= flagL2Missed
+	}
 	b = append(b, magic0, magic1, formatVersion, byte(m.Kind), flags)
 	b = binary.AppendUvarint(b, m.Epoch)
 	b = binary.AppendUvarint(b, m.Seq)
@@ -135,7 +143,7 @@ func Decode(b []byte, key []byte) (Message, error) {
 		return m, ErrMalformed
 	}
 	flags := b[4]
-	if flags&^(flagMAC|flagAck) != 0 {
+	if flags&^(flagMAC|flagAck|flagL2Missed) != 0 {
 		return m, ErrMalformed
 	}
 	body := b
@@ -150,7 +158,7 @@ func Decode(b []byte, key []byte) (Message, error) {
 	} else if key != nil {
 		return m, ErrUnauthenticated
 	}
-	m.Kind, m.AckWanted = Kind(b[3]), flags&flagAck != 0
+	m.Kind, m.AckWanted, m.L2Missed = Kind(b[3]), flags&flagAck != 0, flags&flagL2Missed != 0
 	if m.Kind < KindKeys || m.Kind > KindAck {
 		return Message{}, ErrMalformed
 	}

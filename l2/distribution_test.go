@@ -3,6 +3,7 @@ package l2_test
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,9 +12,11 @@ import (
 	"github.com/strata-cache/strata/l2"
 )
 
-// shardOf maps each of n keys of namespace ns to the address of its shard.
-func shardOf(t *testing.T, ring *redis.Ring, store *l2.Store, n int) []string {
+// shardOf maps each of n keys of namespace ns to the address of the shard
+// the store sends it to.
+func shardOf(t *testing.T, store *l2.Store, n int) []string {
 	t.Helper()
+	ring := store.Client().(*redis.Ring)
 	out := make([]string, n)
 	for i := range out {
 		c, err := ring.GetShardClientForKey(store.Key("ns", fmt.Sprintf("user:%d", i)))
@@ -25,28 +28,48 @@ func shardOf(t *testing.T, ring *redis.Ring, store *l2.Store, n int) []string {
 	return out
 }
 
+func openShards(t *testing.T, servers []*redistest.Server) *l2.Store {
+	t.Helper()
+	var addrs []string
+	for _, s := range servers {
+		addrs = append(addrs, s.Addr())
+	}
+	store, err := l2.Open(l2.Config{Addrs: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+// checkMoved checks that going from before to after moved about want of the
+// keys, all of them onto target (or, with target empty, off source).
+func checkMoved(t *testing.T, before, after []string, want float64, source, target string) {
+	t.Helper()
+	moved := 0
+	for i := range before {
+		if before[i] == after[i] {
+			continue
+		}
+		moved++
+		if (target != "" && after[i] != target) || (source != "" && before[i] != source) {
+			t.Fatalf("key %d moved %s → %s: not a consistent hash", i, before[i], after[i])
+		}
+	}
+	frac := float64(moved) / float64(len(before))
+	t.Logf("moved %.4f of %d keys (ideal %.4f)", frac, len(before), want)
+	if math.Abs(frac-want) > 0.05*want {
+		t.Errorf("moved %.4f of the keys, want %.4f ± 5%%", frac, want)
+	}
+}
+
 func TestShardDistributionAndMovement(t *testing.T) {
 	const keys = 100_000
 	servers := redistest.StartShards(t, 5)
-	addrs := map[string]string{}
-	for i, s := range servers {
-		addrs[fmt.Sprintf("shard%d", i)] = s.Addr()
-	}
 	for _, n := range []int{3, 5} {
 		t.Run(fmt.Sprint(n, " shards"), func(t *testing.T) {
-			some := map[string]string{}
-			for i := range n {
-				name := fmt.Sprintf("shard%d", i)
-				some[name] = addrs[name]
-			}
-			ring := redis.NewRing(&redis.RingOptions{Addrs: some})
-			defer ring.Close()
-			store, err := l2.Open(l2.Config{Client: ring})
-			if err != nil {
-				t.Fatal(err)
-			}
 			count := map[string]int{}
-			for _, a := range shardOf(t, ring, store, keys) {
+			for _, a := range shardOf(t, openShards(t, servers[:n]), keys) {
 				count[a]++
 			}
 			for a, c := range count {
@@ -56,37 +79,19 @@ func TestShardDistributionAndMovement(t *testing.T) {
 			}
 		})
 	}
-	// Adding a fourth shard to three moves about a quarter of the keys.
-	three := map[string]string{"shard0": addrs["shard0"], "shard1": addrs["shard1"], "shard2": addrs["shard2"]}
-	ring := redis.NewRing(&redis.RingOptions{Addrs: three})
-	defer ring.Close()
-	store, err := l2.Open(l2.Config{Client: ring})
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := shardOf(t, ring, store, keys)
-	four := map[string]string{"shard3": addrs["shard3"]}
-	for k, v := range three {
-		four[k] = v
-	}
-	ring.SetAddrs(four)
-	redistest.WaitFor(t, 10*time.Second, func() bool {
-		c, err := ring.GetShardClientForKey("probe")
-		return err == nil && c != nil && len(ring.GetShardClients()) == 4
-	}, "ring has 4 shards")
-	after := shardOf(t, ring, store, keys)
-	moved := 0
-	for i := range before {
-		if before[i] != after[i] {
-			moved++
-			if after[i] != addrs["shard3"] {
-				t.Fatalf("key %d moved between old shards (%s → %s): not a consistent hash", i, before[i], after[i])
-			}
-		}
-	}
-	frac := float64(moved) / keys
-	t.Logf("adding a 4th shard moved %.4f of %d keys (ideal 0.25)", frac, keys)
-	if math.Abs(frac-0.25) > 0.0125 {
-		t.Errorf("moved %.4f of the keys, want about 1/4", frac)
-	}
+	t.Run("adding a 4th shard", func(t *testing.T) {
+		before := shardOf(t, openShards(t, servers[:3]), keys)
+		after := shardOf(t, openShards(t, servers[:4]), keys)
+		checkMoved(t, before, after, 0.25, "", servers[3].Addr())
+	})
+	t.Run("a shard out of service", func(t *testing.T) {
+		store := openShards(t, servers[:4])
+		before := shardOf(t, store, keys)
+		servers[1].Kill()
+		redistest.WaitFor(t, 10*time.Second, func() bool {
+			c, err := store.Client().(*redis.Ring).GetShardClientForKey(store.Key("ns", "user:probe"))
+			return err == nil && c != nil && slices.Index(shardOf(t, store, 200), servers[1].Addr()) < 0
+		}, "shard 1 leaves the routing")
+		checkMoved(t, before, shardOf(t, store, keys), 0.25, servers[1].Addr(), "")
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,9 +23,22 @@ const (
 	// DefaultTimeout bounds each cache command. A cache read that takes longer
 	// than this is slower than most loaders; failing it fast keeps a sick Redis
 	// from turning into a latency outage.
-	DefaultTimeout = 250 * time.Millisecond
+	DefaultTimeout = 100 * time.Millisecond
 	// DefaultDialTimeout bounds opening a connection.
 	DefaultDialTimeout = time.Second
+	// DefaultHealthInterval is how often each server is checked.
+	DefaultHealthInterval = 100 * time.Millisecond
+	// DefaultStandInTTL caps the time to live of data written to a stand-in
+	// shard while the key's own shard is out of service.
+	DefaultStandInTTL = 30 * time.Second
+	// MaxStandInTTL is the largest StandInTTL accepted.
+	MaxStandInTTL = 60 * time.Second
+	// DefaultBreakerFailures is how many failures in a row open a server's
+	// circuit breaker.
+	DefaultBreakerFailures = 3
+	// DefaultBreakerCoolDown is how long an open breaker fails calls fast
+	// before it lets one probe through.
+	DefaultBreakerCoolDown = time.Second
 )
 
 // Config selects and configures the Redis deployment behind L2. Exactly one of
@@ -58,6 +72,28 @@ type Config struct {
 	// PoolSize is the number of connections per server. Zero means go-redis's
 	// default (10 per CPU). Ignored when Client is set.
 	PoolSize int
+
+	// HealthInterval is how often each server of a single node or a Ring
+	// (Addrs) is checked. Zero means DefaultHealthInterval. A server that
+	// fails two checks in a row, or a write, is out of service until it is
+	// safe again; see Store.
+	HealthInterval time.Duration
+	// StandInTTL caps the time to live of data written to a stand-in shard
+	// of a Ring while the key's own shard is out of service. Zero means
+	// DefaultStandInTTL; at most MaxStandInTTL.
+	StandInTTL time.Duration
+	// BreakerFailures is how many failed commands in a row (errors or
+	// timeouts, not misses or error replies) open a server's circuit breaker.
+	// Zero means DefaultBreakerFailures; negative disables the breakers.
+	BreakerFailures int
+	// BreakerCoolDown is how long an open breaker fails commands at once
+	// before one probe may try the server. Zero means DefaultBreakerCoolDown.
+	BreakerCoolDown time.Duration
+	// OnRouteChange, when set, is called (on a background goroutine) when a
+	// server leaves or returns to service or the routing epoch advances.
+	// Values read from L2 before may have come from a server that no longer
+	// serves their key; Strata's tiered client drops its L1.
+	OnRouteChange func(reason string)
 }
 
 // Enabled reports whether c configures an L2 at all.
@@ -81,8 +117,31 @@ func (c *Config) setDefaults() error {
 	if strings.ContainsAny(c.Prefix, "{}") {
 		return fmt.Errorf("l2: prefix %q must not contain '{' or '}'", c.Prefix)
 	}
-	if c.Timeout < 0 || c.DialTimeout < 0 || c.PoolSize < 0 {
-		return errors.New("l2: Timeout, DialTimeout and PoolSize must not be negative")
+	if c.Timeout < 0 || c.DialTimeout < 0 || c.PoolSize < 0 || c.HealthInterval < 0 ||
+		c.StandInTTL < 0 || c.BreakerCoolDown < 0 {
+		return errors.New("l2: Timeout, DialTimeout, PoolSize, HealthInterval, StandInTTL and BreakerCoolDown must not be negative")
+	}
+	if c.StandInTTL > MaxStandInTTL {
+		return fmt.Errorf("l2: StandInTTL %v is over %v", c.StandInTTL, MaxStandInTTL)
+	}
+	if c.HealthInterval == 0 {
+		c.HealthInterval = DefaultHealthInterval
+	}
+	if c.StandInTTL == 0 {
+		c.StandInTTL = DefaultStandInTTL
+	}
+	if c.BreakerFailures == 0 {
+		c.BreakerFailures = DefaultBreakerFailures
+	}
+	if c.BreakerCoolDown == 0 {
+		c.BreakerCoolDown = DefaultBreakerCoolDown
+	}
+	seen := make(map[string]bool, len(c.Addrs))
+	for _, a := range c.Addrs {
+		if seen[a] {
+			return fmt.Errorf("l2: address %s is listed twice", a)
+		}
+		seen[a] = true
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
@@ -100,48 +159,129 @@ func (c *Config) setDefaults() error {
 // per Get against a killed server with the defaults).
 const noRetries = -1
 
-// newClient builds the go-redis client c describes.
-func (c *Config) newClient() redis.UniversalClient {
+func (c *Config) breaker() breakerSettings {
+	return breakerSettings{
+		disabled: c.BreakerFailures < 0,
+		failures: uint32(max(c.BreakerFailures, 0)),
+		coolDown: c.BreakerCoolDown,
+	}
+}
+
+// build makes the go-redis client c describes, with a guard per server: for
+// a single node or a Ring also the health watch that routes around servers
+// out of service.
+func (c *Config) build(s *Store) {
+	opts := func(addr string) *redis.Options {
+		return &redis.Options{
+			Addr: addr, Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
+			DialTimeout: c.DialTimeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout, PoolSize: c.PoolSize,
+			MaxRetries: noRetries, DialerRetries: 1,
+		}
+	}
 	switch {
 	case c.Client != nil:
-		return c.Client
+		s.client = c.Client
 	case len(c.ClusterAddrs) > 0:
-		return redis.NewClusterClient(&redis.ClusterOptions{
+		// Cluster nodes come and go with failovers: each gets a breaker when
+		// go-redis first connects to it; the cluster itself routes.
+		var mu sync.Mutex
+		nodes := map[string]*node{}
+		var cluster *redis.ClusterClient
+		var lastReload atomic.Int64
+		// A failing node may have lost its slots to a promoted replica; go-redis
+		// reloads the topology on MOVED or on its own retries, which a refused
+		// command never reaches. Reload at most every HealthInterval.
+		reload := func() {
+			now, last := time.Now().UnixNano(), lastReload.Load()
+			if now-last > int64(c.HealthInterval) && lastReload.CompareAndSwap(last, now) {
+				cluster.ReloadState(context.Background())
+			}
+		}
+		cluster = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: c.ClusterAddrs, Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
 			DialTimeout: c.DialTimeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout, PoolSize: c.PoolSize,
 			MaxRetries: noRetries, DialerRetries: 1,
+			NewClient: func(o *redis.Options) *redis.Client {
+				cl := redis.NewClient(o)
+				mu.Lock()
+				n := nodes[o.Addr]
+				if n == nil {
+					n = newNode(o.Addr, o.Addr, c.breaker(), false)
+					n.onFailure = reload
+					nodes[o.Addr] = n
+				}
+				mu.Unlock()
+				cl.AddHook(n)
+				return cl
+			},
 		})
+		s.client = cluster
 	case len(c.Addrs) == 1:
-		return redis.NewClient(&redis.Options{
-			Addr: c.Addrs[0], Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
-			DialTimeout: c.DialTimeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout, PoolSize: c.PoolSize,
-			MaxRetries: noRetries, DialerRetries: 1,
-		})
+		n := newNode("redis", c.Addrs[0], c.breaker(), true)
+		n.client = redis.NewClient(opts(c.Addrs[0]))
+		n.client.AddHook(n)
+		s.client = n.client
+		s.health = c.health(s, []*node{n}, nil)
 	default:
 		shards := make(map[string]string, len(c.Addrs))
+		nodes := make([]*node, len(c.Addrs))
+		byAddr := make(map[string]*node, len(c.Addrs))
 		for i, addr := range c.Addrs {
-			shards[fmt.Sprintf("shard%d", i)] = addr
+			name := fmt.Sprintf("shard%d", i)
+			shards[name] = addr
+			nodes[i] = newNode(name, addr, c.breaker(), true)
+			byAddr[addr] = nodes[i]
 		}
-		return redis.NewRing(&redis.RingOptions{
+		set := newShardSet(nodes)
+		s.set = set
+		o := opts("")
+		ring := redis.NewRing(&redis.RingOptions{
 			Addrs: shards, Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
 			DialTimeout: c.DialTimeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout, PoolSize: c.PoolSize,
 			MaxRetries: noRetries, DialerRetries: 1,
+			// Strata routes (shardSet) and watches the shards (health); the
+			// Ring's own heartbeat would bring a shard back before it is safe.
+			NewConsistentHash:  func([]string) redis.ConsistentHash { return set },
+			HeartbeatFn:        func(context.Context, *redis.Client) bool { return true },
+			HeartbeatFrequency: time.Hour,
+			NewClient: func(ro *redis.Options) *redis.Client {
+				ro.DialerRetries, ro.MaxRetries = o.DialerRetries, o.MaxRetries
+				cl := redis.NewClient(ro)
+				if n := byAddr[ro.Addr]; n != nil {
+					n.client = cl
+					cl.AddHook(n)
+				}
+				return cl
+			},
 		})
+		s.client = ring
+		s.health = c.health(s, nodes, set)
+	}
+}
+
+func (c *Config) health(s *Store, nodes []*node, set *shardSet) *health {
+	return &health{
+		nodes: nodes, set: set, prefix: c.Prefix, epochKey: epochKey(c.Prefix),
+		interval: c.HealthInterval, timeout: c.Timeout, onChange: c.OnRouteChange,
 	}
 }
 
 // Store is the L2 tier. It is safe for concurrent use.
 type Store struct {
-	client    redis.UniversalClient
-	owned     bool
-	prefix    string
-	closeOnce sync.Once
-	closeErr  error
+	client     redis.UniversalClient
+	owned      bool
+	prefix     string
+	standInTTL time.Duration
+	set        *shardSet // a Ring's routing; nil otherwise
+	health     *health   // nil for a Cluster or a user's client
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // Open returns a store for cfg, or an error if cfg is invalid or not Enabled.
-// It does not contact Redis: a Redis that is down at start is an L2 error on
-// use, not a failure to start.
+// For a single node or a Ring it checks each server once (bounded by
+// Timeout) so that those answering serve at once; a Redis that is down at
+// start is not a failure to start: it serves once it answers.
 func Open(cfg Config) (*Store, error) {
 	if !cfg.Enabled() {
 		return nil, errors.New("l2: no Addrs, ClusterAddrs or Client configured")
@@ -149,7 +289,12 @@ func Open(cfg Config) (*Store, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	return &Store{client: cfg.newClient(), owned: cfg.Client == nil, prefix: cfg.Prefix}, nil
+	s := &Store{owned: cfg.Client == nil, prefix: cfg.Prefix, standInTTL: cfg.StandInTTL}
+	cfg.build(s)
+	if s.health != nil {
+		s.health.start()
+	}
+	return s, nil
 }
 
 // Prefix returns the key prefix in force.
@@ -165,12 +310,35 @@ func (s *Store) Client() redis.UniversalClient { return s.client }
 // spread. A key starting with '}' or '~' gets a '~' in front inside the tag,
 // so the tag of a non-empty key is never empty and the mapping stays
 // one-to-one.
+//
+// While a Ring shard is out of service, its keys live on stand-in shards
+// under the routing epoch's prefix (prefix@epoch:ns:{key}), so a stand-in
+// copy is never read in a later outage, when it may be old.
 func (s *Store) Key(ns, key string) string {
-	escape := ""
+	k, _ := s.locate(ns, key)
+	return k
+}
+
+// locate returns key's Redis key and whether it is on a stand-in shard.
+func (s *Store) locate(ns, key string) (string, bool) {
+	tag := key
 	if key != "" && (key[0] == '}' || key[0] == '~') {
-		escape = "~"
+		tag = "~" + key
 	}
-	return s.prefix + ":" + ns + ":{" + escape + key + "}"
+	if s.set != nil {
+		if _, standIn := s.set.place(tag); standIn {
+			return standInPrefix(s.prefix, s.set.epoch.Load()) + ":" + ns + ":{" + tag + "}", true
+		}
+	}
+	return s.prefix + ":" + ns + ":{" + tag + "}", false
+}
+
+// ttl caps ttl for a key on a stand-in shard.
+func (s *Store) ttl(standIn bool, ttl time.Duration) time.Duration {
+	if standIn {
+		return min(ttl, s.standInTTL)
+	}
+	return ttl
 }
 
 // Get returns the bytes stored for key, or nil without error when there are none.
@@ -233,14 +401,16 @@ type Item struct {
 
 // Set stores data under key for ttl (rounded to a millisecond, at least one).
 func (s *Store) Set(ctx context.Context, ns, key string, data []byte, ttl time.Duration) error {
-	return s.client.Set(ctx, s.Key(ns, key), data, roundTTL(ttl)).Err()
+	k, standIn := s.locate(ns, key)
+	return s.client.Set(ctx, k, data, roundTTL(s.ttl(standIn, ttl))).Err()
 }
 
 // SetMany stores items in one pipeline, split per shard like GetMany.
 func (s *Store) SetMany(ctx context.Context, ns string, items []Item) error {
 	cmds, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, it := range items {
-			p.Set(ctx, s.Key(ns, it.Key), it.Data, roundTTL(it.TTL))
+			k, standIn := s.locate(ns, it.Key)
+			p.Set(ctx, k, it.Data, roundTTL(s.ttl(standIn, it.TTL)))
 		}
 		return nil
 	})
@@ -303,6 +473,9 @@ func joinDistinct(errs []error) error {
 // It is idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.health != nil {
+			s.health.close()
+		}
 		if s.owned {
 			s.closeErr = s.client.Close()
 		}
@@ -335,15 +508,23 @@ func (s *Store) BumpVersion(ctx context.Context, ns string) (uint64, error) {
 // glob syntax), with their leases: SCAN and UNLINK on every shard or cluster
 // master. It returns how many keys it removed.
 func (s *Store) DeleteMatching(ctx context.Context, ns, pattern string) (int, error) {
-	match := s.prefix + ":" + ns + ":{" + pattern + "}"
+	matches := []string{s.prefix + ":" + ns + ":{" + pattern + "}"}
+	if s.set != nil {
+		matches = append(matches, s.prefix+"@*:"+ns+":{"+pattern+"}")
+	}
 	var mu sync.Mutex
 	total := 0
 	each := func(ctx context.Context, c *redis.Client) error {
-		n, err := scanUnlink(ctx, c, match)
-		mu.Lock()
-		total += n
-		mu.Unlock()
-		return err
+		for _, match := range matches {
+			n, err := scanUnlink(ctx, c, match)
+			mu.Lock()
+			total += n
+			mu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	var err error
 	switch c := s.client.(type) {

@@ -43,13 +43,17 @@ return 1`)
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
 
-	// write: KEYS value, lease; ARGV data, ttl ms. A write: stores data and
-	// ends any lease, so a fill of data loaded before the write fails.
-	writeScript = redis.NewScript(`
+	// write: see writeScriptSrc.
+	writeScript = redis.NewScript(writeScriptSrc)
+)
+
+// writeScriptSrc is the write script's text: KEYS value, lease; ARGV data,
+// ttl ms. A write: stores data and ends any lease, so a fill of data loaded
+// before the write fails.
+const writeScriptSrc = `
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
-return 1`)
-)
+return 1`
 
 // GetOrLease reads key; when it is absent it grants the load lease to token
 // for ttl, unless another caller holds it. It returns the value (nil when
@@ -81,8 +85,8 @@ func (s *Store) TryLease(ctx context.Context, ns, key, token string, ttl time.Du
 // delete came in between (or the lease expired), and the data must not be
 // cached.
 func (s *Store) Fill(ctx context.Context, ns, key, token string, data []byte, ttl time.Duration) (bool, error) {
-	k := s.Key(ns, key)
-	n, err := fillScript.Run(ctx, s.client, []string{k, k + leaseSuffix}, token, data, ms(ttl)).Int()
+	k, standIn := s.locate(ns, key)
+	n, err := fillScript.Run(ctx, s.client, []string{k, k + leaseSuffix}, token, data, ms(s.ttl(standIn, ttl))).Int()
 	return n == 1, err
 }
 
@@ -95,8 +99,8 @@ func (s *Store) Release(ctx context.Context, ns, key, token string) error {
 // atomic step: a loader that read the source before this write cannot fill
 // its older data afterwards.
 func (s *Store) Write(ctx context.Context, ns, key string, data []byte, ttl time.Duration) error {
-	k := s.Key(ns, key)
-	err := writeScript.Run(ctx, s.client, []string{k, k + leaseSuffix}, data, ms(ttl)).Err()
+	k, standIn := s.locate(ns, key)
+	err := writeScript.Run(ctx, s.client, []string{k, k + leaseSuffix}, data, ms(s.ttl(standIn, ttl))).Err()
 	if errors.Is(err, redis.Nil) {
 		return nil
 	}
@@ -143,8 +147,8 @@ type FillItem struct {
 func (s *Store) FillMany(ctx context.Context, ns, token string, items []FillItem) ([]bool, error) {
 	filled := make([]bool, len(items))
 	err := s.evalMany(ctx, fillScript, len(items), func(i int) ([]string, []any) {
-		k := s.Key(ns, items[i].Key)
-		return []string{k, k + leaseSuffix}, []any{token, items[i].Data, ms(items[i].TTL)}
+		k, standIn := s.locate(ns, items[i].Key)
+		return []string{k, k + leaseSuffix}, []any{token, items[i].Data, ms(s.ttl(standIn, items[i].TTL))}
 	}, func(i int, cmd *redis.Cmd) error {
 		n, err := cmd.Int()
 		filled[i] = n == 1

@@ -120,7 +120,15 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg}
 	if cfg.Redis.Enabled() {
-		store, err := l2.Open(cfg.Redis)
+		redisCfg := cfg.Redis
+		user := redisCfg.OnRouteChange
+		redisCfg.OnRouteChange = func(reason string) {
+			c.routeChanged(reason)
+			if user != nil {
+				user(reason)
+			}
+		}
+		store, err := l2.Open(redisCfg)
 		if err != nil {
 			return nil, fmt.Errorf("tiered: %w", err)
 		}
@@ -139,6 +147,16 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// routeChanged drops L1 when L2's routing changed: values read before may
+// have come from a server that no longer serves their key, and an
+// invalidation may have been applied against a different server.
+func (c *Client) routeChanged(reason string) {
+	c.cfg.Logger.Warn("strata: L2 routing changed; dropping L1", "reason", reason)
+	for _, cache := range c.cachesOf("") {
+		cache.reset()
+	}
 }
 
 // NodeID returns this replica's ID.

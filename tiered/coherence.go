@@ -160,6 +160,9 @@ func (c *Cache[V]) namespace() string { return c.ns }
 func (c *Cache[V]) invalidate(m *coherence.Message) {
 	switch m.Kind {
 	case coherence.KindKeys:
+		if m.L2Missed && c.client.l2 != nil {
+			c.client.l2.MarkDirty(c.l2ns(), m.Items...)
+		}
 		for _, k := range m.Items {
 			c.dropL1(k)
 		}

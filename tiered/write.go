@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/strata-cache/strata/coherence"
@@ -27,12 +28,13 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	if err := validateTags(e.Tags); err != nil {
 		return err
 	}
+	var l2err error
 	if store := c.client.l2; store != nil {
 		c.addTags(ctx, e)
 		if err := store.Write(ctx, c.l2ns(), key, envelope(e, payload), c.l2TTL(e)); err != nil {
-			c.stats.l2Errors.Add(1)
-			c.dropL1(key)
-			return fmt.Errorf("tiered: set %q in L2: %w", key, err)
+			c.reportL2(ctx, "set", err)
+			l2err = fmt.Errorf("tiered: set %q in L2: %w", key, err)
+			ctx = coherence.WithL2Missed(ctx)
 		}
 	}
 	// The generation bump fences off fills that read L2 before the write
@@ -43,25 +45,36 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 			c.l1.Set(e, c.client.clock.NowNano())
 		}
 	})
-	return c.client.publish(ctx, coherence.KindKeys, c.ns, []string{key}, e.Version)
+	return c.degraded(l2err, c.client.publish(ctx, coherence.KindKeys, c.ns, []string{key}, e.Version))
 }
 
 // delete is Delete after validation: L2, then L1 (even if L2 failed).
 func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
-	var err error
+	var l2err error
 	if store := c.client.l2; store != nil {
-		if err = store.Delete(ctx, c.l2ns(), keys...); err != nil {
-			c.stats.l2Errors.Add(1)
-			err = fmt.Errorf("tiered: delete in L2: %w", err)
+		if err := store.Delete(ctx, c.l2ns(), keys...); err != nil {
+			c.reportL2(ctx, "delete", err)
+			l2err = fmt.Errorf("tiered: delete in L2: %w", err)
+			ctx = coherence.WithL2Missed(ctx)
 		}
 	}
 	for _, k := range keys {
 		c.dropL1(k)
 	}
-	if err != nil {
-		return err
+	return c.degraded(l2err, c.client.publish(ctx, coherence.KindKeys, c.ns, keys, uint64(c.client.clock.NowNano())))
+}
+
+// degraded is the result of a write whose L2 part failed with l2err (or
+// succeeded: nil) and whose publication returned perr. L1 and the other
+// replicas were updated either way. When the store heals (it keeps the
+// server out of service until the keys are deleted from it), the write is
+// complete and l2err is only reported to the Observer and the log;
+// otherwise the old value may still be read from L2, and the caller learns.
+func (c *Cache[V]) degraded(l2err, perr error) error {
+	if l2err == nil || c.client.l2.Heals() {
+		return perr
 	}
-	return c.client.publish(ctx, coherence.KindKeys, c.ns, keys, uint64(c.client.clock.NowNano()))
+	return errors.Join(l2err, perr)
 }
 
 // dropL1 removes key from L1 and fences off in-flight fills of it.

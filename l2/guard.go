@@ -1,0 +1,276 @@
+package l2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+)
+
+// ErrUnavailable is returned, wrapped, for cache commands that Strata did not
+// send because the server is out of service: its circuit breaker is open, or
+// it is unreachable or not yet safe to read (see Config.HealthInterval).
+var ErrUnavailable = errors.New("l2: redis server unavailable")
+
+// node guards one Redis server: a go-redis hook that refuses commands while
+// the server is out of service (fenced) or its breaker is open, and reports
+// failed writes, after which the server may hold data that was invalidated
+// meanwhile (dirty).
+type node struct {
+	name string
+	addr string
+	cb   atomic.Pointer[gobreaker.TwoStepCircuitBreaker[struct{}]]
+	bs   breakerSettings
+
+	fenced atomic.Bool // out of service: unreachable, or dirty and not yet flushed
+	dirty  atomic.Bool // a write failed here; flush before serving again
+
+	// onDirty is called once per clean-to-dirty change (nil: nothing to do).
+	onDirty func(n *node)
+	// onFailure is called when a command was refused or the server did not
+	// answer (nil: nothing to do). A Cluster reloads its topology.
+	onFailure func()
+
+	client *redis.Client
+
+	mu       sync.Mutex
+	pending  map[string]struct{} // keys to delete before serving again
+	overflow bool                // too many, or unknown: flush the node whole
+
+	errFenced, errOpen error
+
+	// Owned by the health loop.
+	fails, oks, behind int
+	flushing           atomic.Bool
+}
+
+func newNode(name, addr string, b breakerSettings, fenced bool) *node {
+	n := &node{
+		name:      name,
+		addr:      addr,
+		errFenced: fmt.Errorf("%w: %s (%s) is out of service", ErrUnavailable, name, addr),
+		errOpen:   fmt.Errorf("%w: %s (%s) circuit breaker open", ErrUnavailable, name, addr),
+	}
+	n.fenced.Store(fenced)
+	n.bs = b
+	n.resetBreaker()
+	return n
+}
+
+// resetBreaker gives the node a closed breaker: health checks found the
+// server well, so an open breaker's cool-down would only delay it.
+func (n *node) resetBreaker() {
+	if n.bs.disabled {
+		return
+	}
+	failures := n.bs.failures
+	n.cb.Store(gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        n.addr,
+		MaxRequests: 1,
+		Timeout:     n.bs.coolDown,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
+	}))
+}
+
+// serving reports whether the node takes cache traffic.
+func (n *node) serving() bool { return !n.fenced.Load() }
+
+// maintenanceKey marks a context whose commands bypass the guard: health
+// checks and flushes must reach a server that cache traffic may not.
+type maintenanceKey struct{}
+
+func maintenance(ctx context.Context) context.Context {
+	return context.WithValue(ctx, maintenanceKey{}, true)
+}
+
+// admit lets a command through, or returns why not; done must be called with
+// the outcome when it is non-nil.
+func (n *node) admit() (done func(error), err error) {
+	if n.fenced.Load() {
+		return nil, n.errFenced
+	}
+	cb := n.cb.Load()
+	if cb == nil {
+		return nil, nil
+	}
+	done, err = cb.Allow()
+	if err != nil {
+		return nil, n.errOpen
+	}
+	return done, nil
+}
+
+// DialHook implements redis.Hook.
+func (n *node) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessHook implements redis.Hook.
+func (n *node) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if ctx.Value(maintenanceKey{}) != nil {
+			return next(ctx, cmd)
+		}
+		done, err := n.admit()
+		if err == nil {
+			err = next(ctx, cmd)
+		} else {
+			cmd.SetErr(err)
+		}
+		failed := serverFailed(err)
+		if done != nil {
+			done(outcome(failed))
+		}
+		if failed {
+			n.failed(cmd)
+			if n.onFailure != nil {
+				n.onFailure()
+			}
+		}
+		return err
+	}
+}
+
+// ProcessPipelineHook implements redis.Hook.
+func (n *node) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if ctx.Value(maintenanceKey{}) != nil {
+			return next(ctx, cmds)
+		}
+		done, err := n.admit()
+		if err == nil {
+			err = next(ctx, cmds)
+		} else {
+			for _, c := range cmds {
+				c.SetErr(err)
+			}
+		}
+		failed := serverFailed(err)
+		for _, c := range cmds {
+			if serverFailed(c.Err()) {
+				failed = true
+				n.failed(c)
+			}
+		}
+		if done != nil {
+			done(outcome(failed))
+		}
+		if failed && n.onFailure != nil {
+			n.onFailure()
+		}
+		return err
+	}
+}
+
+// errFailed tells a breaker that a command failed.
+var errFailed = errors.New("failed")
+
+func outcome(failed bool) error {
+	if failed {
+		return errFailed
+	}
+	return nil
+}
+
+// failed records a command the server did not carry out: if it invalidated
+// data, the server is dirty.
+func (n *node) failed(cmd redis.Cmder) {
+	if keys, all := invalidated(cmd); (len(keys) > 0 || all) && n.markDirty(keys, all) && n.onDirty != nil {
+		n.onDirty(n)
+	}
+}
+
+// maxPending bounds a node's replay log; past it the node is flushed whole.
+const maxPending = 10000
+
+// markDirty records that keys (or, with all, unknown data) on the node may
+// hold invalidated values. It reports whether the node was clean before.
+func (n *node) markDirty(keys []string, all bool) bool {
+	n.mu.Lock()
+	if n.pending == nil {
+		n.pending = make(map[string]struct{})
+	}
+	for _, k := range keys {
+		n.pending[k] = struct{}{}
+	}
+	n.overflow = n.overflow || all || len(n.pending) > maxPending
+	n.mu.Unlock()
+	return n.dirty.CompareAndSwap(false, true)
+}
+
+// takePending empties the replay log, returning its keys and whether the
+// node must be flushed whole instead.
+func (n *node) takePending() (keys []string, all bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for k := range n.pending {
+		keys = append(keys, k)
+	}
+	all = n.overflow
+	n.pending, n.overflow = nil, false
+	return keys, all
+}
+
+// serverFailed reports whether err means the server did not answer: not a
+// miss, not a reply error (the server answered), not the caller giving up.
+func serverFailed(err error) bool {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var reply redis.Error
+	return !errors.As(err, &reply)
+}
+
+// invalidated returns the keys whose cached data cmd changes or removes,
+// which must be deleted before the server serves again if cmd failed. all
+// means cmd's effect cannot be undone key by key (a tag set lost a member):
+// the server's data must be flushed. Commands that invalidate nothing return
+// neither.
+func invalidated(cmd redis.Cmder) (keys []string, all bool) {
+	args := cmd.Args()
+	switch cmd.Name() {
+	case "set", "del", "unlink":
+		if cmd.Name() == "set" {
+			// SET NX takes a load lease; failing it invalidates nothing.
+			for _, a := range args {
+				if s, ok := a.(string); ok && strings.EqualFold(s, "nx") {
+					return nil, false
+				}
+			}
+			args = args[:min(len(args), 2)]
+		}
+		for _, a := range args[1:] {
+			if k, ok := a.(string); ok {
+				keys = append(keys, k)
+			}
+		}
+		return keys, len(keys) == 0
+	case "sadd":
+		return nil, true
+	case "evalsha", "eval":
+		if len(args) < 5 {
+			return nil, false
+		}
+		if s, _ := args[1].(string); s != writeScript.Hash() && s != writeScriptSrc {
+			return nil, false
+		}
+		for _, a := range args[3:5] {
+			if k, ok := a.(string); ok {
+				keys = append(keys, k)
+			}
+		}
+		return keys, len(keys) == 0
+	}
+	return nil, false
+}
+
+// breakerSettings configures the per-server circuit breaker.
+type breakerSettings struct {
+	disabled bool
+	failures uint32
+	coolDown time.Duration
+}

@@ -1,0 +1,408 @@
+package l2
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// health watches the servers of a single node or a Ring and decides which
+// serve. Every HealthInterval it reads each server's routing epoch (one GET,
+// bounded by Timeout, which doubles as the ping).
+//
+//   - Two failed checks in a row, or a failed write, take a server out of
+//     service: cache commands to it fail fast, and on a Ring its keys move to
+//     stand-in shards. Writes that land on a stand-in are stored under the
+//     epoch's stand-in prefix with at most StandInTTL to live.
+//   - A server that is out returns only after two good checks in a row (so
+//     the decision rests on epochs read after it answered again), and only
+//     once it is safe: the keys whose writes failed while it was out are
+//     deleted from it (replay), or, when they are not all known or it missed a
+//     routing change (its epoch is behind the others'), everything it holds
+//     under the prefix is (flush). Then it is stamped with the current epoch.
+//   - Every routing change advances the epoch on the serving shards, so other
+//     replicas, and replicas started later, learn that the absent shard must
+//     be flushed before it serves again, and stand-in copies of an earlier
+//     outage are never read again.
+type health struct {
+	nodes    []*node
+	set      *shardSet // nil for a single node
+	prefix   string
+	epochKey string
+	interval time.Duration
+	timeout  time.Duration
+	onChange func(reason string)
+
+	mu      sync.Mutex // orders fencing, joining and epoch changes
+	single  uint64     // the epoch of a single node (a Ring keeps it in set)
+	changes uint64     // routing changes made here, under mu
+	quiet   bool       // during the first round: joining at start is no change
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// epochKey is the Redis key of a server's routing epoch: prefix#epoch. It
+// does not start with "prefix:", so no flush or pattern deletion removes it.
+func epochKey(prefix string) string { return prefix + "#epoch" }
+
+// setMaxScript: KEYS epoch; ARGV n. Raises the epoch to n, never lowers it.
+var setMaxScript = redis.NewScript(`
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1`)
+
+func (h *health) epoch() uint64 {
+	if h.set != nil {
+		return h.set.epoch.Load()
+	}
+	return h.single
+}
+
+func (h *health) setEpoch(e uint64) {
+	if h.set != nil {
+		h.set.epoch.Store(e)
+	} else {
+		h.single = e
+	}
+}
+
+// start runs a first check, so servers that answer serve at once, and then
+// checks every interval until close.
+func (h *health) start() {
+	h.stop = make(chan struct{})
+	for _, n := range h.nodes {
+		n.onDirty = h.dirtied
+	}
+	h.quiet = true
+	h.round(true)
+	h.mu.Lock()
+	h.quiet = false
+	h.mu.Unlock()
+	h.wg.Go(func() {
+		t := time.NewTicker(h.interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-h.stop:
+				return
+			case <-t.C:
+				h.round(false)
+			}
+		}
+	})
+}
+
+func (h *health) close() {
+	close(h.stop)
+	h.wg.Wait()
+}
+
+type probe struct {
+	epoch uint64
+	err   error
+}
+
+// round checks every server once and acts on the result.
+func (h *health) round(first bool) {
+	h.mu.Lock()
+	changes := h.changes
+	h.mu.Unlock()
+	res := make([]probe, len(h.nodes))
+	var wg sync.WaitGroup
+	for i, n := range h.nodes {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(maintenance(context.Background()), h.timeout)
+			defer cancel()
+			v, err := n.client.Get(ctx, h.epochKey).Uint64()
+			if errors.Is(err, redis.Nil) {
+				err = nil
+			}
+			res[i] = probe{v, err}
+		})
+	}
+	wg.Wait()
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.changes != changes {
+		return // this replica changed the routing meanwhile: the epochs read are old
+	}
+	top := h.epoch()
+	for _, r := range res {
+		if r.err == nil {
+			top = max(top, r.epoch)
+		}
+	}
+	if top > h.epoch() {
+		h.setEpoch(top)
+		h.changed("routing epoch advanced")
+	}
+	for i, n := range h.nodes {
+		r := res[i]
+		if r.err != nil {
+			n.oks = 0
+			if n.fails++; n.serving() && n.fails >= 2 {
+				h.fenceLocked(n, "unreachable: "+r.err.Error())
+			}
+			continue
+		}
+		n.fails = 0
+		n.oks++
+		behind := h.set != nil && r.epoch < top
+		if n.serving() {
+			// Behind twice in a row: the shard missed a routing change (once
+			// may be another replica's stamps still on their way).
+			if n.behind = n.behind + 1; !behind {
+				n.behind = 0
+			}
+			if n.behind >= 2 {
+				n.markDirty(nil, true)
+				h.fenceLocked(n, "missed a routing change")
+			}
+			continue
+		}
+		if n.flushing.Load() || (!first && n.oks < 2) {
+			continue
+		}
+		if n.dirty.Load() || behind {
+			if behind {
+				n.markDirty(nil, true)
+			}
+			n.flushing.Store(true)
+			h.wg.Go(func() { h.clean(n, top) })
+			continue
+		}
+		h.joinLocked(n, "answering again")
+	}
+}
+
+// dirtied takes a node whose write failed out of service until it is clean.
+func (h *health) dirtied(n *node) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fenceLocked(n, "a write failed")
+}
+
+// fenceLocked takes n out of service.
+func (h *health) fenceLocked(n *node, reason string) {
+	if !n.fenced.CompareAndSwap(false, true) {
+		return
+	}
+	if h.set != nil {
+		h.set.rebuild()
+		h.advanceLocked()
+	}
+	h.changed(n.name + " out of service: " + reason)
+}
+
+// joinLocked returns n to service.
+func (h *health) joinLocked(n *node, reason string) {
+	if n.serving() {
+		return
+	}
+	n.resetBreaker()
+	n.fenced.Store(false)
+	h.changes++
+	if h.set != nil {
+		h.set.rebuild()
+	}
+	h.changed(n.name + " back in service: " + reason)
+}
+
+// advanceLocked moves every serving shard to the next epoch.
+func (h *health) advanceLocked() {
+	h.changes++
+	next := h.epoch() + 1
+	var wg sync.WaitGroup
+	for _, n := range h.nodes {
+		if n.serving() {
+			wg.Go(func() { _ = h.stamp(n, next) })
+		}
+	}
+	wg.Wait()
+	h.setEpoch(next)
+}
+
+// stamp raises n's epoch to e.
+func (h *health) stamp(n *node, e uint64) error {
+	ctx, cancel := context.WithTimeout(maintenance(context.Background()), h.timeout)
+	defer cancel()
+	return setMaxScript.Run(ctx, n.client, []string{h.epochKey}, e).Err()
+}
+
+// clean makes n safe to serve, then returns it to service: it deletes the
+// keys whose writes failed, or flushes n whole, and stamps it with epoch e.
+func (h *health) clean(n *node, e uint64) {
+	defer n.flushing.Store(false)
+	ctx := maintenance(context.Background())
+	for {
+		keys, all := n.takePending()
+		var err error
+		switch {
+		case all:
+			_, err = h.flush(ctx, n)
+		case len(keys) > 0:
+			err = h.replay(ctx, n, keys)
+		}
+		if err == nil && h.set != nil {
+			err = h.stamp(n, e)
+		}
+		h.mu.Lock()
+		if err != nil {
+			h.mu.Unlock()
+			n.markDirty(keys, all) // try again on a later round
+			return
+		}
+		n.mu.Lock()
+		more := len(n.pending) > 0 || n.overflow
+		if !more {
+			n.dirty.Store(false)
+		}
+		n.mu.Unlock()
+		if !more && h.epoch() <= e {
+			h.joinLocked(n, "cleaned")
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
+		if !more {
+			return // the epoch moved on while cleaning: a later round decides
+		}
+	}
+}
+
+// replay deletes keys from n: writes to them failed while it was out.
+func (h *health) replay(ctx context.Context, n *node, keys []string) error {
+	for len(keys) > 0 {
+		batch := keys[:min(len(keys), 1000)]
+		keys = keys[len(batch):]
+		c, cancel := context.WithTimeout(ctx, h.timeout)
+		_, err := n.client.Pipelined(c, func(p redis.Pipeliner) error {
+			for _, k := range batch {
+				p.Unlink(c, k)
+			}
+			return nil
+		})
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flush removes every data key and lease n holds under the prefix, plain or
+// stand-in, and leaves the tag sets and namespace versions. It returns how
+// many keys it removed.
+func (h *health) flush(ctx context.Context, n *node) (int, error) {
+	total := 0
+	for _, match := range []string{h.prefix + ":*", h.prefix + "@*"} {
+		var cursor uint64
+		for {
+			c, cancel := context.WithTimeout(ctx, h.timeout)
+			keys, next, err := n.client.Scan(c, cursor, match, 1000).Result()
+			if err == nil {
+				keys = dataKeys(keys)
+				if len(keys) > 0 {
+					_, err = n.client.Pipelined(c, func(p redis.Pipeliner) error {
+						for _, k := range keys {
+							p.Unlink(c, k)
+						}
+						return nil
+					})
+				}
+			}
+			cancel()
+			if err != nil {
+				return total, err
+			}
+			total += len(keys)
+			if cursor = next; cursor == 0 {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// dataKeys keeps the value and lease keys of keys, dropping tag sets
+// (prefix:ns#tag:{tag}) and namespace versions (prefix:ns#version), which
+// are not cached data and must survive a flush.
+func dataKeys(keys []string) []string {
+	out := keys[:0]
+	for _, k := range keys {
+		open := strings.IndexByte(k, '{')
+		if open < 0 || strings.HasSuffix(k[:open], "#tag:") {
+			continue
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+func (h *health) changed(reason string) {
+	if h.onChange != nil && !h.quiet {
+		h.onChange(reason)
+	}
+}
+
+// Heals reports whether the store keeps a server whose write failed out of
+// service until the written keys are deleted from it (a single node or a Ring
+// that Strata connected). For a Redis Cluster or a caller's client a failed
+// write may leave the old value readable.
+func (s *Store) Heals() bool { return s.health != nil }
+
+// MarkDirty records that writes of keys in namespace ns failed elsewhere
+// (another replica's L2 write, told on the invalidation bus): the server
+// that serves them here is taken out of service until they are deleted from
+// it. It does nothing when the store does not heal.
+func (s *Store) MarkDirty(ns string, keys ...string) {
+	if s.health == nil {
+		return
+	}
+	for _, key := range keys {
+		k, _ := s.locate(ns, key)
+		n := s.health.nodes[0]
+		if s.set != nil {
+			at, _ := s.set.place(hashTag(k))
+			n = s.set.nodes[at]
+		}
+		if n.markDirty([]string{k, k + leaseSuffix}, false) {
+			s.health.dirtied(n)
+		}
+	}
+}
+
+// ServerHealth is one Redis server as the store sees it.
+type ServerHealth struct {
+	Addr string
+	// Serving: the server takes cache traffic. False while it is unreachable
+	// or not yet cleaned of keys whose writes failed.
+	Serving bool
+	// Dirty: writes to the server failed; it is cleaned before it serves.
+	Dirty bool
+	// Breaker is its circuit breaker's state: "closed", "half-open" or
+	// "open" ("" when breakers are disabled).
+	Breaker string
+}
+
+// Health returns the state of each server of a single node or a Ring, in
+// Addrs order; nil for a Redis Cluster or a caller's client.
+func (s *Store) Health() []ServerHealth {
+	if s.health == nil {
+		return nil
+	}
+	out := make([]ServerHealth, len(s.health.nodes))
+	for i, n := range s.health.nodes {
+		out[i] = ServerHealth{Addr: n.addr, Serving: n.serving(), Dirty: n.dirty.Load()}
+		if cb := n.cb.Load(); cb != nil {
+			out[i].Breaker = cb.State().String()
+		}
+	}
+	return out
+}
