@@ -1,0 +1,343 @@
+package tiered_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/strata-cache/strata/cluster"
+	"github.com/strata-cache/strata/internal/redistest"
+	"github.com/strata-cache/strata/l2"
+	"github.com/strata-cache/strata/tiered"
+)
+
+// shardFleet is n cache replicas over one Ring of shards, joined by gossip
+// (pub/sub on a Ring rides on one shard, which these tests take away).
+type shardFleet struct {
+	shards  []*redistest.Server
+	addrs   []string
+	clients []*tiered.Client
+	seed    string
+}
+
+func newShardFleet(t *testing.T, shards int) *shardFleet {
+	t.Helper()
+	f := &shardFleet{shards: redistest.StartShards(t, shards)}
+	for _, s := range f.shards {
+		f.addrs = append(f.addrs, s.Addr())
+	}
+	return f
+}
+
+// replica adds a replica; with l1 false its caches read L2 on every Get.
+func (f *shardFleet) replica(t *testing.T) *tiered.Client {
+	t.Helper()
+	g := &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal}
+	if f.seed != "" {
+		g.Join = []string{f.seed}
+	}
+	c := newClient(t, tiered.Config{
+		NodeID: fmt.Sprintf("replica-%d", len(f.clients)),
+		Redis:  l2.Config{Addrs: f.addrs},
+		Gossip: g,
+	})
+	if f.seed == "" {
+		f.seed = c.GossipAddr()
+	}
+	f.clients = append(f.clients, c)
+	return c
+}
+
+// owner returns the shard that serves key of namespace ns for client c now.
+func (f *shardFleet) owner(t *testing.T, c *tiered.Client, ns, key string) *redistest.Server {
+	t.Helper()
+	sc, err := c.L2().Client().(*redis.Ring).GetShardClientForKey(c.L2().Key(ns, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range f.shards {
+		if s.Addr() == sc.Options().Addr {
+			return s
+		}
+	}
+	t.Fatalf("no shard at %s", sc.Options().Addr)
+	return nil
+}
+
+// serving reports whether c routes to the shard at addr.
+func serving(c *tiered.Client, addr string) bool {
+	for _, h := range c.L2().Health() {
+		if h.Addr == addr {
+			return h.Serving
+		}
+	}
+	return false
+}
+
+// latencies collects Get durations from several goroutines.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) {
+	l.mu.Lock()
+	l.d = append(l.d, d)
+	l.mu.Unlock()
+}
+
+func (l *latencies) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.d)
+}
+
+func (l *latencies) report(t *testing.T, what string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	slices.Sort(l.d)
+	if len(l.d) == 0 {
+		return
+	}
+	q := func(p float64) time.Duration { return l.d[int(p*float64(len(l.d)-1))] }
+	t.Logf("%s: %d Gets, p50 %v, p99 %v, max %v", what, len(l.d), q(0.5), q(0.99), l.d[len(l.d)-1])
+}
+
+// readers runs n goroutines that Get random keys of cache until stop is
+// closed, checking each value; it returns the number of failed Gets.
+func readers(cache *tiered.Cache[string], keys []string, n int, lat *latencies, stop <-chan struct{}, loads *atomic.Int64) func() int64 {
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	load := func(_ context.Context, k string) (string, error) {
+		loads.Add(1)
+		return "v:" + k, nil
+	}
+	for r := range n {
+		wg.Go(func() {
+			for i := r; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := keys[i%len(keys)]
+				start := time.Now()
+				v, err := cache.Get(context.Background(), k, load)
+				lat.add(time.Since(start))
+				if err != nil || v != "v:"+k {
+					failures.Add(1)
+				}
+			}
+		})
+	}
+	return func() int64 { wg.Wait(); return failures.Load() }
+}
+
+func shardKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("user:%d", i)
+	}
+	return keys
+}
+
+// A shard that dies under load costs no failed Get: its keys fall back to the
+// loader and then to stand-in shards.
+func TestShardKilledUnderReaders(t *testing.T) {
+	f := newShardFleet(t, 3)
+	c := f.replica(t)
+	cache := newCache(t, c, "users", tiered.Options[string]{TTL: time.Hour, L1: tiered.L1Options{Disabled: true}})
+	keys := shardKeys(300)
+	var loads atomic.Int64
+	var before, during latencies
+	stop := make(chan struct{})
+	wait := readers(cache, keys, 8, &before, stop, &loads)
+	redistest.WaitFor(t, 10*time.Second, func() bool { return loads.Load() >= int64(len(keys)) }, "every key loaded once")
+	close(stop)
+	if n := wait(); n != 0 {
+		t.Fatalf("%d failed Gets before the kill", n)
+	}
+	victim := f.shards[1]
+	victim.Kill()
+	stop = make(chan struct{})
+	wait = readers(cache, keys, 8, &during, stop, &loads)
+	redistest.WaitFor(t, 10*time.Second, func() bool { return !serving(c, victim.Addr()) }, "the dead shard leaves the routing")
+	reads := during.count()
+	redistest.WaitFor(t, 10*time.Second, func() bool { return during.count() > reads+5000 }, "5000 more Gets")
+	close(stop)
+	if n := wait(); n != 0 {
+		t.Errorf("%d Gets failed or returned a wrong value while a shard died", n)
+	}
+	before.report(t, "3 shards up")
+	during.report(t, "one shard killed (8 readers)")
+}
+
+// A hung shard (SIGSTOP) trips its breaker: each reader pays about one
+// timeout, not one per call, and no Get fails.
+func TestShardHungTripsBreaker(t *testing.T) {
+	f := newShardFleet(t, 3)
+	c := f.replica(t)
+	cache := newCache(t, c, "users", tiered.Options[string]{TTL: time.Hour, L1: tiered.L1Options{Disabled: true}})
+	keys := shardKeys(300)
+	var loads atomic.Int64
+	for _, k := range keys {
+		if _, err := cache.Get(context.Background(), k, func(context.Context, string) (string, error) { return "v:" + k, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	victim := f.shards[2]
+	victim.Pause()
+	var during latencies
+	stop := make(chan struct{})
+	wait := readers(cache, keys, 8, &during, stop, &loads)
+	var tripped atomic.Bool
+	redistest.WaitFor(t, 10*time.Second, func() bool {
+		for _, h := range c.L2().Health() {
+			if h.Addr == victim.Addr() && h.Breaker == "open" {
+				tripped.Store(true)
+			}
+		}
+		return tripped.Load() && !serving(c, victim.Addr())
+	}, "the breaker opens and the shard leaves the routing")
+	reads := during.count()
+	redistest.WaitFor(t, 10*time.Second, func() bool { return during.count() > reads+5000 }, "5000 more Gets")
+	close(stop)
+	if n := wait(); n != 0 {
+		t.Errorf("%d Gets failed while a shard hung", n)
+	}
+	slow := 0
+	for _, d := range during.d {
+		if d >= l2.DefaultTimeout {
+			slow++
+		}
+	}
+	during.report(t, "one shard hung (8 readers)")
+	t.Logf("%d of %d Gets waited a full timeout (%v)", slow, len(during.d), l2.DefaultTimeout)
+	// Each of the 8 readers may wait once before the breaker opens, and once
+	// more if it raced the health check's fencing; not once per call.
+	if slow > 3*8 {
+		t.Errorf("%d Gets waited for the hung shard; the breaker should stop that after a few", slow)
+	}
+	victim.Resume()
+	redistest.WaitFor(t, 10*time.Second, func() bool { return serving(c, victim.Addr()) }, "the shard returns")
+}
+
+// Flap-back: a value overwritten while its shard was away is never served
+// again, by a replica that saw the write, one that did not, or one started
+// after the shard returned.
+func TestShardFlapBackNeverServesOverwrittenValue(t *testing.T) {
+	ctx := context.Background()
+	f := newShardFleet(t, 3)
+	a, b := f.replica(t), f.replica(t)
+	opts := tiered.Options[string]{TTL: time.Hour}
+	ca, cb := newCache(t, a, "users", opts), newCache(t, b, "users", opts)
+	var db atomic.Value // the source of truth the loader reads
+	db.Store("v1")
+	load := func(context.Context, string) (string, error) { return db.Load().(string), nil }
+
+	const key = "flap"
+	if err := ca.Set(ctx, key, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := cb.Get(ctx, key, load); err != nil || v != "v1" {
+		t.Fatalf("B before the pause: %q, %v", v, err)
+	}
+	owner := f.owner(t, a, "users", key)
+	owner.Pause()
+	db.Store("v2")
+	if err := ca.Set(ctx, key, "v2"); err != nil {
+		t.Fatalf("Set while the owner is paused: %v", err)
+	}
+
+	// From here on nobody may see v1.
+	var seen sync.Map
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	watch := func(name string, cache *tiered.Cache[string]) {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				v, err := cache.Get(ctx, key, load)
+				if err == nil && v == "v1" {
+					seen.Store(name, true)
+				}
+			}
+		})
+	}
+	watch("A", ca)
+	watch("B", cb)
+	redistest.WaitFor(t, 10*time.Second, func() bool { return !serving(a, owner.Addr()) }, "A takes the owner out")
+	owner.Resume()
+	redistest.WaitFor(t, 10*time.Second, func() bool { return serving(a, owner.Addr()) && serving(b, owner.Addr()) },
+		"the owner serves again on A and B")
+	c := f.replica(t)
+	cc := newCache(t, c, "users", opts)
+	watch("C (new)", cc)
+	if v, err := cc.Get(ctx, key, load); err != nil || v != "v2" {
+		t.Errorf("C: %q, %v", v, err)
+	}
+	// And the value the owner now holds is v2, or nothing.
+	redistest.WaitFor(t, 10*time.Second, func() bool {
+		v, err := f.owner(t, c, "users", key).Client(t).Get(ctx, c.L2().Key("users", key)).Bytes()
+		return err == redis.Nil || (err == nil && len(v) > 0)
+	}, "the owner answers")
+	close(stop)
+	wg.Wait()
+	seen.Range(func(name, _ any) bool {
+		t.Errorf("replica %s served the overwritten value v1", name)
+		return true
+	})
+	for _, r := range []*tiered.Cache[string]{ca, cb, cc} {
+		if v, err := r.Get(ctx, key, load); err != nil || v != "v2" {
+			t.Errorf("after the flap: %q, %v; want v2", v, err)
+		}
+	}
+}
+
+// Redis entirely down, then back: Gets never fail, and L2 serves again within
+// seconds of the servers' return.
+func TestAllShardsDownThenBack(t *testing.T) {
+	ctx := context.Background()
+	f := newShardFleet(t, 3)
+	c := f.replica(t)
+	cache := newCache(t, c, "users", tiered.Options[string]{TTL: time.Hour, L1: tiered.L1Options{Disabled: true}})
+	load := func(_ context.Context, k string) (string, error) { return "v:" + k, nil }
+	for _, s := range f.shards {
+		s.Kill()
+	}
+	for _, k := range shardKeys(50) {
+		if v, err := cache.Get(ctx, k, load); err != nil || v != "v:"+k {
+			t.Fatalf("Get with every shard down = %q, %v", v, err)
+		}
+	}
+	if err := cache.Set(ctx, "written-while-down", "x"); err != nil {
+		t.Errorf("Set with every shard down: %v", err)
+	}
+	back := time.Now()
+	for _, s := range f.shards {
+		s.Restart()
+	}
+	redistest.WaitFor(t, 10*time.Second, func() bool {
+		for _, h := range c.L2().Health() {
+			if !h.Serving {
+				return false
+			}
+		}
+		return true
+	}, "every shard serves again")
+	t.Logf("L2 serving again %v after the servers restarted", time.Since(back).Round(time.Millisecond))
+	before := cache.Stats().L2Hits
+	redistest.WaitFor(t, 10*time.Second, func() bool {
+		_, err := cache.Get(ctx, "user:1", load)
+		return err == nil && cache.Stats().L2Hits > before
+	}, "Gets hit L2 again")
+}
