@@ -201,6 +201,11 @@ func (c *Config) build(s *Store) {
 			Addrs: c.ClusterAddrs, Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
 			DialTimeout: c.DialTimeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout, PoolSize: c.PoolSize,
 			MaxRetries: noRetries, DialerRetries: 1,
+			// Redirects (MOVED, ASK) stay on: they are how go-redis follows
+			// resharding and failover. The retries they also allow on a
+			// connection error go without backoff, so a dead master costs one
+			// quick retry, not up to 512 ms of backoff before the breaker opens.
+			MinRetryBackoff: -1, MaxRetryBackoff: -1,
 			NewClient: func(o *redis.Options) *redis.Client {
 				cl := redis.NewClient(o)
 				mu.Lock()
