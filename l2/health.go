@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -214,18 +215,26 @@ func (h *health) joinLocked(n *node, reason string) {
 	h.changed(n.name + " back in service: " + reason)
 }
 
-// advanceLocked moves every serving shard to the next epoch.
+// advanceLocked moves every serving shard to the next epoch. When none
+// takes it (every shard is out, so no key has a stand-in), the epoch stays.
 func (h *health) advanceLocked() {
 	h.changes++
 	next := h.epoch() + 1
 	var wg sync.WaitGroup
+	var stamped atomic.Int32
 	for _, n := range h.nodes {
 		if n.serving() {
-			wg.Go(func() { _ = h.stamp(n, next) })
+			wg.Go(func() {
+				if h.stamp(n, next) == nil {
+					stamped.Add(1)
+				}
+			})
 		}
 	}
 	wg.Wait()
-	h.setEpoch(next)
+	if stamped.Load() > 0 {
+		h.setEpoch(next)
+	}
 }
 
 // stamp raises n's epoch to e.

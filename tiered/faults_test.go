@@ -303,41 +303,76 @@ func TestShardFlapBackNeverServesOverwrittenValue(t *testing.T) {
 	}
 }
 
-// Redis entirely down, then back: Gets never fail, and L2 serves again within
-// seconds of the servers' return.
+// Redis entirely down, then back: Gets never fail, writes made meanwhile
+// reach every replica, L2 serves again within moments of the servers' return,
+// and a value overwritten while they were away (paused, so they kept it) is
+// never read back.
 func TestAllShardsDownThenBack(t *testing.T) {
-	ctx := context.Background()
-	f := newShardFleet(t, 3)
-	c := f.replica(t)
-	cache := newCache(t, c, "users", tiered.Options[string]{TTL: time.Hour, L1: tiered.L1Options{Disabled: true}})
-	load := func(_ context.Context, k string) (string, error) { return "v:" + k, nil }
-	for _, s := range f.shards {
-		s.Kill()
-	}
-	for _, k := range shardKeys(50) {
-		if v, err := cache.Get(ctx, k, load); err != nil || v != "v:"+k {
-			t.Fatalf("Get with every shard down = %q, %v", v, err)
-		}
-	}
-	if err := cache.Set(ctx, "written-while-down", "x"); err != nil {
-		t.Errorf("Set with every shard down: %v", err)
-	}
-	back := time.Now()
-	for _, s := range f.shards {
-		s.Restart()
-	}
-	redistest.WaitFor(t, 10*time.Second, func() bool {
-		for _, h := range c.L2().Health() {
-			if !h.Serving {
-				return false
+	for _, how := range []string{"killed", "paused"} {
+		t.Run(how, func(t *testing.T) {
+			ctx := context.Background()
+			f := newShardFleet(t, 3)
+			a, b := f.replica(t), f.replica(t)
+			ca := newCache(t, a, "users", tiered.Options[string]{TTL: time.Hour})
+			cb := newCache(t, b, "users", tiered.Options[string]{TTL: time.Hour})
+			var db atomic.Value
+			db.Store("v1")
+			load := func(_ context.Context, k string) (string, error) { return db.Load().(string) + ":" + k, nil }
+			for _, k := range shardKeys(50) {
+				if _, err := cb.Get(ctx, k, load); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
-		return true
-	}, "every shard serves again")
-	t.Logf("L2 serving again %v after the servers restarted", time.Since(back).Round(time.Millisecond))
-	before := cache.Stats().L2Hits
-	redistest.WaitFor(t, 10*time.Second, func() bool {
-		_, err := cache.Get(ctx, "user:1", load)
-		return err == nil && cache.Stats().L2Hits > before
-	}, "Gets hit L2 again")
+			for _, s := range f.shards {
+				if how == "killed" {
+					s.Kill()
+				} else {
+					s.Pause()
+				}
+			}
+			db.Store("v2")
+			for _, k := range shardKeys(50)[:10] {
+				if err := ca.Set(ctx, k, "v2:"+k); err != nil {
+					t.Errorf("Set with every shard down: %v", err)
+				}
+			}
+			// B hears of the writes by gossip and drops its copies.
+			redistest.WaitFor(t, 5*time.Second, func() bool {
+				v, err := cb.Get(ctx, "user:9", load)
+				return err == nil && v == "v2:user:9"
+			}, "B drops its L1 copy of a key written while Redis was down")
+			back := time.Now()
+			for _, s := range f.shards {
+				if how == "killed" {
+					s.Restart()
+				} else {
+					s.Resume()
+				}
+			}
+			redistest.WaitFor(t, 10*time.Second, func() bool {
+				for _, c := range []*tiered.Client{a, b} {
+					for _, h := range c.L2().Health() {
+						if !h.Serving {
+							return false
+						}
+					}
+				}
+				return true
+			}, "every shard serves again on both replicas")
+			t.Logf("L2 serving again %v after the servers returned", time.Since(back).Round(time.Millisecond))
+			for _, k := range shardKeys(50)[:10] {
+				for name, c := range map[string]*tiered.Cache[string]{"A": ca, "B": cb} {
+					if v, err := c.Get(ctx, k, load); err != nil || v != "v2:"+k {
+						t.Errorf("%s after the return: Get(%s) = %q, %v; want v2", name, k, v, err)
+					}
+				}
+			}
+			// A replica started now reads what B loaded back into L2.
+			fresh := newCache(t, f.replica(t), "users", tiered.Options[string]{TTL: time.Hour})
+			v, info, err := fresh.GetWithInfo(ctx, "user:3", load)
+			if err != nil || v != "v2:user:3" || info.Tier != tiered.TierL2 {
+				t.Errorf("a new replica: Get = %q, %+v, %v; want v2 from L2", v, info, err)
+			}
+		})
+	}
 }
