@@ -1,0 +1,74 @@
+package l2
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/strata-cache/strata/internal/redistest"
+)
+
+// The two ways a returning server is made safe, measured: replaying the
+// keys whose writes failed, and flushing everything under the prefix. A flush
+// keeps tag sets, namespace versions and the epoch.
+func TestCleaningReplayAndFlush(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	s, err := Open(Config{Addrs: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h, n := s.health, s.health.nodes[0]
+	const keys = 50_000
+	raw := srv.Client(t)
+	for i := 0; i < keys; i += 1000 {
+		if _, err := raw.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for j := i; j < i+1000; j++ {
+				k := s.Key("ns", fmt.Sprint("k", j))
+				p.Set(ctx, k, "v", time.Hour)
+				if j%10 == 0 {
+					p.Set(ctx, k+leaseSuffix, "token", time.Hour)
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keep := []string{s.TagKey("ns", "t"), s.prefix + ":ns" + versionSuffix, epochKey(s.prefix)}
+	for _, k := range keep {
+		raw.Set(ctx, k, "1", time.Hour)
+	}
+
+	replay := make([]string, 1000)
+	for i := range replay {
+		replay[i] = s.Key("ns", fmt.Sprint("k", i))
+	}
+	start := time.Now()
+	if err := h.replay(maintenance(ctx), n, replay); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("replay of %d keys took %v", len(replay), time.Since(start))
+	if got := raw.Exists(ctx, replay...).Val(); got != 0 {
+		t.Errorf("%d replayed keys remain", got)
+	}
+
+	start = time.Now()
+	removed, err := h.flush(maintenance(ctx), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("flush of %d keys took %v", removed, time.Since(start))
+	if want := keys - len(replay) + keys/10; removed != want { // leases of replayed keys stay
+		t.Errorf("flush removed %d keys, want %d", removed, want)
+	}
+	if got := raw.Exists(ctx, keep...).Val(); got != int64(len(keep)) {
+		t.Errorf("flush removed %d of the tag set, version and epoch keys", int64(len(keep))-got)
+	}
+	if size := raw.DBSize(ctx).Val(); size != int64(len(keep)) {
+		t.Errorf("%d keys remain after the flush, want %d", size, len(keep))
+	}
+}
