@@ -280,8 +280,8 @@ func (b *Bus) apply(m *Message, channel Channel) bool {
 		b.stats.duplicates.Add(1)
 		return true
 	}
-	b.stats.applied.Add(1)
 	b.cfg.Handler.Apply(m)
+	b.stats.applied.Add(1)
 	return true
 }
 

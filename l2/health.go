@@ -42,6 +42,7 @@ type health struct {
 	single  uint64     // the epoch of a single node (a Ring keeps it in set)
 	changes uint64     // routing changes made here, under mu
 	quiet   bool       // during the first round: joining at start is no change
+	closed  bool
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -99,6 +100,9 @@ func (h *health) start() {
 }
 
 func (h *health) close() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
 	close(h.stop)
 	h.wg.Wait()
 }
@@ -354,9 +358,11 @@ func dataKeys(keys []string) []string {
 	return out
 }
 
+// changed reports a routing change to onChange on its own goroutine: the
+// callback may use the store, and h.mu is held here.
 func (h *health) changed(reason string) {
-	if h.onChange != nil && !h.quiet {
-		h.onChange(reason)
+	if h.onChange != nil && !h.quiet && !h.closed {
+		h.wg.Go(func() { h.onChange(reason) })
 	}
 }
 

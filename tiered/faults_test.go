@@ -244,6 +244,7 @@ func TestShardFlapBackNeverServesOverwrittenValue(t *testing.T) {
 	if err := ca.Set(ctx, key, "v1"); err != nil {
 		t.Fatal(err)
 	}
+	redistest.WaitFor(t, 5*time.Second, func() bool { return b.BusStats().Applied >= 1 }, "B applies the first Set")
 	if v, err := cb.Get(ctx, key, load); err != nil || v != "v1" {
 		t.Fatalf("B before the pause: %q, %v", v, err)
 	}
@@ -253,8 +254,10 @@ func TestShardFlapBackNeverServesOverwrittenValue(t *testing.T) {
 	if err := ca.Set(ctx, key, "v2"); err != nil {
 		t.Fatalf("Set while the owner is paused: %v", err)
 	}
+	// Once B has the invalidation (within the propagation bound), nobody may
+	// see v1 again.
+	redistest.WaitFor(t, 5*time.Second, func() bool { return b.BusStats().Applied >= 2 }, "B applies the second Set")
 
-	// From here on nobody may see v1.
 	var seen sync.Map
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
