@@ -37,7 +37,11 @@ type node struct {
 	// answer (nil: nothing to do). A Cluster reloads its topology.
 	onFailure func()
 
-	client *redis.Client
+	client *redis.Client // cache traffic, through the guard
+	// admin carries health checks and cleaning, with HealthTimeout: a check
+	// that times out takes the server out of service, so it waits longer
+	// than a cache command.
+	admin *redis.Client
 
 	mu       sync.Mutex
 	pending  map[string]struct{} // keys to delete before serving again

@@ -105,6 +105,11 @@ func (h *health) close() {
 	h.mu.Unlock()
 	close(h.stop)
 	h.wg.Wait()
+	for _, n := range h.nodes {
+		if n.admin != nil {
+			_ = n.admin.Close()
+		}
+	}
 }
 
 type probe struct {
@@ -123,7 +128,7 @@ func (h *health) round(first bool) {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(maintenance(context.Background()), h.timeout)
 			defer cancel()
-			v, err := n.client.Get(ctx, h.epochKey).Uint64()
+			v, err := n.admin.Get(ctx, h.epochKey).Uint64()
 			if errors.Is(err, redis.Nil) {
 				err = nil
 			}
@@ -245,7 +250,7 @@ func (h *health) advanceLocked() {
 func (h *health) stamp(n *node, e uint64) error {
 	ctx, cancel := context.WithTimeout(maintenance(context.Background()), h.timeout)
 	defer cancel()
-	return setMaxScript.Run(ctx, n.client, []string{h.epochKey}, e).Err()
+	return setMaxScript.Run(ctx, n.admin, []string{h.epochKey}, e).Err()
 }
 
 // clean makes n safe to serve, then returns it to service: it deletes the
@@ -295,7 +300,7 @@ func (h *health) replay(ctx context.Context, n *node, keys []string) error {
 		batch := keys[:min(len(keys), 1000)]
 		keys = keys[len(batch):]
 		c, cancel := context.WithTimeout(ctx, h.timeout)
-		_, err := n.client.Pipelined(c, func(p redis.Pipeliner) error {
+		_, err := n.admin.Pipelined(c, func(p redis.Pipeliner) error {
 			for _, k := range batch {
 				p.Unlink(c, k)
 			}
@@ -318,11 +323,11 @@ func (h *health) flush(ctx context.Context, n *node) (int, error) {
 		var cursor uint64
 		for {
 			c, cancel := context.WithTimeout(ctx, h.timeout)
-			keys, next, err := n.client.Scan(c, cursor, match, 1000).Result()
+			keys, next, err := n.admin.Scan(c, cursor, match, 1000).Result()
 			if err == nil {
 				keys = dataKeys(keys)
 				if len(keys) > 0 {
-					_, err = n.client.Pipelined(c, func(p redis.Pipeliner) error {
+					_, err = n.admin.Pipelined(c, func(p redis.Pipeliner) error {
 						for _, k := range keys {
 							p.Unlink(c, k)
 						}

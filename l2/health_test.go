@@ -72,3 +72,38 @@ func TestCleaningReplayAndFlush(t *testing.T) {
 		t.Errorf("%d keys remain after the flush, want %d", size, len(keep))
 	}
 }
+
+// On shards a namespace's version is kept on every shard, so it survives the
+// absence, or the loss, of any one of them.
+func TestNamespaceVersionSurvivesAShard(t *testing.T) {
+	ctx := context.Background()
+	servers := redistest.StartShards(t, 3)
+	var addrs []string
+	for _, s := range servers {
+		addrs = append(addrs, s.Addr())
+	}
+	s, err := Open(Config{Addrs: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for want := uint64(1); want <= 2; want++ {
+		if v, err := s.BumpVersion(ctx, "ns"); err != nil || v != want {
+			t.Fatalf("BumpVersion = %d, %v; want %d", v, err, want)
+		}
+	}
+	servers[0].Kill()
+	redistest.WaitFor(t, 5*time.Second, func() bool { return !s.Health()[0].Serving }, "shard 0 leaves")
+	if v, err := s.NamespaceVersion(ctx, "ns"); err != nil || v != 2 {
+		t.Errorf("version with shard 0 down = %d, %v; want 2", v, err)
+	}
+	if v, err := s.BumpVersion(ctx, "ns"); err != nil || v != 3 {
+		t.Errorf("BumpVersion with shard 0 down = %d, %v; want 3", v, err)
+	}
+	servers[0].Restart() // empty: it lost its copy
+	servers[1].Kill()
+	redistest.WaitFor(t, 5*time.Second, func() bool { h := s.Health(); return h[0].Serving && !h[1].Serving }, "shard 0 back, shard 1 gone")
+	if v, err := s.NamespaceVersion(ctx, "ns"); err != nil || v != 3 {
+		t.Errorf("version after shard 0 lost its copy and shard 1 left = %d, %v; want 3", v, err)
+	}
+}

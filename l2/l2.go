@@ -1,5 +1,15 @@
 // Package l2 is Strata's shared tier: Redis as a single node, consistent-hashed
 // shards or a Redis Cluster, behind one store with a binary entry envelope.
+//
+// Each server Strata connects to has a circuit breaker, and cache commands
+// have a short timeout (Config.Timeout), so a sick server costs callers
+// about one timeout per cool-down. For a single node or shards (Config.Addrs)
+// a health watch also takes a server out of service when it stops answering
+// or a write to it fails, routes its keys to stand-in shards (with a short
+// time to live), and lets it serve again only once the keys written while it
+// was away are deleted from it (replay), or everything under the prefix is
+// (flush): a returning server never serves a value that was overwritten
+// meanwhile. See Store.Health and Config.HealthInterval.
 package l2
 
 import (
@@ -28,6 +38,11 @@ const (
 	DefaultDialTimeout = time.Second
 	// DefaultHealthInterval is how often each server is checked.
 	DefaultHealthInterval = 100 * time.Millisecond
+	// DefaultHealthTimeout bounds one health check. It is longer than
+	// DefaultTimeout: a check that fails takes the server out of service
+	// (and drops every replica's L1), while a slow cache command only falls
+	// back to the loader; a busy server should not flap.
+	DefaultHealthTimeout = 250 * time.Millisecond
 	// DefaultStandInTTL caps the time to live of data written to a stand-in
 	// shard while the key's own shard is out of service.
 	DefaultStandInTTL = 30 * time.Second
@@ -78,6 +93,8 @@ type Config struct {
 	// fails two checks in a row, or a write, is out of service until it is
 	// safe again; see Store.
 	HealthInterval time.Duration
+	// HealthTimeout bounds one health check. Zero means DefaultHealthTimeout.
+	HealthTimeout time.Duration
 	// StandInTTL caps the time to live of data written to a stand-in shard
 	// of a Ring while the key's own shard is out of service. Zero means
 	// DefaultStandInTTL; at most MaxStandInTTL.
@@ -117,9 +134,12 @@ func (c *Config) setDefaults() error {
 	if strings.ContainsAny(c.Prefix, "{}") {
 		return fmt.Errorf("l2: prefix %q must not contain '{' or '}'", c.Prefix)
 	}
-	if c.Timeout < 0 || c.DialTimeout < 0 || c.PoolSize < 0 || c.HealthInterval < 0 ||
+	if c.Timeout < 0 || c.DialTimeout < 0 || c.PoolSize < 0 || c.HealthInterval < 0 || c.HealthTimeout < 0 ||
 		c.StandInTTL < 0 || c.BreakerCoolDown < 0 {
-		return errors.New("l2: Timeout, DialTimeout, PoolSize, HealthInterval, StandInTTL and BreakerCoolDown must not be negative")
+		return errors.New("l2: Timeout, DialTimeout, PoolSize, HealthInterval, HealthTimeout, StandInTTL and BreakerCoolDown must not be negative")
+	}
+	if c.HealthTimeout == 0 {
+		c.HealthTimeout = DefaultHealthTimeout
 	}
 	if c.StandInTTL > MaxStandInTTL {
 		return fmt.Errorf("l2: StandInTTL %v is over %v", c.StandInTTL, MaxStandInTTL)
@@ -225,6 +245,7 @@ func (c *Config) build(s *Store) {
 		n := newNode("redis", c.Addrs[0], c.breaker(), true)
 		n.client = redis.NewClient(opts(c.Addrs[0]))
 		n.client.AddHook(n)
+		n.admin = c.adminClient(opts(c.Addrs[0]))
 		s.client = n.client
 		s.health = c.health(s, []*node{n}, nil)
 	default:
@@ -255,6 +276,7 @@ func (c *Config) build(s *Store) {
 				if n := byAddr[ro.Addr]; n != nil {
 					n.client = cl
 					cl.AddHook(n)
+					n.admin = c.adminClient(opts(ro.Addr))
 				}
 				return cl
 			},
@@ -264,10 +286,17 @@ func (c *Config) build(s *Store) {
 	}
 }
 
+// adminClient is a server's client for health checks and cleaning: two
+// connections, HealthTimeout per command.
+func (c *Config) adminClient(o *redis.Options) *redis.Client {
+	o.ReadTimeout, o.WriteTimeout, o.PoolSize = c.HealthTimeout, c.HealthTimeout, 2
+	return redis.NewClient(o)
+}
+
 func (c *Config) health(s *Store, nodes []*node, set *shardSet) *health {
 	return &health{
 		nodes: nodes, set: set, prefix: c.Prefix, epochKey: epochKey(c.Prefix),
-		interval: c.HealthInterval, timeout: c.Timeout, onChange: c.OnRouteChange,
+		interval: c.HealthInterval, timeout: c.HealthTimeout, onChange: c.OnRouteChange,
 	}
 }
 
@@ -492,21 +521,74 @@ func (s *Store) Close() error {
 // Namespaces cannot contain '#', so it collides with no namespace's keys.
 const versionSuffix = "#version"
 
-// NamespaceVersion returns ns's version: 0 until the first BumpVersion.
+// NamespaceVersion returns ns's version: 0 until the first BumpVersion. On
+// shards it is the largest copy on a serving shard: each shard holds one, so
+// the version survives any shard's absence.
 func (s *Store) NamespaceVersion(ctx context.Context, ns string) (uint64, error) {
-	v, err := s.client.Get(ctx, s.prefix+":"+ns+versionSuffix).Uint64()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
+	k := s.prefix + ":" + ns + versionSuffix
+	if s.set == nil {
+		v, err := s.client.Get(ctx, k).Uint64()
+		if errors.Is(err, redis.Nil) {
+			return 0, nil
+		}
+		return v, err
 	}
-	return v, err
+	var top uint64
+	var errs []error
+	read := 0
+	for _, n := range s.set.nodes {
+		if !n.serving() {
+			continue
+		}
+		v, err := n.client.Get(ctx, k).Uint64()
+		switch {
+		case err == nil:
+			top = max(top, v)
+			read++
+		case errors.Is(err, redis.Nil):
+			read++
+		default:
+			errs = append(errs, err)
+		}
+	}
+	if read == 0 {
+		return 0, errors.Join(append(errs, fmt.Errorf("%w: no shard answered for the version of %q", ErrUnavailable, ns))...)
+	}
+	return top, nil
 }
 
 // BumpVersion increments ns's version and returns the new one. Callers key
 // the namespace's data by version, so a bump makes every older key
-// unreachable at once; the old keys expire by their TTL.
+// unreachable at once; the old keys expire by their TTL. On shards the new
+// version is written to every serving shard (two concurrent bumps may give
+// one new version, which serves both).
 func (s *Store) BumpVersion(ctx context.Context, ns string) (uint64, error) {
-	v, err := s.client.Incr(ctx, s.prefix+":"+ns+versionSuffix).Result()
-	return uint64(v), err
+	k := s.prefix + ":" + ns + versionSuffix
+	if s.set == nil {
+		v, err := s.client.Incr(ctx, k).Result()
+		return uint64(v), err
+	}
+	cur, err := s.NamespaceVersion(ctx, ns)
+	if err != nil {
+		return 0, err
+	}
+	next := cur + 1
+	written := 0
+	var errs []error
+	for _, n := range s.set.nodes {
+		if !n.serving() {
+			continue
+		}
+		if err := setMaxScript.Run(ctx, n.client, []string{k}, next).Err(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		written++
+	}
+	if written == 0 {
+		return 0, errors.Join(append(errs, fmt.Errorf("%w: no shard took the version of %q", ErrUnavailable, ns))...)
+	}
+	return next, nil
 }
 
 // DeleteMatching removes the keys of ns whose key matches pattern (Redis
