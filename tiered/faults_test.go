@@ -53,6 +53,13 @@ func (f *shardFleet) replica(t *testing.T) *tiered.Client {
 	return c
 }
 
+// l2Only adds a replica with a cache that reads L2 on every Get.
+func (f *shardFleet) l2Only(t *testing.T) (*tiered.Client, *tiered.Cache[string]) {
+	t.Helper()
+	c := f.replica(t)
+	return c, newCache(t, c, "users", tiered.Options[string]{TTL: time.Hour, L1: tiered.L1Options{Disabled: true}})
+}
+
 // owner returns the shard that serves key of namespace ns for client c now.
 func (f *shardFleet) owner(t *testing.T, c *tiered.Client, ns, key string) *redistest.Server {
 	t.Helper()
@@ -150,8 +157,7 @@ func shardKeys(n int) []string {
 // loader and then to stand-in shards.
 func TestShardKilledUnderReaders(t *testing.T) {
 	f := newShardFleet(t, 3)
-	c := f.replica(t)
-	cache := newCache(t, c, "users", tiered.Options[string]{TTL: time.Hour, L1: tiered.L1Options{Disabled: true}})
+	c, cache := f.l2Only(t)
 	keys := shardKeys(300)
 	var loads atomic.Int64
 	var before, during latencies
@@ -181,8 +187,7 @@ func TestShardKilledUnderReaders(t *testing.T) {
 // timeout, not one per call, and no Get fails.
 func TestShardHungTripsBreaker(t *testing.T) {
 	f := newShardFleet(t, 3)
-	c := f.replica(t)
-	cache := newCache(t, c, "users", tiered.Options[string]{TTL: time.Hour, L1: tiered.L1Options{Disabled: true}})
+	c, cache := f.l2Only(t)
 	keys := shardKeys(300)
 	var loads atomic.Int64
 	for _, k := range keys {
