@@ -29,6 +29,7 @@ type node struct {
 	bs   breakerSettings
 
 	fenced atomic.Bool // out of service: unreachable, or dirty and not yet flushed
+	why    atomic.Pointer[string]
 	dirty  atomic.Bool // a write failed here; flush before serving again
 
 	// onDirty is called once per clean-to-dirty change (nil: nothing to do).
@@ -129,12 +130,7 @@ func (n *node) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if done != nil {
 			done(outcome(failed))
 		}
-		if failed {
-			n.failed(cmd)
-			if n.onFailure != nil {
-				n.onFailure()
-			}
-		}
+		n.settle(cmd, failed)
 		return err
 	}
 }
@@ -155,18 +151,29 @@ func (n *node) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 		}
 		failed := serverFailed(err)
 		for _, c := range cmds {
-			if serverFailed(c.Err()) {
-				failed = true
-				n.failed(c)
-			}
+			f := serverFailed(c.Err())
+			failed = failed || f
+			n.settle(c, f)
 		}
 		if done != nil {
 			done(outcome(failed))
 		}
-		if failed && n.onFailure != nil {
-			n.onFailure()
-		}
 		return err
+	}
+}
+
+// settle acts on a finished command: a write that did not happen (any error
+// but a miss, error replies included) leaves the server dirty; a server
+// that did not answer lets the Cluster reload its topology.
+func (n *node) settle(cmd redis.Cmder, serverFailed bool) {
+	// NOSCRIPT is answered before the script runs; go-redis then sends EVAL.
+	if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) && !redis.HasErrorPrefix(err, "NOSCRIPT") && n.onDirty != nil {
+		if keys, all := invalidated(cmd); (len(keys) > 0 || all) && n.markDirty(keys, all) {
+			n.onDirty(n)
+		}
+	}
+	if serverFailed && n.onFailure != nil {
+		n.onFailure()
 	}
 }
 
@@ -180,14 +187,6 @@ func outcome(failed bool) error {
 	return nil
 }
 
-// failed records a command the server did not carry out: if it invalidated
-// data, the server is dirty.
-func (n *node) failed(cmd redis.Cmder) {
-	if keys, all := invalidated(cmd); (len(keys) > 0 || all) && n.markDirty(keys, all) && n.onDirty != nil {
-		n.onDirty(n)
-	}
-}
-
 // maxPending bounds a node's replay log; past it the node is flushed whole.
 const maxPending = 10000
 
@@ -195,13 +194,17 @@ const maxPending = 10000
 // hold invalidated values. It reports whether the node was clean before.
 func (n *node) markDirty(keys []string, all bool) bool {
 	n.mu.Lock()
-	if n.pending == nil {
-		n.pending = make(map[string]struct{})
+	n.overflow = n.overflow || all || len(n.pending)+len(keys) > maxPending
+	if n.overflow {
+		n.pending = nil // the node is flushed whole: the keys are not needed
+	} else {
+		if n.pending == nil {
+			n.pending = make(map[string]struct{})
+		}
+		for _, k := range keys {
+			n.pending[k] = struct{}{}
+		}
 	}
-	for _, k := range keys {
-		n.pending[k] = struct{}{}
-	}
-	n.overflow = n.overflow || all || len(n.pending) > maxPending
 	n.mu.Unlock()
 	return n.dirty.CompareAndSwap(false, true)
 }
@@ -219,10 +222,12 @@ func (n *node) takePending() (keys []string, all bool) {
 	return keys, all
 }
 
-// serverFailed reports whether err means the server did not answer: not a
-// miss, not a reply error (the server answered), not the caller giving up.
+// serverFailed reports whether err means the server did not answer, which
+// counts against its breaker: not a miss, not a reply error (the server
+// answered), not the caller's context ending.
 func serverFailed(err error) bool {
-	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
 	var reply redis.Error
@@ -231,9 +236,10 @@ func serverFailed(err error) bool {
 
 // invalidated returns the keys whose cached data cmd changes or removes,
 // which must be deleted before the server serves again if cmd failed. all
-// means cmd's effect cannot be undone key by key (a tag set lost a member):
-// the server's data must be flushed. Commands that invalidate nothing return
-// neither.
+// means cmd's effect cannot be undone key by key: the server's data must be
+// flushed. Commands that invalidate nothing return neither. (A failed SADD
+// of a tag membership is the writer's to handle: it does not write the
+// value.)
 func invalidated(cmd redis.Cmder) (keys []string, all bool) {
 	args := cmd.Args()
 	switch cmd.Name() {
@@ -253,8 +259,6 @@ func invalidated(cmd redis.Cmder) (keys []string, all bool) {
 			}
 		}
 		return keys, len(keys) == 0
-	case "sadd":
-		return nil, true
 	case "evalsha", "eval":
 		if len(args) < 5 {
 			return nil, false

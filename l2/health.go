@@ -3,6 +3,7 @@ package l2
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,13 +45,24 @@ type health struct {
 	quiet   bool       // during the first round: joining at start is no change
 	closed  bool
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop   chan struct{}
+	ctx    context.Context // ends at close: cleaning stops
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // epochKey is the Redis key of a server's routing epoch: prefix#epoch. It
 // does not start with "prefix:", so no flush or pattern deletion removes it.
 func epochKey(prefix string) string { return prefix + "#epoch" }
+
+// outKey is the marker a replica that cannot reach shard name keeps on the
+// serving shards: prefix#out:name. While one is live, no replica routes to
+// the shard, so replicas never disagree about where its keys live for longer
+// than a health round.
+func outKey(prefix, name string) string { return prefix + "#out:" + name }
+
+// outMarkerTTL is how long a marker outlives the last round that set it.
+func (h *health) outMarkerTTL() time.Duration { return max(time.Second, 4*h.interval+2*h.timeout) }
 
 // setMaxScript: KEYS epoch; ARGV n. Raises the epoch to n, never lowers it.
 var setMaxScript = redis.NewScript(`
@@ -77,6 +89,7 @@ func (h *health) setEpoch(e uint64) {
 // checks every interval until close.
 func (h *health) start() {
 	h.stop = make(chan struct{})
+	h.ctx, h.cancel = context.WithCancel(maintenance(context.Background()))
 	for _, n := range h.nodes {
 		n.onDirty = h.dirtied
 	}
@@ -104,6 +117,7 @@ func (h *health) close() {
 	h.closed = true
 	h.mu.Unlock()
 	close(h.stop)
+	h.cancel()
 	h.wg.Wait()
 	for _, n := range h.nodes {
 		if n.admin != nil {
@@ -114,6 +128,7 @@ func (h *health) close() {
 
 type probe struct {
 	epoch uint64
+	out   []bool // per node: this server holds a live out marker for it
 	err   error
 }
 
@@ -122,42 +137,56 @@ func (h *health) round(first bool) {
 	h.mu.Lock()
 	changes := h.changes
 	h.mu.Unlock()
+	var markers []string
+	if h.set != nil {
+		for _, n := range h.nodes {
+			markers = append(markers, outKey(h.prefix, n.name))
+		}
+	}
 	res := make([]probe, len(h.nodes))
 	var wg sync.WaitGroup
 	for i, n := range h.nodes {
 		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(maintenance(context.Background()), h.timeout)
+			ctx, cancel := context.WithTimeout(h.ctx, h.timeout)
 			defer cancel()
-			v, err := n.admin.Get(ctx, h.epochKey).Uint64()
-			if errors.Is(err, redis.Nil) {
-				err = nil
-			}
-			res[i] = probe{v, err}
+			res[i] = h.probe(ctx, n, markers)
 		})
 	}
 	wg.Wait()
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.changes != changes {
+	if h.changes != changes || h.closed {
 		return // this replica changed the routing meanwhile: the epochs read are old
 	}
 	top := h.epoch()
+	heldOut := make([]bool, len(h.nodes))
 	for _, r := range res {
-		if r.err == nil {
-			top = max(top, r.epoch)
+		if r.err != nil {
+			continue
+		}
+		top = max(top, r.epoch)
+		for j, out := range r.out {
+			heldOut[j] = heldOut[j] || out
 		}
 	}
 	if top > h.epoch() {
 		h.setEpoch(top)
+		if h.set != nil {
+			h.set.rebuild()
+		}
 		h.changed("routing epoch advanced")
 	}
+	var unreachable []string
 	for i, n := range h.nodes {
 		r := res[i]
 		if r.err != nil {
 			n.oks = 0
 			if n.fails++; n.serving() && n.fails >= 2 {
 				h.fenceLocked(n, "unreachable: "+r.err.Error())
+			}
+			if h.set != nil && !n.serving() {
+				unreachable = append(unreachable, markers[i])
 			}
 			continue
 		}
@@ -170,13 +199,16 @@ func (h *health) round(first bool) {
 			if n.behind = n.behind + 1; !behind {
 				n.behind = 0
 			}
-			if n.behind >= 2 {
+			switch {
+			case n.behind >= 2:
 				n.markDirty(nil, true)
 				h.fenceLocked(n, "missed a routing change")
+			case heldOut[i]:
+				h.fenceLocked(n, "another replica cannot reach it")
 			}
 			continue
 		}
-		if n.flushing.Load() || (!first && n.oks < 2) {
+		if n.flushing.Load() || (!first && n.oks < 2) || heldOut[i] {
 			continue
 		}
 		if n.dirty.Load() || behind {
@@ -189,6 +221,53 @@ func (h *health) round(first bool) {
 		}
 		h.joinLocked(n, "answering again")
 	}
+	if len(unreachable) > 0 {
+		h.wg.Go(func() { h.holdOut(unreachable) })
+	}
+}
+
+// probe reads n's epoch and, on a Ring, the out markers it holds.
+func (h *health) probe(ctx context.Context, n *node, markers []string) probe {
+	if len(markers) == 0 {
+		v, err := n.admin.Get(ctx, h.epochKey).Uint64()
+		if errors.Is(err, redis.Nil) {
+			err = nil
+		}
+		return probe{epoch: v, err: err}
+	}
+	vals, err := n.admin.MGet(ctx, append([]string{h.epochKey}, markers...)...).Result()
+	if err != nil {
+		return probe{err: err}
+	}
+	p := probe{out: make([]bool, len(markers))}
+	if s, ok := vals[0].(string); ok {
+		if p.epoch, err = strconv.ParseUint(s, 10, 64); err != nil {
+			return probe{err: err}
+		}
+	}
+	for j, v := range vals[1:] {
+		p.out[j] = v != nil
+	}
+	return p
+}
+
+// holdOut refreshes this replica's out markers for the shards it cannot
+// reach, on every serving shard.
+func (h *health) holdOut(markers []string) {
+	ttl := h.outMarkerTTL()
+	for _, n := range h.nodes {
+		if !n.serving() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(h.ctx, h.timeout)
+		_, _ = n.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, m := range markers {
+				p.Set(ctx, m, "1", ttl)
+			}
+			return nil
+		})
+		cancel()
+	}
 }
 
 // dirtied takes a node whose write failed out of service until it is clean.
@@ -198,57 +277,68 @@ func (h *health) dirtied(n *node) {
 	h.fenceLocked(n, "a write failed")
 }
 
-// fenceLocked takes n out of service.
+// fenceLocked takes n out of service. On a Ring it opens a new routing
+// epoch first, so keys moved to stand-ins never meet copies of an earlier
+// outage, and stamps it on the serving shards for the other replicas; if no
+// serving shard took the stamp, n is flushed before it returns.
 func (h *health) fenceLocked(n *node, reason string) {
 	if !n.fenced.CompareAndSwap(false, true) {
 		return
 	}
-	if h.set != nil {
-		h.set.rebuild()
-		h.advanceLocked()
+	n.why.Store(&reason)
+	n.behind = 0
+	h.changes++
+	if h.set == nil {
+		return // a single node: no routing to change, L1 stays
 	}
-	h.changed(n.name + " out of service: " + reason)
+	var serving []*node
+	for _, o := range h.nodes {
+		if o.serving() {
+			serving = append(serving, o)
+		}
+	}
+	if len(serving) == 0 {
+		h.set.rebuild()
+		return // every shard is out: no key has a stand-in
+	}
+	next := h.epoch() + 1
+	h.setEpoch(next)
+	h.set.rebuild()
+	var wg sync.WaitGroup
+	var stamped atomic.Int32
+	for _, o := range serving {
+		wg.Go(func() {
+			if h.stamp(o, next) == nil {
+				stamped.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if stamped.Load() == 0 {
+		n.markDirty(nil, true)
+	}
 }
 
-// joinLocked returns n to service.
+// joinLocked returns n to service. On a Ring, values read while n was out
+// may have come from a stand-in another replica no longer uses: L1 is
+// dropped.
 func (h *health) joinLocked(n *node, reason string) {
 	if n.serving() {
 		return
 	}
+	n.behind = 0
 	n.resetBreaker()
 	n.fenced.Store(false)
 	h.changes++
 	if h.set != nil {
 		h.set.rebuild()
-	}
-	h.changed(n.name + " back in service: " + reason)
-}
-
-// advanceLocked moves every serving shard to the next epoch. When none
-// takes it (every shard is out, so no key has a stand-in), the epoch stays.
-func (h *health) advanceLocked() {
-	h.changes++
-	next := h.epoch() + 1
-	var wg sync.WaitGroup
-	var stamped atomic.Int32
-	for _, n := range h.nodes {
-		if n.serving() {
-			wg.Go(func() {
-				if h.stamp(n, next) == nil {
-					stamped.Add(1)
-				}
-			})
-		}
-	}
-	wg.Wait()
-	if stamped.Load() > 0 {
-		h.setEpoch(next)
+		h.changed(n.name + " back in service: " + reason)
 	}
 }
 
 // stamp raises n's epoch to e.
 func (h *health) stamp(n *node, e uint64) error {
-	ctx, cancel := context.WithTimeout(maintenance(context.Background()), h.timeout)
+	ctx, cancel := context.WithTimeout(h.ctx, h.timeout)
 	defer cancel()
 	return setMaxScript.Run(ctx, n.admin, []string{h.epochKey}, e).Err()
 }
@@ -257,7 +347,7 @@ func (h *health) stamp(n *node, e uint64) error {
 // keys whose writes failed, or flushes n whole, and stamps it with epoch e.
 func (h *health) clean(n *node, e uint64) {
 	defer n.flushing.Store(false)
-	ctx := maintenance(context.Background())
+	ctx := h.ctx
 	for {
 		keys, all := n.takePending()
 		var err error
@@ -389,7 +479,7 @@ func (s *Store) MarkDirty(ns string, keys ...string) {
 		k, _ := s.locate(ns, key)
 		n := s.health.nodes[0]
 		if s.set != nil {
-			at, _ := s.set.place(hashTag(k))
+			at, _, _ := s.set.place(hashTag(k))
 			n = s.set.nodes[at]
 		}
 		if n.markDirty([]string{k, k + leaseSuffix}, false) {
@@ -406,6 +496,8 @@ type ServerHealth struct {
 	Serving bool
 	// Dirty: writes to the server failed; it is cleaned before it serves.
 	Dirty bool
+	// Reason says why a server that is not serving was taken out.
+	Reason string
 	// Breaker is its circuit breaker's state: "closed", "half-open" or
 	// "open" ("" when breakers are disabled).
 	Breaker string
@@ -420,9 +512,23 @@ func (s *Store) Health() []ServerHealth {
 	out := make([]ServerHealth, len(s.health.nodes))
 	for i, n := range s.health.nodes {
 		out[i] = ServerHealth{Addr: n.addr, Serving: n.serving(), Dirty: n.dirty.Load()}
+		if why := n.why.Load(); why != nil && !out[i].Serving {
+			out[i].Reason = *why
+		}
 		if cb := n.cb.Load(); cb != nil {
 			out[i].Breaker = cb.State().String()
 		}
 	}
 	return out
+}
+
+// PubSubClient returns the client to publish and subscribe invalidations on.
+// On a Ring it is the shard that owns channel when all are up, whatever the
+// routing: replicas that disagree about a shard still meet on one channel.
+// That shard being out leaves the other channel (gossip) to carry them.
+func (s *Store) PubSubClient(channel string) redis.UniversalClient {
+	if s.set == nil {
+		return s.client
+	}
+	return s.set.nodes[s.set.all.get(hashTag(channel))].client
 }

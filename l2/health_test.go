@@ -107,3 +107,50 @@ func TestNamespaceVersionSurvivesAShard(t *testing.T) {
 		t.Errorf("version after shard 0 lost its copy and shard 1 left = %d, %v; want 3", v, err)
 	}
 }
+
+// Writes that succeed leave a server clean, including the first script run
+// on a server that has not seen the script (NOSCRIPT, then EVAL).
+func TestWritesLeaveServerClean(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	s, err := Open(Config{Addrs: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 3 {
+		if err := s.Write(ctx, "ns", fmt.Sprint("k", i), []byte("v"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		srv.Do(t, "SCRIPT", "FLUSH")
+	}
+	if h := s.Health()[0]; !h.Serving || h.Dirty {
+		t.Errorf("after good writes: %+v", h)
+	}
+}
+
+// A shard another replica cannot reach (it keeps an out marker on the serving
+// shards) leaves this replica's routing too, and returns when the marker
+// lapses: replicas never disagree for long about where a shard's keys live.
+func TestOutMarkerMovesEveryReplicaOff(t *testing.T) {
+	ctx := context.Background()
+	servers := redistest.StartShards(t, 3)
+	var addrs []string
+	for _, s := range servers {
+		addrs = append(addrs, s.Addr())
+	}
+	s, err := Open(Config{Addrs: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, srv := range servers[1:] {
+		srv.Do(t, "SET", outKey(s.prefix, "shard0"), "1", "PX", 1500)
+	}
+	redistest.WaitFor(t, 5*time.Second, func() bool { return !s.Health()[0].Serving }, "shard0 leaves the routing")
+	t.Logf("out: %+v", s.Health()[0])
+	if err := s.Write(ctx, "ns", "k", []byte("v"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitFor(t, 10*time.Second, func() bool { return s.Health()[0].Serving }, "shard0 returns once the marker lapses")
+}

@@ -360,8 +360,8 @@ func (s *Store) locate(ns, key string) (string, bool) {
 		tag = "~" + key
 	}
 	if s.set != nil {
-		if _, standIn := s.set.place(tag); standIn {
-			return standInPrefix(s.prefix, s.set.epoch.Load()) + ":" + ns + ":{" + tag + "}", true
+		if _, standIn, epoch := s.set.place(tag); standIn {
+			return standInPrefix(s.prefix, epoch) + ":" + ns + ":{" + tag + "}", true
 		}
 	}
 	return s.prefix + ":" + ns + ":{" + tag + "}", false
@@ -551,8 +551,9 @@ func (s *Store) NamespaceVersion(ctx context.Context, ns string) (uint64, error)
 			errs = append(errs, err)
 		}
 	}
-	if read == 0 {
-		return 0, errors.Join(append(errs, fmt.Errorf("%w: no shard answered for the version of %q", ErrUnavailable, ns))...)
+	if read == 0 || len(errs) > 0 {
+		// A shard that did not answer may hold the latest version.
+		return 0, errors.Join(append(errs, fmt.Errorf("%w: not every serving shard answered for the version of %q", ErrUnavailable, ns))...)
 	}
 	return top, nil
 }
@@ -618,9 +619,33 @@ func (s *Store) DeleteMatching(ctx context.Context, ns, pattern string) (int, er
 	case *redis.ClusterClient:
 		err = c.ForEachMaster(ctx, each)
 	case *redis.Ring:
-		err = c.ForEachShard(ctx, each)
+		if s.health == nil { // a caller's Ring
+			err = c.ForEachShard(ctx, each)
+			break
+		}
+		// A shard out of service, or one the scan fails on, may keep
+		// matching keys: it is flushed before it serves again.
+		var wg sync.WaitGroup
+		for _, n := range s.health.nodes {
+			if !n.serving() {
+				if n.markDirty(nil, true) {
+					s.health.dirtied(n)
+				}
+				continue
+			}
+			wg.Go(func() {
+				if err := each(ctx, n.client); err != nil && n.markDirty(nil, true) {
+					s.health.dirtied(n)
+				}
+			})
+		}
+		wg.Wait()
 	case *redis.Client:
-		err = each(ctx, c)
+		if err = each(ctx, c); err != nil && s.health != nil {
+			if n := s.health.nodes[0]; n.markDirty(nil, true) {
+				s.health.dirtied(n)
+			}
+		}
 	default:
 		err = fmt.Errorf("l2: pattern deletion needs a *redis.Client, Ring or ClusterClient, not %T", s.client)
 	}

@@ -68,10 +68,12 @@ type shardSet struct {
 	epoch atomic.Uint64
 }
 
-// liveShards is one routing generation: a rendezvous over the serving shards.
+// liveShards is one routing generation: a rendezvous over the serving shards,
+// and the epoch that names its stand-in keys.
 type liveShards struct {
-	r   *rendezvous
-	idx []int // index into shardSet.nodes per rendezvous name
+	r     *rendezvous
+	idx   []int // index into shardSet.nodes per rendezvous name
+	epoch uint64
 }
 
 func newShardSet(nodes []*node) *shardSet {
@@ -94,26 +96,27 @@ func (s *shardSet) rebuild() {
 			idx = append(idx, i)
 		}
 	}
-	s.live.Store(&liveShards{r: newRendezvous(names), idx: idx})
+	s.live.Store(&liveShards{r: newRendezvous(names), idx: idx, epoch: s.epoch.Load()})
 }
 
-// place returns the shard that serves tag now and whether it is a stand-in
-// for the tag's owner (the shard that serves it when all are up). With no
-// shard serving, the owner is returned; it refuses the command at once.
-func (s *shardSet) place(tag string) (at int, standIn bool) {
+// place returns the shard that serves tag now, whether it is a stand-in for
+// the tag's owner (the shard that serves it when all are up), and the epoch
+// of this routing. With no shard serving, the owner is returned; it refuses
+// the command at once.
+func (s *shardSet) place(tag string) (at int, standIn bool, epoch uint64) {
 	owner := s.all.get(tag)
 	l := s.live.Load()
 	if len(l.idx) == len(s.nodes) || len(l.idx) == 0 {
-		return owner, false
+		return owner, false, l.epoch
 	}
 	at = l.idx[l.r.get(tag)]
-	return at, at != owner
+	return at, at != owner, l.epoch
 }
 
 // Get implements redis.ConsistentHash: the name of the shard serving key,
 // which the Ring has already reduced to its hash tag.
 func (s *shardSet) Get(key string) string {
-	at, _ := s.place(key)
+	at, _, _ := s.place(key)
 	return s.nodes[at].name
 }
 

@@ -36,7 +36,8 @@ func (c *Client) startBus() error {
 		Logger:  c.cfg.Logger,
 	}
 	if c.l2 != nil {
-		cfg.Redis, cfg.Channel = c.l2.Client(), c.l2.Prefix()+":invalidations"
+		cfg.Channel = c.l2.Prefix() + ":invalidations"
+		cfg.Redis = c.l2.PubSubClient(cfg.Channel)
 	}
 	// The gossip node delivers to the bus, which needs the node: messages
 	// that arrive before the bus exists are dropped (the bus is not trusted
@@ -212,8 +213,9 @@ func (c *Client) Invalidate(ctx context.Context, namespace string, keys ...strin
 	}
 	var err error
 	if c.l2 != nil {
-		if err = c.l2.Delete(ctx, namespace, keys...); err != nil {
+		if err = c.l2.Delete(context.WithoutCancel(ctx), namespace, keys...); err != nil {
 			err = fmt.Errorf("tiered: invalidate in L2: %w", err)
+			ctx = coherence.WithL2Missed(ctx)
 		}
 	}
 	m := &coherence.Message{Kind: coherence.KindKeys, Namespace: namespace, Items: keys}

@@ -413,7 +413,10 @@ func (b *batch[V]) fill(ctx context.Context, idx []int, entries []*l1.Entry[V], 
 			release = append(release, b.keys[i])
 			continue
 		}
-		c.addTags(settle, entries[j])
+		if c.addTags(settle, entries[j]) != nil {
+			release = append(release, b.keys[i]) // L1 only: a tag invalidation could not find it in L2
+			continue
+		}
 		items = append(items, l2.FillItem{Key: b.keys[i], Data: envelope(entries[j], payloads[j]), TTL: c.l2TTL(entries[j])})
 		itemIdx = append(itemIdx, j)
 	}

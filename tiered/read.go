@@ -217,8 +217,11 @@ func (f *fetcher[V]) loadAsHolder(ctx context.Context) (result[V], error) {
 		}
 		return result[V]{e: e, info: Info{Tier: TierLoader}}, nil
 	}
-	c.addTags(settle, e)
-	filled, ferr := c.client.l2.Fill(settle, c.l2ns(), f.key, f.token, envelope(e, payload), c.l2TTL(e))
+	var filled bool
+	ferr := c.addTags(settle, e)
+	if ferr == nil {
+		filled, ferr = c.client.l2.Fill(settle, c.l2ns(), f.key, f.token, envelope(e, payload), c.l2TTL(e))
+	}
 	switch {
 	case ferr != nil:
 		c.reportL2(ctx, "fill", ferr)

@@ -57,13 +57,17 @@ func (c *Cache[V]) tagsOf(key string, v V, extra []string) []string {
 // addTags records e's key in the L2 set of each of its tags, before e is
 // written: a tag invalidation in between then finds the key and ends its
 // lease, so the write of data it should have removed fails.
-func (c *Cache[V]) addTags(ctx context.Context, e *l1.Entry[V]) {
+// A failure is returned: the value must then not be written to L2, where a
+// tag invalidation could not find it.
+func (c *Cache[V]) addTags(ctx context.Context, e *l1.Entry[V]) error {
 	if len(e.Tags) == 0 || c.client.l2 == nil {
-		return
+		return nil
 	}
-	if err := c.client.l2.AddTags(ctx, c.l2ns(), e.Key, e.Tags, c.l2TTL(e)); err != nil {
+	err := c.client.l2.AddTags(ctx, c.l2ns(), e.Key, e.Tags, c.l2TTL(e))
+	if err != nil {
 		c.reportL2(ctx, "tags", err)
 	}
+	return err
 }
 
 // invalidateTagsL2 deletes the keys of l2ns tagged with tags, and the tag

@@ -30,8 +30,18 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	}
 	var l2err error
 	if store := c.client.l2; store != nil {
-		c.addTags(ctx, e)
-		if err := store.Write(ctx, c.l2ns(), key, envelope(e, payload), c.l2TTL(e)); err != nil {
+		// The L2 write finishes even if the caller gives up: half a write
+		// would leave L2 and L1 disagreeing. Timeout bounds it.
+		wctx := context.WithoutCancel(ctx)
+		var err error
+		if err = c.addTags(wctx, e); err != nil {
+			// Without its tag memberships the value must not be in L2; the
+			// old one must not stay either.
+			err = store.Delete(wctx, c.l2ns(), key)
+		} else {
+			err = store.Write(wctx, c.l2ns(), key, envelope(e, payload), c.l2TTL(e))
+		}
+		if err != nil {
 			c.reportL2(ctx, "set", err)
 			l2err = fmt.Errorf("tiered: set %q in L2: %w", key, err)
 			ctx = coherence.WithL2Missed(ctx)
@@ -52,7 +62,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 	var l2err error
 	if store := c.client.l2; store != nil {
-		if err := store.Delete(ctx, c.l2ns(), keys...); err != nil {
+		if err := store.Delete(context.WithoutCancel(ctx), c.l2ns(), keys...); err != nil {
 			c.reportL2(ctx, "delete", err)
 			l2err = fmt.Errorf("tiered: delete in L2: %w", err)
 			ctx = coherence.WithL2Missed(ctx)
