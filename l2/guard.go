@@ -52,6 +52,7 @@ type node struct {
 
 	// Owned by the health loop.
 	fails, oks, behind int
+	runID              string
 	flushing           atomic.Bool
 }
 

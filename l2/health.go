@@ -2,7 +2,6 @@ package l2
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -128,6 +127,7 @@ func (h *health) close() {
 
 type probe struct {
 	epoch uint64
+	runID string // changes when the server restarts
 	out   []bool // per node: this server holds a live out marker for it
 	err   error
 }
@@ -192,6 +192,13 @@ func (h *health) round(first bool) {
 		}
 		n.fails = 0
 		n.oks++
+		if n.runID != "" && r.runID != n.runID {
+			// Restarted: it may have reloaded a snapshot older than writes
+			// it acknowledged, or missed writes while down.
+			n.markDirty(nil, true)
+			h.fenceLocked(n, "restarted")
+		}
+		n.runID = r.runID
 		behind := h.set != nil && r.epoch < top
 		if n.serving() {
 			// Behind twice in a row: the shard missed a routing change (once
@@ -226,29 +233,40 @@ func (h *health) round(first bool) {
 	}
 }
 
-// probe reads n's epoch and, on a Ring, the out markers it holds.
+// probe reads n's epoch, its run ID and, on a Ring, the out markers it
+// holds, in one round trip.
 func (h *health) probe(ctx context.Context, n *node, markers []string) probe {
-	if len(markers) == 0 {
-		v, err := n.admin.Get(ctx, h.epochKey).Uint64()
-		if errors.Is(err, redis.Nil) {
-			err = nil
-		}
-		return probe{epoch: v, err: err}
-	}
-	vals, err := n.admin.MGet(ctx, append([]string{h.epochKey}, markers...)...).Result()
+	var vals *redis.SliceCmd
+	var info *redis.StringCmd
+	_, err := n.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
+		vals = p.MGet(ctx, append([]string{h.epochKey}, markers...)...)
+		info = p.Info(ctx, "server")
+		return nil
+	})
 	if err != nil {
 		return probe{err: err}
 	}
-	p := probe{out: make([]bool, len(markers))}
-	if s, ok := vals[0].(string); ok {
+	p := probe{out: make([]bool, len(markers)), runID: infoField(info.Val(), "run_id")}
+	v := vals.Val()
+	if s, ok := v[0].(string); ok {
 		if p.epoch, err = strconv.ParseUint(s, 10, 64); err != nil {
 			return probe{err: err}
 		}
 	}
-	for j, v := range vals[1:] {
-		p.out[j] = v != nil
+	for j, m := range v[1:] {
+		p.out[j] = m != nil
 	}
 	return p
+}
+
+// infoField returns the value of field in an INFO reply.
+func infoField(info, field string) string {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 // holdOut refreshes this replica's out markers for the shards it cannot
@@ -279,8 +297,9 @@ func (h *health) dirtied(n *node) {
 
 // fenceLocked takes n out of service. On a Ring it opens a new routing
 // epoch first, so keys moved to stand-ins never meet copies of an earlier
-// outage, and stamps it on the serving shards for the other replicas; if no
-// serving shard took the stamp, n is flushed before it returns.
+// outage, and stamps it on the serving shards (in the background) for the
+// other replicas; if no serving shard takes the stamp, n is flushed before
+// it returns.
 func (h *health) fenceLocked(n *node, reason string) {
 	if !n.fenced.CompareAndSwap(false, true) {
 		return
@@ -304,19 +323,26 @@ func (h *health) fenceLocked(n *node, reason string) {
 	next := h.epoch() + 1
 	h.setEpoch(next)
 	h.set.rebuild()
-	var wg sync.WaitGroup
-	var stamped atomic.Int32
-	for _, o := range serving {
-		wg.Go(func() {
-			if h.stamp(o, next) == nil {
-				stamped.Add(1)
-			}
-		})
+	if h.closed {
+		return
 	}
-	wg.Wait()
-	if stamped.Load() == 0 {
-		n.markDirty(nil, true)
-	}
+	// Stamping goes on without h.mu: fencing happens on callers' write
+	// paths and under the invalidation bus's lock.
+	h.wg.Go(func() {
+		var wg sync.WaitGroup
+		var stamped atomic.Int32
+		for _, o := range serving {
+			wg.Go(func() {
+				if h.stamp(o, next) == nil {
+					stamped.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if stamped.Load() == 0 {
+			n.markDirty(nil, true)
+		}
+	})
 }
 
 // joinLocked returns n to service. On a Ring, values read while n was out

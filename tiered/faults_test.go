@@ -384,3 +384,33 @@ func TestAllShardsDownThenBack(t *testing.T) {
 		})
 	}
 }
+
+// A server that restarts from a snapshot older than the writes it
+// acknowledged is noticed (its run ID changes) and flushed before it serves:
+// the old values it reloaded are not read.
+func TestRestartFromOldSnapshotIsFlushed(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	c := newClient(t, tiered.Config{Redis: l2.Config{Addrs: []string{srv.Addr()}}})
+	cache := newCache(t, c, "users", tiered.Options[string]{TTL: time.Hour, L1: tiered.L1Options{Disabled: true}})
+	if err := cache.Set(ctx, "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Do(t, "SAVE") // dump.rdb holds v1
+	if err := cache.Set(ctx, "k", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart() // reloads dump.rdb: v1 is back in Redis
+	if n := srv.Do(t, "EXISTS", c.L2().Key("users", "k")).(int64); n != 1 {
+		t.Fatal("the snapshot was not reloaded; the test needs it")
+	}
+	// Past one health round (the window the check leaves), the server is
+	// out until flushed, then serves again without v1.
+	redistest.WaitFor(t, 10*time.Second, func() bool {
+		return srv.Do(t, "EXISTS", c.L2().Key("users", "k")).(int64) == 0 && c.L2().Health()[0].Serving
+	}, "the restarted server is flushed and serves again")
+	load := func(context.Context, string) (string, error) { return "v2", nil }
+	if v, err := cache.Get(ctx, "k", load); err != nil || v != "v2" {
+		t.Errorf("after the restart: %q, %v; want v2", v, err)
+	}
+}
