@@ -131,7 +131,7 @@ func (n *node) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if done != nil {
 			done(outcome(failed))
 		}
-		n.settle(cmd, failed)
+		n.settle(cmd, err, failed)
 		return err
 	}
 }
@@ -151,10 +151,20 @@ func (n *node) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 			}
 		}
 		failed := serverFailed(err)
+		// Replies set each command's own error; a connection error may be
+		// set on the commands only after the hooks return.
+		perCmd := false
 		for _, c := range cmds {
-			f := serverFailed(c.Err())
+			perCmd = perCmd || c.Err() != nil
+		}
+		for _, c := range cmds {
+			cerr := c.Err()
+			if !perCmd {
+				cerr = err
+			}
+			f := serverFailed(cerr)
 			failed = failed || f
-			n.settle(c, f)
+			n.settle(c, cerr, f)
 		}
 		if done != nil {
 			done(outcome(failed))
@@ -166,9 +176,11 @@ func (n *node) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 // settle acts on a finished command: a write that did not happen (any error
 // but a miss, error replies included) leaves the server dirty; a server
 // that did not answer lets the Cluster reload its topology.
-func (n *node) settle(cmd redis.Cmder, serverFailed bool) {
+// err is the command's outcome: go-redis sets a connection error on cmd only
+// after the hooks return.
+func (n *node) settle(cmd redis.Cmder, err error, serverFailed bool) {
 	// NOSCRIPT is answered before the script runs; go-redis then sends EVAL.
-	if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) && !redis.HasErrorPrefix(err, "NOSCRIPT") && n.onDirty != nil {
+	if err != nil && !errors.Is(err, redis.Nil) && !redis.HasErrorPrefix(err, "NOSCRIPT") && n.onDirty != nil {
 		if keys, all := invalidated(cmd); (len(keys) > 0 || all) && n.markDirty(keys, all) {
 			n.onDirty(n)
 		}

@@ -37,6 +37,9 @@ type health struct {
 	interval time.Duration
 	timeout  time.Duration
 	onChange func(reason string)
+	// onRepaired receives the value keys replayed on a returning server.
+	onRepaired func(ns string, keys []string)
+	parse      func(full string) (ns, key string, ok bool)
 
 	mu      sync.Mutex // orders fencing, joining and epoch changes
 	single  uint64     // the epoch of a single node (a Ring keeps it in set)
@@ -381,7 +384,9 @@ func (h *health) clean(n *node, e uint64) {
 		case all:
 			_, err = h.flush(ctx, n)
 		case len(keys) > 0:
-			err = h.replay(ctx, n, keys)
+			if err = h.replay(ctx, n, keys); err == nil {
+				h.repaired(keys)
+			}
 		}
 		if err == nil && h.set != nil {
 			err = h.stamp(n, e)
@@ -477,6 +482,26 @@ func dataKeys(keys []string) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// repaired tells onRepaired which value keys a replay deleted.
+func (h *health) repaired(keys []string) {
+	if h.onRepaired == nil || h.parse == nil {
+		return
+	}
+	byNS := map[string][]string{}
+	for _, k := range keys {
+		if ns, key, ok := h.parse(k); ok {
+			byNS[ns] = append(byNS[ns], key)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ns, keys := range byNS {
+		if !h.closed {
+			h.wg.Go(func() { h.onRepaired(ns, keys) })
+		}
+	}
 }
 
 // changed reports a routing change to onChange on its own goroutine: the

@@ -154,3 +154,56 @@ func TestOutMarkerMovesEveryReplicaOff(t *testing.T) {
 	}
 	redistest.WaitFor(t, 10*time.Second, func() bool { return s.Health()[0].Serving }, "shard0 returns once the marker lapses")
 }
+
+func TestParseKey(t *testing.T) {
+	s := &Store{prefix: "strata"}
+	for _, tc := range []struct{ full, ns, key string }{
+		{"strata:users:{k1}", "users", "k1"},
+		{"strata:users#3:{k1}", "users", "k1"},
+		{"strata@7:users:{~}x}", "users", "}x"},
+		{"strata:users:{a:b}", "users", "a:b"},
+	} {
+		if ns, key, ok := s.parseKey(tc.full); !ok || ns != tc.ns || key != tc.key {
+			t.Errorf("parseKey(%q) = %q, %q, %v", tc.full, ns, key, ok)
+		}
+	}
+	for _, full := range []string{"strata:users:{k}:lease", "strata#epoch", "other:users:{k}", "strata:users#tag:{t}", "strata:users#2#tag:{t}"} {
+		if _, _, ok := s.parseKey(full); ok {
+			t.Errorf("parseKey(%q) accepted a key that is not a value key", full)
+		}
+	}
+}
+
+// A write or a pipelined delete that times out leaves the server dirty, out
+// of service until the keys are deleted from it.
+func TestFailedWritesAreReplayed(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	s, err := Open(Config{Addrs: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, k := range []string{"a", "b", "c"} {
+		if err := s.Write(ctx, "ns", k, []byte("old"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Pause()
+	if err := s.Write(ctx, "ns", "a", []byte("new"), time.Hour); err == nil {
+		t.Fatal("Write to a paused server succeeded")
+	}
+	if err := s.Delete(ctx, "ns", "b", "c"); err == nil {
+		t.Fatal("Delete on a paused server succeeded")
+	}
+	if h := s.Health()[0]; h.Serving || !h.Dirty {
+		t.Errorf("after failed writes: %+v, want out of service and dirty", h)
+	}
+	srv.Resume()
+	redistest.WaitFor(t, 10*time.Second, func() bool { return s.Health()[0].Serving }, "the server serves again")
+	for _, k := range []string{"a", "b", "c"} {
+		if v, err := s.Get(ctx, "ns", k); err != nil || v != nil {
+			t.Errorf("Get(%s) after the repair = %q, %v; want nothing", k, v, err)
+		}
+	}
+}

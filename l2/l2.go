@@ -111,6 +111,13 @@ type Config struct {
 	// Values read from L2 before may have come from a server that no longer
 	// serves their key; Strata's tiered client drops its L1.
 	OnRouteChange func(reason string)
+	// OnRepaired, when set, is called (on a background goroutine) with the
+	// keys deleted from a returning server because writes to them failed
+	// while it was away, as namespace (without its version) and key. Another
+	// replica may have read their old values from the server in the moments
+	// before the repair; Strata's tiered client publishes an invalidation of
+	// them.
+	OnRepaired func(ns string, keys []string)
 }
 
 // Enabled reports whether c configures an L2 at all.
@@ -297,6 +304,7 @@ func (c *Config) health(s *Store, nodes []*node, set *shardSet) *health {
 	return &health{
 		nodes: nodes, set: set, prefix: c.Prefix, epochKey: epochKey(c.Prefix),
 		interval: c.HealthInterval, timeout: c.HealthTimeout, onChange: c.OnRouteChange,
+		onRepaired: c.OnRepaired, parse: s.parseKey,
 	}
 }
 
@@ -365,6 +373,36 @@ func (s *Store) locate(ns, key string) (string, bool) {
 		}
 	}
 	return s.prefix + ":" + ns + ":{" + tag + "}", false
+}
+
+// parseKey splits a value key, plain or stand-in, into its namespace
+// (without a version) and key. Leases and other keys are not value keys.
+func (s *Store) parseKey(full string) (ns, key string, ok bool) {
+	rest, found := strings.CutPrefix(full, s.prefix)
+	if !found || rest == "" {
+		return "", "", false
+	}
+	if rest[0] == '@' { // stand-in: prefix@epoch:
+		i := strings.IndexByte(rest, ':')
+		if i < 0 {
+			return "", "", false
+		}
+		rest = rest[i:]
+	}
+	rest, found = strings.CutPrefix(rest, ":")
+	open := strings.Index(rest, ":{")
+	if !found || open < 0 || !strings.HasSuffix(rest, "}") {
+		return "", "", false
+	}
+	ns, key = rest[:open], rest[open+2:len(rest)-1]
+	if strings.HasSuffix(ns, "#tag") {
+		return "", "", false // a tag set
+	}
+	ns, _, _ = strings.Cut(ns, "#")
+	if strings.HasPrefix(key, "~") {
+		key = key[1:]
+	}
+	return ns, key, ns != "" && key != ""
 }
 
 // ttl caps ttl for a key on a stand-in shard.

@@ -128,6 +128,13 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 				user(reason)
 			}
 		}
+		userRepaired := redisCfg.OnRepaired
+		redisCfg.OnRepaired = func(ns string, keys []string) {
+			c.repaired(ns, keys)
+			if userRepaired != nil {
+				userRepaired(ns, keys)
+			}
+		}
 		store, err := l2.Open(redisCfg)
 		if err != nil {
 			return nil, fmt.Errorf("tiered: %w", err)
@@ -157,6 +164,20 @@ func (c *Client) routeChanged(reason string) {
 	for _, cache := range c.cachesOf("") {
 		cache.reset()
 	}
+}
+
+// repaired invalidates keys everywhere once a returning Redis server no
+// longer holds their old values: a replica may have read one in the
+// moments before the repair.
+func (c *Client) repaired(ns string, keys []string) {
+	if c.closed.Load() {
+		return
+	}
+	m := &coherence.Message{Kind: coherence.KindKeys, Namespace: ns, Items: keys}
+	for _, cache := range c.cachesOf(ns) {
+		cache.invalidate(m)
+	}
+	_ = c.publish(c.ctx, coherence.KindKeys, ns, keys, uint64(c.clock.NowNano()))
 }
 
 // NodeID returns this replica's ID.

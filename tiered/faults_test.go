@@ -414,3 +414,35 @@ func TestRestartFromOldSnapshotIsFlushed(t *testing.T) {
 		t.Errorf("after the restart: %q, %v; want v2", v, err)
 	}
 }
+
+// Keys whose writes failed while Redis was away are deleted from it on its
+// return and then invalidated once more on every replica: one may have read
+// the old value in the moments before the repair.
+func TestRepairedKeysAreInvalidatedAgain(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	repairedCh := make(chan []string, 1)
+	a := newClient(t, tiered.Config{NodeID: "a", Redis: l2.Config{
+		Addrs:      []string{srv.Addr()},
+		OnRepaired: func(ns string, keys []string) { repairedCh <- append([]string{ns}, keys...) },
+	}, Gossip: &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal}})
+	b := newClient(t, tiered.Config{NodeID: "b", Redis: l2.Config{Addrs: []string{srv.Addr()}},
+		Gossip: &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal, Join: []string{a.GossipAddr()}}})
+	ca := newCache(t, a, "users", tiered.Options[string]{TTL: time.Hour})
+	newCache(t, b, "users", tiered.Options[string]{TTL: time.Hour})
+	srv.Pause()
+	if err := ca.Set(ctx, "k", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitFor(t, 5*time.Second, func() bool { return b.BusStats().Applied >= 1 }, "B applies the Set")
+	srv.Resume()
+	select {
+	case got := <-repairedCh:
+		if !slices.Equal(got, []string{"users", "k"}) {
+			t.Errorf("repaired %v, want users k", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no repair reported after Redis returned: %+v", a.L2().Health())
+	}
+	redistest.WaitFor(t, 5*time.Second, func() bool { return b.BusStats().Applied >= 2 }, "B applies the repair's invalidation")
+}
