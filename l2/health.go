@@ -186,7 +186,7 @@ func (h *health) round(first bool) {
 		if r.err != nil {
 			n.oks = 0
 			if n.fails++; n.serving() && n.fails >= 2 {
-				h.fenceLocked(n, "unreachable: "+r.err.Error())
+				h.fenceLocked(n, "unreachable: "+r.err.Error(), true)
 			}
 			if h.set != nil && !n.serving() {
 				unreachable = append(unreachable, markers[i])
@@ -199,7 +199,7 @@ func (h *health) round(first bool) {
 			// Restarted: it may have reloaded a snapshot older than writes
 			// it acknowledged, or missed writes while down.
 			n.markDirty(nil, true)
-			h.fenceLocked(n, "restarted")
+			h.fenceLocked(n, "restarted", true)
 		}
 		n.runID = r.runID
 		behind := h.set != nil && r.epoch < top
@@ -212,9 +212,9 @@ func (h *health) round(first bool) {
 			switch {
 			case n.behind >= 2:
 				n.markDirty(nil, true)
-				h.fenceLocked(n, "missed a routing change")
+				h.fenceLocked(n, "missed a routing change", false)
 			case heldOut[i]:
-				h.fenceLocked(n, "another replica cannot reach it")
+				h.fenceLocked(n, "another replica cannot reach it", false)
 			}
 			continue
 		}
@@ -295,7 +295,7 @@ func (h *health) holdOut(markers []string) {
 func (h *health) dirtied(n *node) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.fenceLocked(n, "a write failed")
+	h.fenceLocked(n, "a write failed", true)
 }
 
 // fenceLocked takes n out of service. On a Ring it opens a new routing
@@ -303,7 +303,11 @@ func (h *health) dirtied(n *node) {
 // outage, and stamps it on the serving shards (in the background) for the
 // other replicas; if no serving shard takes the stamp, n is flushed before
 // it returns.
-func (h *health) fenceLocked(n *node, reason string) {
+//
+// advance is false when another replica already opened the epoch for this
+// outage (n is behind, or held out by its marker): advancing again would
+// only make every replica flush n once more.
+func (h *health) fenceLocked(n *node, reason string, advance bool) {
 	if !n.fenced.CompareAndSwap(false, true) {
 		return
 	}
@@ -319,9 +323,9 @@ func (h *health) fenceLocked(n *node, reason string) {
 			serving = append(serving, o)
 		}
 	}
-	if len(serving) == 0 {
+	if len(serving) == 0 || !advance {
 		h.set.rebuild()
-		return // every shard is out: no key has a stand-in
+		return // every shard is out (no key has a stand-in), or the epoch moved already
 	}
 	next := h.epoch() + 1
 	h.setEpoch(next)
