@@ -43,7 +43,7 @@ func (f *shardFleet) replica(t *testing.T) *tiered.Client {
 	}
 	c := newClient(t, tiered.Config{
 		NodeID: fmt.Sprintf("replica-%d", len(f.clients)),
-		Redis:  l2.Config{Addrs: f.addrs},
+		Redis:  l2.Config{Addrs: f.addrs, Timeout: l2.DefaultTimeout},
 		Gossip: g,
 	})
 	if f.seed == "" {
@@ -391,7 +391,7 @@ func TestAllShardsDownThenBack(t *testing.T) {
 func TestRestartFromOldSnapshotIsFlushed(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	c := newClient(t, tiered.Config{Redis: l2.Config{Addrs: []string{srv.Addr()}}})
+	c := newClient(t, tiered.Config{Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: l2.DefaultTimeout}})
 	cache := newCache(t, c, "users", tiered.Options[string]{TTL: time.Hour, L1: tiered.L1Options{Disabled: true}})
 	if err := cache.Set(ctx, "k", "v1"); err != nil {
 		t.Fatal(err)
@@ -424,9 +424,10 @@ func TestRepairedKeysAreInvalidatedAgain(t *testing.T) {
 	repairedCh := make(chan []string, 1)
 	a := newClient(t, tiered.Config{NodeID: "a", Redis: l2.Config{
 		Addrs:      []string{srv.Addr()},
+		Timeout:    l2.DefaultTimeout,
 		OnRepaired: func(ns string, keys []string) { repairedCh <- append([]string{ns}, keys...) },
 	}, Gossip: &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal}})
-	b := newClient(t, tiered.Config{NodeID: "b", Redis: l2.Config{Addrs: []string{srv.Addr()}},
+	b := newClient(t, tiered.Config{NodeID: "b", Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: l2.DefaultTimeout},
 		Gossip: &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal, Join: []string{a.GossipAddr()}}})
 	ca := newCache(t, a, "users", tiered.Options[string]{TTL: time.Hour})
 	newCache(t, b, "users", tiered.Options[string]{TTL: time.Hour})
