@@ -241,11 +241,13 @@ func (h *health) round(first bool) {
 func (h *health) probe(ctx context.Context, n *node, markers []string) probe {
 	var vals *redis.SliceCmd
 	var info *redis.StringCmd
-	_, err := n.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, _ = n.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
 		vals = p.MGet(ctx, append([]string{h.epochKey}, markers...)...)
 		info = p.Info(ctx, "server")
 		return nil
 	})
+	// A server without INFO (a Redis-compatible one) has no run ID to watch.
+	err := vals.Err()
 	if err != nil {
 		return probe{err: err}
 	}
