@@ -10,17 +10,29 @@ import (
 	"github.com/strata-cache/strata/internal/redistest"
 )
 
+// openOn opens a store on servers (one: a single node; more: shards),
+// closed when the test ends.
+func openOn(t *testing.T, servers ...*redistest.Server) *Store {
+	t.Helper()
+	var addrs []string
+	for _, srv := range servers {
+		addrs = append(addrs, srv.Addr())
+	}
+	s, err := Open(Config{Addrs: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
 // The two ways a returning server is made safe, measured: replaying the
 // keys whose writes failed, and flushing everything under the prefix. A flush
 // keeps tag sets, namespace versions and the epoch.
 func TestCleaningReplayAndFlush(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	s, err := Open(Config{Addrs: []string{srv.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openOn(t, srv)
 	h, n := s.health, s.health.nodes[0]
 	const keys = 50_000
 	raw := srv.Client(t)
@@ -78,15 +90,7 @@ func TestCleaningReplayAndFlush(t *testing.T) {
 func TestNamespaceVersionSurvivesAShard(t *testing.T) {
 	ctx := context.Background()
 	servers := redistest.StartShards(t, 3)
-	var addrs []string
-	for _, s := range servers {
-		addrs = append(addrs, s.Addr())
-	}
-	s, err := Open(Config{Addrs: addrs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openOn(t, servers...)
 	for want := uint64(1); want <= 2; want++ {
 		if v, err := s.BumpVersion(ctx, "ns"); err != nil || v != want {
 			t.Fatalf("BumpVersion = %d, %v; want %d", v, err, want)
@@ -113,11 +117,7 @@ func TestNamespaceVersionSurvivesAShard(t *testing.T) {
 func TestWritesLeaveServerClean(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	s, err := Open(Config{Addrs: []string{srv.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openOn(t, srv)
 	for i := range 3 {
 		if err := s.Write(ctx, "ns", fmt.Sprint("k", i), []byte("v"), time.Minute); err != nil {
 			t.Fatal(err)
@@ -135,15 +135,7 @@ func TestWritesLeaveServerClean(t *testing.T) {
 func TestOutMarkerMovesEveryReplicaOff(t *testing.T) {
 	ctx := context.Background()
 	servers := redistest.StartShards(t, 3)
-	var addrs []string
-	for _, s := range servers {
-		addrs = append(addrs, s.Addr())
-	}
-	s, err := Open(Config{Addrs: addrs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openOn(t, servers...)
 	for _, srv := range servers[1:] {
 		srv.Do(t, "SET", outKey(s.prefix, "shard0"), "1", "PX", 1500)
 	}
@@ -179,11 +171,7 @@ func TestParseKey(t *testing.T) {
 func TestFailedWritesAreReplayed(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	s, err := Open(Config{Addrs: []string{srv.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openOn(t, srv)
 	for _, k := range []string{"a", "b", "c"} {
 		if err := s.Write(ctx, "ns", k, []byte("old"), time.Hour); err != nil {
 			t.Fatal(err)
