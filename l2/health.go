@@ -195,13 +195,15 @@ func (h *health) round(first bool) {
 		}
 		n.fails = 0
 		n.oks++
-		if n.runID != "" && r.runID != n.runID {
+		if n.runID != "" && r.runID != "" && r.runID != n.runID {
 			// Restarted: it may have reloaded a snapshot older than writes
 			// it acknowledged, or missed writes while down.
 			n.markDirty(nil, true)
 			h.fenceLocked(n, "restarted", true)
 		}
-		n.runID = r.runID
+		if r.runID != "" {
+			n.runID = r.runID
+		}
 		behind := h.set != nil && r.epoch < top
 		if n.serving() {
 			// Behind twice in a row: the shard missed a routing change (once
