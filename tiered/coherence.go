@@ -213,7 +213,12 @@ func (c *Client) Invalidate(ctx context.Context, namespace string, keys ...strin
 	}
 	var err error
 	if c.l2 != nil {
-		if err = c.l2.Delete(context.WithoutCancel(ctx), namespace, keys...); err != nil {
+		wctx := context.WithoutCancel(ctx)
+		var l2ns string
+		if l2ns, err = c.l2Namespace(wctx, namespace); err == nil {
+			err = c.l2.Delete(wctx, l2ns, keys...)
+		}
+		if err != nil {
 			err = fmt.Errorf("tiered: invalidate in L2: %w", err)
 			ctx = coherence.WithL2Missed(ctx)
 		}

@@ -242,3 +242,29 @@ func TestReviewGetManyReleasesLeasesOnLeaseError(t *testing.T) {
 		t.Fatalf("a's lease is still held after GetMany returned (PTTL %v ms): other replicas wait on it for LeaseTTL", ttl)
 	}
 }
+
+// Client.Invalidate from a process without a Cache deletes the key as L2
+// spells it after a Clear (with the namespace's version), not the pre-Clear
+// key.
+func TestInvalidateAfterClearDeletesVersionedKey(t *testing.T) {
+	ctx := context.Background()
+	c, srv := newRedisClient(t, tiered.Config{})
+	cache := newCache(t, c, "users", tiered.Options[string]{TTL: time.Hour})
+	if err := cache.Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.Set(ctx, "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	key := "strata:users#1:{k}"
+	if n := srv.Do(t, "EXISTS", key).(int64); n != 1 {
+		t.Fatalf("the Set did not land at %s", key)
+	}
+	producer := newClient(t, tiered.Config{Redis: l2.Config{Addrs: []string{srv.Addr()}}})
+	if err := producer.Invalidate(ctx, "users", "k"); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.Do(t, "EXISTS", key).(int64); n != 0 {
+		t.Errorf("Invalidate left %s in L2", key)
+	}
+}

@@ -104,12 +104,8 @@ func (c *Client) InvalidateTags(ctx context.Context, namespace string, tags ...s
 	}
 	var err error
 	if c.l2 != nil {
-		l2ns := namespace
-		var v uint64
-		if v, err = c.l2.NamespaceVersion(ctx, namespace); err == nil && v > 0 {
-			l2ns = fmt.Sprintf("%s#%d", namespace, v)
-		}
-		if err == nil {
+		var l2ns string
+		if l2ns, err = c.l2Namespace(ctx, namespace); err == nil {
 			err = c.invalidateTagsL2(ctx, l2ns, tags)
 		}
 	}
@@ -118,4 +114,14 @@ func (c *Client) InvalidateTags(ctx context.Context, namespace string, tags ...s
 		cache.invalidate(m)
 	}
 	return errors.Join(err, c.publish(ctx, coherence.KindTags, namespace, tags, uint64(c.clock.NowNano())))
+}
+
+// l2Namespace is namespace as L2 keys spell it now, read from L2 for a
+// process that may have no Cache of it: after a Clear, with its version.
+func (c *Client) l2Namespace(ctx context.Context, namespace string) (string, error) {
+	v, err := c.l2.NamespaceVersion(ctx, namespace)
+	if err != nil || v == 0 {
+		return namespace, err
+	}
+	return fmt.Sprintf("%s#%d", namespace, v), nil
 }
