@@ -96,9 +96,9 @@ func maintenance(ctx context.Context) context.Context {
 }
 
 // admit lets a command through, or returns why not; done must be called with
-// the outcome when it is non-nil.
-func (n *node) admit() (done func(error), err error) {
-	if n.fenced.Load() {
+// the outcome when it is non-nil. Past the fence only the breaker applies.
+func (n *node) admit(pastFence bool) (done func(error), err error) {
+	if !pastFence && n.fenced.Load() {
 		return nil, n.errFenced
 	}
 	cb := n.cb.Load()
@@ -121,7 +121,9 @@ func (n *node) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if ctx.Value(maintenanceKey{}) != nil {
 			return next(ctx, cmd)
 		}
-		done, err := n.admit()
+		// An invalidation is published even on a server out of service for
+		// cache data: it may be the one telling peers of a failed write.
+		done, err := n.admit(cmd.Name() == "publish")
 		if err == nil {
 			err = next(ctx, cmd)
 		} else {
@@ -142,7 +144,7 @@ func (n *node) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 		if ctx.Value(maintenanceKey{}) != nil {
 			return next(ctx, cmds)
 		}
-		done, err := n.admit()
+		done, err := n.admit(false)
 		if err == nil {
 			err = next(ctx, cmds)
 		} else {

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -188,7 +187,7 @@ func (h *health) round(first bool) {
 			if n.fails++; n.serving() && n.fails >= 2 {
 				h.fenceLocked(n, "unreachable: "+r.err.Error(), true)
 			}
-			if h.set != nil && !n.serving() {
+			if h.set != nil && !n.serving() && n.fails >= 2 {
 				unreachable = append(unreachable, markers[i])
 			}
 			continue
@@ -212,6 +211,8 @@ func (h *health) round(first bool) {
 				n.behind = 0
 			}
 			switch {
+			case n.dirty.Load():
+				h.fenceLocked(n, "a write failed", true)
 			case n.behind >= 2:
 				n.markDirty(nil, true)
 				h.fenceLocked(n, "missed a routing change", false)
@@ -234,7 +235,8 @@ func (h *health) round(first bool) {
 		h.joinLocked(n, "answering again")
 	}
 	if len(unreachable) > 0 {
-		h.wg.Go(func() { h.holdOut(unreachable) })
+		epoch := h.epoch()
+		h.wg.Go(func() { h.holdOut(unreachable, epoch) })
 	}
 }
 
@@ -278,7 +280,7 @@ func infoField(info, field string) string {
 
 // holdOut refreshes this replica's out markers for the shards it cannot
 // reach, on every serving shard.
-func (h *health) holdOut(markers []string) {
+func (h *health) holdOut(markers []string, epoch uint64) {
 	ttl := h.outMarkerTTL()
 	for _, n := range h.nodes {
 		if !n.serving() {
@@ -286,6 +288,9 @@ func (h *health) holdOut(markers []string) {
 		}
 		ctx, cancel := context.WithTimeout(h.ctx, h.timeout)
 		_, _ = n.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
+			// The epoch first: a replica that sees the marker must not
+			// route to stand-in keys of an earlier outage.
+			setMaxScript.Eval(ctx, p, []string{h.epochKey}, epoch)
 			for _, m := range markers {
 				p.Set(ctx, m, "1", ttl)
 			}
@@ -305,8 +310,7 @@ func (h *health) dirtied(n *node) {
 // fenceLocked takes n out of service. On a Ring it opens a new routing
 // epoch first, so keys moved to stand-ins never meet copies of an earlier
 // outage, and stamps it on the serving shards (in the background) for the
-// other replicas; if no serving shard takes the stamp, n is flushed before
-// it returns.
+// other replicas. n is flushed before it returns.
 //
 // advance is false when another replica already opened the epoch for this
 // outage (n is behind, or held out by its marker): advancing again would
@@ -321,6 +325,10 @@ func (h *health) fenceLocked(n *node, reason string, advance bool) {
 	if h.set == nil {
 		return // a single node: no routing to change, L1 stays
 	}
+	// Its keys now go to stand-ins, which it never sees: on a Ring every
+	// return is a flush. (Its epoch alone cannot say so: another replica
+	// may stamp it while this one holds it out.)
+	n.markDirty(nil, true)
 	var serving []*node
 	for _, o := range h.nodes {
 		if o.serving() {
@@ -341,18 +349,10 @@ func (h *health) fenceLocked(n *node, reason string, advance bool) {
 	// paths and under the invalidation bus's lock.
 	h.wg.Go(func() {
 		var wg sync.WaitGroup
-		var stamped atomic.Int32
 		for _, o := range serving {
-			wg.Go(func() {
-				if h.stamp(o, next) == nil {
-					stamped.Add(1)
-				}
-			})
+			wg.Go(func() { _ = h.stamp(o, next) })
 		}
 		wg.Wait()
-		if stamped.Load() == 0 {
-			n.markDirty(nil, true)
-		}
 	})
 }
 

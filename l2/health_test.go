@@ -2,6 +2,7 @@ package l2
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -86,29 +87,34 @@ func TestCleaningReplayAndFlush(t *testing.T) {
 }
 
 // On shards a namespace's version is kept on every shard, so it survives the
-// absence, or the loss, of any one of them.
+// absence, or the loss, of any one of them, and a bump never reuses a
+// version.
 func TestNamespaceVersionSurvivesAShard(t *testing.T) {
 	ctx := context.Background()
 	servers := redistest.StartShards(t, 3)
 	s := openOn(t, servers...)
-	for want := uint64(1); want <= 2; want++ {
-		if v, err := s.BumpVersion(ctx, "ns"); err != nil || v != want {
-			t.Fatalf("BumpVersion = %d, %v; want %d", v, err, want)
+	var last uint64
+	bump := func(what string) {
+		t.Helper()
+		v, err := s.BumpVersion(ctx, "ns")
+		if err != nil || v <= last {
+			t.Fatalf("BumpVersion %s = %d, %v; want above %d", what, v, err, last)
 		}
+		last = v
 	}
+	bump("first")
+	bump("second")
 	servers[0].Kill()
 	redistest.WaitFor(t, 5*time.Second, func() bool { return !s.Health()[0].Serving }, "shard 0 leaves")
-	if v, err := s.NamespaceVersion(ctx, "ns"); err != nil || v != 2 {
-		t.Errorf("version with shard 0 down = %d, %v; want 2", v, err)
+	if v, err := s.NamespaceVersion(ctx, "ns"); err != nil || v != last {
+		t.Errorf("version with shard 0 down = %d, %v; want %d", v, err, last)
 	}
-	if v, err := s.BumpVersion(ctx, "ns"); err != nil || v != 3 {
-		t.Errorf("BumpVersion with shard 0 down = %d, %v; want 3", v, err)
-	}
+	bump("with shard 0 down")
 	servers[0].Restart() // empty: it lost its copy
 	servers[1].Kill()
 	redistest.WaitFor(t, 5*time.Second, func() bool { h := s.Health(); return h[0].Serving && !h[1].Serving }, "shard 0 back, shard 1 gone")
-	if v, err := s.NamespaceVersion(ctx, "ns"); err != nil || v != 3 {
-		t.Errorf("version after shard 0 lost its copy and shard 1 left = %d, %v; want 3", v, err)
+	if v, err := s.NamespaceVersion(ctx, "ns"); err != nil || v != last {
+		t.Errorf("version after shard 0 lost its copy and shard 1 left = %d, %v; want %d", v, err, last)
 	}
 }
 
@@ -193,5 +199,23 @@ func TestFailedWritesAreReplayed(t *testing.T) {
 		if v, err := s.Get(ctx, "ns", k); err != nil || v != nil {
 			t.Errorf("Get(%s) after the repair = %q, %v; want nothing", k, v, err)
 		}
+	}
+}
+
+// A tag whose set lives on a shard out of service cannot be listed: the
+// stand-in would answer with only part of the set.
+func TestKeysWithTagsOfAnAbsentShardIsAnError(t *testing.T) {
+	ctx := context.Background()
+	servers := redistest.StartShards(t, 3)
+	s := openOn(t, servers...)
+	tag := "t"
+	owner := s.set.all.get(tag)
+	if err := s.AddTags(ctx, "ns", "k", []string{tag}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	servers[owner].Kill()
+	redistest.WaitFor(t, 5*time.Second, func() bool { return !s.Health()[owner].Serving }, "the tag's shard leaves")
+	if _, err := s.KeysWithTags(ctx, "ns", []string{tag}); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("KeysWithTags with the tag's shard out = %v, want ErrUnavailable", err)
 	}
 }

@@ -107,7 +107,7 @@ type Config struct {
 	// before one probe may try the server. Zero means DefaultBreakerCoolDown.
 	BreakerCoolDown time.Duration
 	// OnRouteChange, when set, is called (on a background goroutine) when a
-	// server leaves or returns to service or the routing epoch advances.
+	// Ring shard returns to service or the routing epoch advances.
 	// Values read from L2 before may have come from a server that no longer
 	// serves their key; Strata's tiered client drops its L1.
 	OnRouteChange func(reason string)
@@ -461,7 +461,8 @@ func (s *Store) pipelineGetMany(ctx context.Context, full []string, out [][]byte
 
 // Expire sets key's time to live to ttl (sliding expiration).
 func (s *Store) Expire(ctx context.Context, ns, key string, ttl time.Duration) error {
-	return s.client.PExpire(ctx, s.Key(ns, key), roundTTL(ttl)).Err()
+	k, standIn := s.locate(ns, key)
+	return s.client.PExpire(ctx, k, roundTTL(s.ttl(standIn, ttl))).Err()
 }
 
 // Item is one entry to write with SetMany.
@@ -611,7 +612,9 @@ func (s *Store) BumpVersion(ctx context.Context, ns string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	next := cur + 1
+	// Never a version used before, even one a shard now out of service
+	// holds: a millisecond clock, or one past the largest seen.
+	next := max(cur+1, uint64(time.Now().UnixMilli()))
 	written := 0
 	var errs []error
 	for _, n := range s.set.nodes {
@@ -624,8 +627,9 @@ func (s *Store) BumpVersion(ctx context.Context, ns string) (uint64, error) {
 		}
 		written++
 	}
-	if written == 0 {
-		return 0, errors.Join(append(errs, fmt.Errorf("%w: no shard took the version of %q", ErrUnavailable, ns))...)
+	if written == 0 || len(errs) > 0 {
+		// A serving shard left at the old version would answer reads with it.
+		return 0, errors.Join(append(errs, fmt.Errorf("%w: not every serving shard took the version of %q", ErrUnavailable, ns))...)
 	}
 	return next, nil
 }

@@ -3,6 +3,7 @@ package l2
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -31,8 +32,18 @@ func (s *Store) AddTags(ctx context.Context, ns, key string, tags []string, ttl 
 	return firstErrors(cmds, err)
 }
 
-// KeysWithTags returns the keys in the sets of tags (a key may repeat).
+// KeysWithTags returns the keys in the sets of tags (a key may repeat). A
+// tag whose set lives on a shard out of service is an error: the stand-in
+// holds at most the memberships added since, and deleting only those would
+// look like success.
 func (s *Store) KeysWithTags(ctx context.Context, ns string, tags []string) ([]string, error) {
+	if s.set != nil {
+		for _, t := range tags {
+			if _, standIn, _ := s.set.place(t); standIn {
+				return nil, fmt.Errorf("%w: tag %q: its shard %s is out of service", ErrUnavailable, t, s.set.nodes[s.set.all.get(t)].addr)
+			}
+		}
+	}
 	cmds := make([]*redis.StringSliceCmd, len(tags))
 	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, t := range tags {

@@ -223,7 +223,7 @@ func (c *Client) Invalidate(ctx context.Context, namespace string, keys ...strin
 			ctx = coherence.WithL2Missed(ctx)
 		}
 	}
-	m := &coherence.Message{Kind: coherence.KindKeys, Namespace: namespace, Items: keys}
+	m := &coherence.Message{Kind: coherence.KindKeys, Namespace: namespace, Items: keys, L2Missed: err != nil}
 	for _, cache := range c.cachesOf(namespace) {
 		cache.invalidate(m)
 	}

@@ -17,7 +17,11 @@ import (
 func TestMain(m *testing.M) {
 	// memberlist's Shutdown does not wait for a probe in flight: it ends on
 	// its own at the probe timeout (ProfileLocal: 200 ms).
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"))
+	// go-redis redials a dead server from a goroutine that sleeps a second
+	// after each failure, past Close.
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"),
+		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"))
 }
 
 // testTimeout is the L2 timeout of tests that are not about slow servers.
