@@ -11,23 +11,25 @@ import (
 )
 
 // health watches the servers of a single node or a Ring and decides which
-// serve. Every HealthInterval it reads each server's routing epoch (one GET,
-// bounded by Timeout, which doubles as the ping).
+// serve. Every HealthInterval it reads each server once on its own client,
+// bounded by HealthTimeout: the routing epoch, the run ID and, on a Ring, the
+// out markers (one pipeline, which doubles as the ping).
 //
-//   - Two failed checks in a row, or a failed write, take a server out of
-//     service: cache commands to it fail fast, and on a Ring its keys move to
-//     stand-in shards. Writes that land on a stand-in are stored under the
-//     epoch's stand-in prefix with at most StandInTTL to live.
+//   - Two failed checks in a row, a failed write, a new run ID or (on a Ring)
+//     another replica's out marker take a server out of service: cache
+//     commands to it fail fast, and on a Ring its keys move to stand-in
+//     shards, under a new epoch's stand-in prefix with at most StandInTTL to
+//     live.
 //   - A server that is out returns only after two good checks in a row (so
-//     the decision rests on epochs read after it answered again), and only
-//     once it is safe: the keys whose writes failed while it was out are
-//     deleted from it (replay), or, when they are not all known or it missed a
-//     routing change (its epoch is behind the others'), everything it holds
-//     under the prefix is (flush). Then it is stamped with the current epoch.
-//   - Every routing change advances the epoch on the serving shards, so other
-//     replicas, and replicas started later, learn that the absent shard must
-//     be flushed before it serves again, and stand-in copies of an earlier
-//     outage are never read again.
+//     the decision rests on epochs read after it answered again), with no
+//     live marker, and only once it is safe: a single node has the keys whose
+//     writes failed deleted from it (replay), or everything it holds under the
+//     prefix when they are not all known or it restarted (flush); a Ring
+//     shard is always flushed, and then stamped with the current epoch.
+//   - The replica that finds a shard unreachable opens the new epoch and
+//     stamps it on the serving shards, so other replicas, and replicas
+//     started later, see the absent shard behind and flush it before it
+//     serves again.
 type health struct {
 	nodes    []*node
 	set      *shardSet // nil for a single node
@@ -41,7 +43,6 @@ type health struct {
 	parse      func(full string) (ns, key string, ok bool)
 
 	mu      sync.Mutex // orders fencing, joining and epoch changes
-	single  uint64     // the epoch of a single node (a Ring keeps it in set)
 	changes uint64     // routing changes made here, under mu
 	quiet   bool       // during the first round: joining at start is no change
 	closed  bool
@@ -71,18 +72,17 @@ local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
 return 1`)
 
+// epoch is the routing epoch; a single node has no routing, and stays at 0.
 func (h *health) epoch() uint64 {
 	if h.set != nil {
 		return h.set.epoch.Load()
 	}
-	return h.single
+	return 0
 }
 
 func (h *health) setEpoch(e uint64) {
 	if h.set != nil {
 		h.set.epoch.Store(e)
-	} else {
-		h.single = e
 	}
 }
 
@@ -172,11 +172,9 @@ func (h *health) round(first bool) {
 			heldOut[j] = heldOut[j] || out
 		}
 	}
-	if top > h.epoch() {
+	if h.set != nil && top > h.epoch() {
 		h.setEpoch(top)
-		if h.set != nil {
-			h.set.rebuild()
-		}
+		h.set.rebuild()
 		h.changed("routing epoch advanced")
 	}
 	var unreachable []string
