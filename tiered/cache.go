@@ -132,6 +132,13 @@ func (c *Cache[V]) GetWithInfo(ctx context.Context, key string, load Loader[V]) 
 
 // hitL1 answers a fresh L1 hit, starting an early refresh when XFetch says so.
 func (c *Cache[V]) hitL1(ctx context.Context, e *l1.Entry[V], now int64, load Loader[V]) (V, error) {
+	c.countL1Hit(ctx, e, now, load)
+	return c.result(e)
+}
+
+// countL1Hit counts and reports a fresh L1 hit, starting an early refresh or
+// a sliding extension where due.
+func (c *Cache[V]) countL1Hit(ctx context.Context, e *l1.Entry[V], now int64, load Loader[V]) {
 	c.stats.l1Hits.add()
 	if now >= e.RefreshFrom && load != nil {
 		c.earlyRefresh(ctx, e, now, load)
@@ -140,7 +147,6 @@ func (c *Cache[V]) hitL1(ctx context.Context, e *l1.Entry[V], now int64, load Lo
 		c.slide(ctx, e.Key, now)
 	}
 	c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
-	return c.result(e)
 }
 
 // Set stores v under key in both tiers (after Writer, if any). When Set

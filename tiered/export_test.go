@@ -1,5 +1,7 @@
 package tiered
 
+import "context"
+
 // L1WithKeyToHash returns o with ristretto's key hash replaced, so tests can
 // force hash collisions.
 func L1WithKeyToHash(o L1Options, f func(string) (uint64, uint64)) L1Options {
@@ -13,3 +15,15 @@ func SetBeforeInstall[V any](c *Cache[V], f func(key string)) { c.beforeInstall 
 
 // Bus returns the client's invalidation bus, or nil.
 func (c *Client) Bus() interface{ Trusted() bool } { return c.bus }
+
+// GetPastL1 runs Get's path after its L1 check came up empty, as when another
+// caller's fill lands between that check and the flight.
+func GetPastL1[V any](c *Cache[V], ctx context.Context, key string, load Loader[V]) (V, Info, error) {
+	r, err := c.getSlow(ctx, key, load)
+	if err != nil {
+		var zero V
+		return zero, Info{}, err
+	}
+	v, err := c.result(r.e)
+	return v, r.info, err
+}

@@ -40,11 +40,20 @@ type result[V any] struct {
 // ctx ends mid-flight, the others do not inherit the cancellation: one of them
 // flies again.
 func (c *Cache[V]) getSlow(ctx context.Context, key string, load Loader[V]) (result[V], error) {
-	if load != nil {
-		if e, ok := c.staleL1(key); ok && c.inSWR(e, c.client.clock.NowNano()) {
+	if e, ok := c.staleL1(key); ok {
+		now := c.client.clock.NowNano()
+		switch {
+		case now < e.LocalFreshUntil:
+			// Another caller's flight filled L1 after this one looked: a
+			// fresh hit, not a stale one to refresh.
+			c.countL1Hit(ctx, e, now, load)
+			return result[V]{e: e, info: Info{Tier: TierL1}}, nil
+		case load != nil && now >= e.FreshUntil && c.inSWR(e, now):
 			c.refreshAsync(ctx, key, e.Version, load)
 			return c.servedStale(ctx, e, TierL1, nil), nil
 		}
+		// Past L1's own deadline (MaxTTL) but fresh in L2's terms: the
+		// flight below asks L2.
 	}
 	group := &c.loads
 	if load == nil {
@@ -322,7 +331,9 @@ const maxPoll = 32 * time.Millisecond
 // loading.
 func (f *fetcher[V]) withoutL2(ctx context.Context) (result[V], error) {
 	c := f.c
-	if c.l1 != nil && !c.client.trusted.Load() {
+	// Looked at whether or not a channel vouches: a flight that began
+	// after an earlier one filled L1 finds that fill here.
+	if c.l1 != nil {
 		if e, ok := c.l1.Get(f.key); ok {
 			if now := c.client.clock.NowNano(); now < e.LocalFreshUntil {
 				c.stats.l1Hits.add()

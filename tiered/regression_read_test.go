@@ -268,3 +268,27 @@ func TestInvalidateAfterClearDeletesVersionedKey(t *testing.T) {
 		t.Errorf("Invalidate left %s in L2", key)
 	}
 }
+
+// A fill that lands in L1 between Get's L1 check and its flight is a fresh
+// hit. It was taken for a stale copy (the stale-while-revalidate test did
+// not require the value to be past its TTL), so the caller got Info.Stale and
+// started a refresh: the second load TestStampedeOneLoadPerCluster caught
+// under CPU pressure in CI.
+func TestFillBetweenL1CheckAndFlightIsFreshHit(t *testing.T) {
+	ctx := context.Background()
+	for _, swr := range []time.Duration{0, time.Minute} {
+		caches, _, _ := manualReplicas(t, 1, tiered.Options[string]{TTL: time.Minute, StaleWhileRevalidate: swr})
+		c := caches[0]
+		if err := c.Set(ctx, "k", "v1"); err != nil {
+			t.Fatal(err)
+		}
+		loads := &countingLoader{}
+		v, info, err := tiered.GetPastL1(c, ctx, "k", loads.load)
+		if err != nil || v != "v1" || info != (tiered.Info{Tier: tiered.TierL1}) {
+			t.Fatalf("SWR %v: got %q, %+v, %v; want v1 fresh from L1", swr, v, info, err)
+		}
+		if s := c.Stats(); s.Refreshes != 0 || s.StaleHits != 0 || s.L1Hits != 1 || loads.calls.Load() != 0 {
+			t.Errorf("SWR %v: %+v, %d loads; want one L1 hit and nothing else", swr, s, loads.calls.Load())
+		}
+	}
+}

@@ -84,6 +84,9 @@ func TestStampedeOneLoadPerCluster(t *testing.T) {
 		}
 	}
 	if n := g.calls.Load(); n != 1 {
+		for i, c := range caches {
+			t.Logf("replica %d: %+v", i, c.Stats())
+		}
 		t.Errorf("loader ran %d times for 300 Gets on 3 replicas, want 1", n)
 	}
 }
@@ -99,6 +102,9 @@ func TestStampedeWithRedisDownOneLoadPerReplica(t *testing.T) {
 		}
 	}
 	if n := g.calls.Load(); n < 1 || n > 3 {
+		for i, c := range caches {
+			t.Logf("replica %d: %+v", i, c.Stats())
+		}
 		t.Errorf("loader ran %d times for 3 replicas with Redis down, want at most one per replica", n)
 	}
 }
