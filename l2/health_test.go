@@ -219,3 +219,48 @@ func TestKeysWithTagsOfAnAbsentShardIsAnError(t *testing.T) {
 		t.Errorf("KeysWithTags with the tag's shard out = %v, want ErrUnavailable", err)
 	}
 }
+
+// Multi-key commands are split per shard by Strata, single ones by the
+// Ring: both must send a key to the same shard, with every shard serving and
+// with one out (its keys on stand-ins).
+func TestBatchesRouteAsSingleCommands(t *testing.T) {
+	ctx := context.Background()
+	servers := redistest.StartShards(t, 3)
+	s := openOn(t, servers...)
+	keys := make([]string, 200)
+	for i := range keys {
+		keys[i] = fmt.Sprint("k", i)
+	}
+	check := func(when string) {
+		t.Helper()
+		items := make([]Item, len(keys))
+		for i, k := range keys {
+			items[i] = Item{Key: k, Data: []byte(when + k), TTL: time.Minute}
+		}
+		if err := s.SetMany(ctx, "ns", items); err != nil {
+			t.Fatalf("%s: SetMany: %v", when, err)
+		}
+		vals, err := s.GetMany(ctx, "ns", keys)
+		if err != nil {
+			t.Fatalf("%s: GetMany: %v", when, err)
+		}
+		for i, k := range keys {
+			one, err := s.Get(ctx, "ns", k)
+			if err != nil || string(one) != when+k || string(vals[i]) != when+k {
+				t.Fatalf("%s: key %s: Get %q (%v), GetMany %q; want %q", when, k, one, err, vals[i], when+k)
+			}
+		}
+		if err := s.Delete(ctx, "ns", keys...); err != nil {
+			t.Fatalf("%s: Delete: %v", when, err)
+		}
+		for _, k := range keys {
+			if one, err := s.Get(ctx, "ns", k); one != nil || err != nil {
+				t.Fatalf("%s: key %s after the batched Delete: %q, %v", when, k, one, err)
+			}
+		}
+	}
+	check("all serving ")
+	servers[1].Kill()
+	redistest.WaitFor(t, 5*time.Second, func() bool { return !s.Health()[1].Serving }, "shard 1 leaves")
+	check("shard 1 out ")
+}

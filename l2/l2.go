@@ -267,6 +267,7 @@ func (c *Config) build(s *Store) {
 		}
 		set := newShardSet(nodes)
 		s.set = set
+		s.pool = newWorkers(len(nodes) - 1)
 		o := opts("")
 		ring := redis.NewRing(&redis.RingOptions{
 			Addrs: shards, Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
@@ -315,6 +316,7 @@ type Store struct {
 	prefix     string
 	standInTTL time.Duration
 	set        *shardSet // a Ring's routing; nil otherwise
+	pool       *workers  // a Ring's fan-out workers; nil otherwise
 	health     *health   // nil for a Cluster or a user's client
 	closeOnce  sync.Once
 	closeErr   error
@@ -363,16 +365,41 @@ func (s *Store) Key(ns, key string) string {
 
 // locate returns key's Redis key and whether it is on a stand-in shard.
 func (s *Store) locate(ns, key string) (string, bool) {
+	k, _, standIn := s.route(ns, key)
+	return k, standIn
+}
+
+// routeAll routes keys: their Redis keys, and a function giving the Ring
+// shard of each (for pipelined).
+func (s *Store) routeAll(ns string, keys []string) (full []string, shard func(i int) int) {
+	full = make([]string, len(keys))
+	if s.set == nil {
+		for i, k := range keys {
+			full[i], _ = s.locate(ns, k)
+		}
+		return full, nil
+	}
+	at := make([]int, len(keys))
+	for i, k := range keys {
+		full[i], at[i], _ = s.route(ns, k)
+	}
+	return full, func(i int) int { return at[i] }
+}
+
+// route is locate that also returns the index of the Ring shard serving the
+// key (0 without a Ring), from the same routing decision.
+func (s *Store) route(ns, key string) (k string, at int, standIn bool) {
 	tag := key
 	if key != "" && (key[0] == '}' || key[0] == '~') {
 		tag = "~" + key
 	}
 	if s.set != nil {
-		if _, standIn, epoch := s.set.place(tag); standIn {
-			return standInPrefix(s.prefix, epoch) + ":" + ns + ":{" + tag + "}", true
+		var epoch uint64
+		if at, standIn, epoch = s.set.place(tag); standIn {
+			return standInPrefix(s.prefix, epoch) + ":" + ns + ":{" + tag + "}", at, true
 		}
 	}
-	return s.prefix + ":" + ns + ":{" + tag + "}", false
+	return s.prefix + ":" + ns + ":{" + tag + "}", at, false
 }
 
 // parseKey splits a value key, plain or stand-in, into its namespace
@@ -429,23 +456,12 @@ func (s *Store) Get(ctx context.Context, ns, key string) ([]byte, error) {
 // slots.) On a partial failure the keys that were read are returned along
 // with the error.
 func (s *Store) GetMany(ctx context.Context, ns string, keys []string) ([][]byte, error) {
-	full := make([]string, len(keys))
-	for i, k := range keys {
-		full[i] = s.Key(ns, k)
-	}
-	out := make([][]byte, len(keys))
-	return out, s.pipelineGetMany(ctx, full, out)
-}
-
-// pipelineGetMany sends one GET per key in one pipeline.
-func (s *Store) pipelineGetMany(ctx context.Context, full []string, out [][]byte) error {
-	cmds := make([]*redis.StringCmd, len(full))
-	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range full {
-			cmds[i] = p.Get(ctx, k)
-		}
-		return nil
+	full, shard := s.routeAll(ns, keys)
+	cmds := make([]*redis.StringCmd, len(keys))
+	s.pipelined(ctx, len(keys), shard, func(p redis.Pipeliner, i int) {
+		cmds[i] = p.Get(ctx, full[i])
 	})
+	out := make([][]byte, len(keys))
 	var errs []error
 	for i, cmd := range cmds {
 		b, err := cmd.Bytes()
@@ -456,7 +472,7 @@ func (s *Store) pipelineGetMany(ctx context.Context, full []string, out [][]byte
 			errs = append(errs, err)
 		}
 	}
-	return joinDistinct(errs)
+	return out, joinDistinct(errs)
 }
 
 // Expire sets key's time to live to ttl (sliding expiration).
@@ -480,14 +496,17 @@ func (s *Store) Set(ctx context.Context, ns, key string, data []byte, ttl time.D
 
 // SetMany stores items in one pipeline, split per shard like GetMany.
 func (s *Store) SetMany(ctx context.Context, ns string, items []Item) error {
-	cmds, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, it := range items {
-			k, standIn := s.locate(ns, it.Key)
-			p.Set(ctx, k, it.Data, roundTTL(s.ttl(standIn, it.TTL)))
-		}
-		return nil
+	cmds := make([]redis.Cmder, len(items))
+	full, shard, ttl := make([]string, len(items)), make([]int, len(items)), make([]time.Duration, len(items))
+	for i, it := range items {
+		var standIn bool
+		full[i], shard[i], standIn = s.route(ns, it.Key)
+		ttl[i] = roundTTL(s.ttl(standIn, it.TTL))
+	}
+	s.pipelined(ctx, len(items), func(i int) int { return shard[i] }, func(p redis.Pipeliner, i int) {
+		cmds[i] = p.Set(ctx, full[i], items[i].Data, ttl[i])
 	})
-	return firstErrors(cmds, err)
+	return cmdErrors(cmds)
 }
 
 // Delete removes keys and their load leases (so a fill of data loaded before
@@ -498,32 +517,25 @@ func (s *Store) Delete(ctx context.Context, ns string, keys ...string) error {
 		k := s.Key(ns, keys[0])
 		return s.client.Del(ctx, k, k+leaseSuffix).Err()
 	}
-	cmds, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, key := range keys {
-			k := s.Key(ns, key)
-			p.Del(ctx, k, k+leaseSuffix)
-		}
-		return nil
+	full, shard := s.routeAll(ns, keys)
+	cmds := make([]redis.Cmder, len(keys))
+	s.pipelined(ctx, len(keys), shard, func(p redis.Pipeliner, i int) {
+		cmds[i] = p.Del(ctx, full[i], full[i]+leaseSuffix)
 	})
-	return firstErrors(cmds, err)
+	return cmdErrors(cmds)
 }
 
 func roundTTL(ttl time.Duration) time.Duration {
 	return max(ttl.Round(time.Millisecond), time.Millisecond)
 }
 
-func firstErrors(cmds []redis.Cmder, err error) error {
-	if err == nil {
-		return nil
-	}
-	errs := make([]error, 0, len(cmds))
+// cmdErrors joins the distinct errors of cmds, misses aside.
+func cmdErrors[C redis.Cmder](cmds []C) error {
+	var errs []error
 	for _, c := range cmds {
-		if c.Err() != nil {
-			errs = append(errs, c.Err())
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			errs = append(errs, err)
 		}
-	}
-	if len(errs) == 0 {
-		return err
 	}
 	return joinDistinct(errs)
 }
@@ -548,6 +560,9 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		if s.health != nil {
 			s.health.close()
+		}
+		if s.pool != nil {
+			s.pool.close()
 		}
 		if s.owned {
 			s.closeErr = s.client.Close()

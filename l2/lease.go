@@ -116,9 +116,9 @@ func ms(d time.Duration) int64 { return int64(roundTTL(d) / time.Millisecond) }
 func (s *Store) GetOrLeaseMany(ctx context.Context, ns string, keys []string, token string, ttl time.Duration) ([][]byte, []bool, error) {
 	vals := make([][]byte, len(keys))
 	granted := make([]bool, len(keys))
-	err := s.evalMany(ctx, getOrLeaseScript, len(keys), func(i int) ([]string, []any) {
-		k := s.Key(ns, keys[i])
-		return []string{k, k + leaseSuffix}, []any{token, ms(ttl)}
+	full, shard := s.routeAll(ns, keys)
+	err := s.evalMany(ctx, getOrLeaseScript, len(keys), shard, func(i int) ([]string, []any) {
+		return []string{full[i], full[i] + leaseSuffix}, []any{token, ms(ttl)}
 	}, func(i int, cmd *redis.Cmd) error {
 		res, err := cmd.Slice()
 		if err != nil || len(res) != 2 {
@@ -146,9 +146,14 @@ type FillItem struct {
 // It reports per item whether the data was stored.
 func (s *Store) FillMany(ctx context.Context, ns, token string, items []FillItem) ([]bool, error) {
 	filled := make([]bool, len(items))
-	err := s.evalMany(ctx, fillScript, len(items), func(i int) ([]string, []any) {
-		k, standIn := s.locate(ns, items[i].Key)
-		return []string{k, k + leaseSuffix}, []any{token, items[i].Data, ms(s.ttl(standIn, items[i].TTL))}
+	full, shard, ttl := make([]string, len(items)), make([]int, len(items)), make([]time.Duration, len(items))
+	for i, it := range items {
+		var standIn bool
+		full[i], shard[i], standIn = s.route(ns, it.Key)
+		ttl[i] = s.ttl(standIn, it.TTL)
+	}
+	err := s.evalMany(ctx, fillScript, len(items), func(i int) int { return shard[i] }, func(i int) ([]string, []any) {
+		return []string{full[i], full[i] + leaseSuffix}, []any{token, items[i].Data, ms(ttl[i])}
 	}, func(i int, cmd *redis.Cmd) error {
 		n, err := cmd.Int()
 		filled[i] = n == 1
@@ -159,24 +164,23 @@ func (s *Store) FillMany(ctx context.Context, ns, token string, items []FillItem
 
 // ReleaseMany is Release for several keys leased with one token.
 func (s *Store) ReleaseMany(ctx context.Context, ns, token string, keys []string) error {
-	return s.evalMany(ctx, releaseScript, len(keys), func(i int) ([]string, []any) {
-		return []string{s.LeaseKey(ns, keys[i])}, []any{token}
+	full, shard := s.routeAll(ns, keys)
+	return s.evalMany(ctx, releaseScript, len(keys), shard, func(i int) ([]string, []any) {
+		return []string{full[i] + leaseSuffix}, []any{token}
 	}, func(int, *redis.Cmd) error { return nil })
 }
 
-// evalMany runs script n times in one pipeline, with args(i) giving each run's
-// keys and arguments and read(i) consuming each reply. Runs answered NOSCRIPT
-// (a shard that has not seen the script, or restarted) are sent again with
-// EVAL, which also caches the script there.
-func (s *Store) evalMany(ctx context.Context, script *redis.Script, n int,
+// evalMany runs script n times, one pipeline per shard (see pipelined for
+// shard), with args(i) giving each run's keys and arguments and read(i)
+// consuming each reply. Runs answered NOSCRIPT (a shard that has not seen the
+// script, or restarted) are sent again with EVAL, which also caches the
+// script there.
+func (s *Store) evalMany(ctx context.Context, script *redis.Script, n int, shard func(i int) int,
 	args func(i int) ([]string, []any), read func(i int, cmd *redis.Cmd) error) error {
 	cmds := make([]*redis.Cmd, n)
-	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i := range n {
-			keys, argv := args(i)
-			cmds[i] = script.EvalSha(ctx, p, keys, argv...)
-		}
-		return nil
+	s.pipelined(ctx, n, shard, func(p redis.Pipeliner, i int) {
+		keys, argv := args(i)
+		cmds[i] = script.EvalSha(ctx, p, keys, argv...)
 	})
 	var retry []int
 	for i, cmd := range cmds {
@@ -185,12 +189,13 @@ func (s *Store) evalMany(ctx context.Context, script *redis.Script, n int,
 		}
 	}
 	if len(retry) > 0 {
-		_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, i := range retry {
-				keys, argv := args(i)
-				cmds[i] = script.Eval(ctx, p, keys, argv...)
-			}
-			return nil
+		var retryShard func(int) int
+		if shard != nil {
+			retryShard = func(j int) int { return shard(retry[j]) }
+		}
+		s.pipelined(ctx, len(retry), retryShard, func(p redis.Pipeliner, j int) {
+			keys, argv := args(retry[j])
+			cmds[retry[j]] = script.Eval(ctx, p, keys, argv...)
 		})
 	}
 	var errs []error

@@ -19,17 +19,23 @@ func (s *Store) TagKey(ns, tag string) string { return s.prefix + ":" + ns + "#t
 // invalidation running in between finds the key (and ends its lease).
 func (s *Store) AddTags(ctx context.Context, ns, key string, tags []string, ttl time.Duration) error {
 	ms := ms(ttl)
-	cmds, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, t := range tags {
-			k := s.TagKey(ns, t)
-			p.SAdd(ctx, k, key)
-			// NX gives a new set its TTL; GT pushes an older one's out.
-			p.Do(ctx, "PEXPIRE", k, ms, "NX")
-			p.Do(ctx, "PEXPIRE", k, ms, "GT")
-		}
-		return nil
+	cmds := make([]redis.Cmder, 3*len(tags))
+	s.pipelined(ctx, len(tags), s.tagShards(tags), func(p redis.Pipeliner, i int) {
+		k := s.TagKey(ns, tags[i])
+		cmds[3*i] = p.SAdd(ctx, k, key)
+		// NX gives a new set its TTL; GT pushes an older one's out.
+		cmds[3*i+1] = p.Do(ctx, "PEXPIRE", k, ms, "NX")
+		cmds[3*i+2] = p.Do(ctx, "PEXPIRE", k, ms, "GT")
 	})
-	return firstErrors(cmds, err)
+	return cmdErrors(cmds)
+}
+
+// tagShards returns the Ring shard of each tag's set, for pipelined.
+func (s *Store) tagShards(tags []string) func(i int) int {
+	if s.set == nil {
+		return nil
+	}
+	return func(i int) int { return s.tagShard(tags[i]) }
 }
 
 // KeysWithTags returns the keys in the sets of tags (a key may repeat). A
@@ -45,11 +51,8 @@ func (s *Store) KeysWithTags(ctx context.Context, ns string, tags []string) ([]s
 		}
 	}
 	cmds := make([]*redis.StringSliceCmd, len(tags))
-	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, t := range tags {
-			cmds[i] = p.SMembers(ctx, s.TagKey(ns, t))
-		}
-		return nil
+	s.pipelined(ctx, len(tags), s.tagShards(tags), func(p redis.Pipeliner, i int) {
+		cmds[i] = p.SMembers(ctx, s.TagKey(ns, tags[i]))
 	})
 	var keys []string
 	var errs []error
@@ -65,11 +68,9 @@ func (s *Store) KeysWithTags(ctx context.Context, ns string, tags []string) ([]s
 
 // DeleteTags removes the sets of tags.
 func (s *Store) DeleteTags(ctx context.Context, ns string, tags []string) error {
-	cmds, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, t := range tags {
-			p.Del(ctx, s.TagKey(ns, t))
-		}
-		return nil
+	cmds := make([]redis.Cmder, len(tags))
+	s.pipelined(ctx, len(tags), s.tagShards(tags), func(p redis.Pipeliner, i int) {
+		cmds[i] = p.Del(ctx, s.TagKey(ns, tags[i]))
 	})
-	return firstErrors(cmds, err)
+	return cmdErrors(cmds)
 }

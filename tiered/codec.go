@@ -40,7 +40,10 @@ func (rawCodec[V]) Unmarshal(data []byte) (V, error) {
 	var v V
 	switch p := any(&v).(type) {
 	case *[]byte:
-		*p = append([]byte(nil), data...) // data aliases a Redis reply buffer
+		// data is the caller's own copy of a Redis reply (go-redis hands
+		// replies out as strings; l2 converts each to a new []byte). The
+		// value keeps it, capped so an append by the user reallocates.
+		*p = data[:len(data):len(data)]
 	case *string:
 		*p = string(data)
 	}
