@@ -450,8 +450,9 @@ func (s *Store) Get(ctx context.Context, ns, key string) ([]byte, error) {
 }
 
 // GetMany returns the bytes stored for each key, nil where there are none. It
-// sends one pipeline; go-redis splits it per shard (Ring) or node (Cluster)
-// and runs those in parallel, so it costs about one round trip per shard. (One
+// sends one pipeline per shard (Ring, split by pipelined) or node (Cluster,
+// split by go-redis), run in parallel, so it costs about one round trip per
+// shard. (One
 // MGET per shard measured no faster here, and a Cluster MGET cannot span
 // slots.) On a partial failure the keys that were read are returned along
 // with the error.

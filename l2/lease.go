@@ -109,8 +109,8 @@ func (s *Store) Write(ctx context.Context, ns, key string, data []byte, ttl time
 
 func ms(d time.Duration) int64 { return int64(roundTTL(d) / time.Millisecond) }
 
-// GetOrLeaseMany is GetOrLease for several keys in one pipeline (split per
-// shard by go-redis, shards in parallel). Per key it returns the value (nil
+// GetOrLeaseMany is GetOrLease for several keys in one pipeline per shard,
+// shards in parallel. Per key it returns the value (nil
 // when absent) and whether the lease was granted to token. Keys whose command
 // failed have neither; the error says why.
 func (s *Store) GetOrLeaseMany(ctx context.Context, ns string, keys []string, token string, ttl time.Duration) ([][]byte, []bool, error) {
