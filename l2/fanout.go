@@ -112,9 +112,10 @@ func (s *Store) pipelined(ctx context.Context, n int, shard func(i int) int, add
 	wg.Wait()
 }
 
-// tagShard is the index of the Ring shard holding tag's set (tag sets are
-// never on stand-ins' keys, but they move with the tag's routing).
-func (s *Store) tagShard(tag string) int {
-	at, _, _ := s.set.place(tag)
-	return at
+// tagShard is the index of the Ring shard holding ns's set of tag, and
+// whether that is a stand-in for the set's owner (tag set keys have no
+// stand-in names, but they move with the routing).
+func (s *Store) tagShard(ns, tag string) (at int, standIn bool) {
+	at, standIn, _ = s.set.place(hashTag(s.TagKey(ns, tag)))
+	return at, standIn
 }

@@ -533,10 +533,9 @@ func (s *Store) MarkDirty(ns string, keys ...string) {
 		return
 	}
 	for _, key := range keys {
-		k, _ := s.locate(ns, key)
+		k, at, _ := s.route(ns, key)
 		n := s.health.nodes[0]
 		if s.set != nil {
-			at, _, _ := s.set.place(hashTag(k))
 			n = s.set.nodes[at]
 		}
 		if n.markDirty([]string{k, k + leaseSuffix}, false) {

@@ -227,12 +227,44 @@ func TestBatchesRouteAsSingleCommands(t *testing.T) {
 	ctx := context.Background()
 	servers := redistest.StartShards(t, 3)
 	s := openOn(t, servers...)
-	keys := make([]string, 200)
-	for i := range keys {
-		keys[i] = fmt.Sprint("k", i)
+	// Keys and tags with a '}' are routed by the text before it, as the Ring
+	// cuts a hash tag there.
+	keys := []string{"}x", "}y", "~z", "~}w", "}"}
+	tags := []string{"t}1", "x}y", "}t", "plain"}
+	for i := range 200 {
+		keys = append(keys, fmt.Sprint("k", i), fmt.Sprint("a", i, "}b"), fmt.Sprint("}", i))
 	}
 	check := func(when string) {
 		t.Helper()
+		for _, k := range keys[:20] {
+			if err := s.AddTags(ctx, "ns", k, tags, time.Minute); err != nil {
+				t.Fatalf("%s: AddTags: %v", when, err)
+			}
+		}
+		// A tag set on a stand-in cannot be listed (it may be partial).
+		var listable []string
+		for _, tag := range tags {
+			if _, standIn := s.tagShard("ns", tag); !standIn {
+				listable = append(listable, tag)
+			}
+		}
+		members, err := s.KeysWithTags(ctx, "ns", listable)
+		if err != nil || len(members) != 20*len(listable) {
+			t.Fatalf("%s: KeysWithTags: %d members, %v; want %d", when, len(members), err, 20*len(listable))
+		}
+		for _, tag := range tags {
+			if n, err := s.Client().SCard(ctx, s.TagKey("ns", tag)).Result(); n != 20 || err != nil {
+				t.Fatalf("%s: the Ring finds %d members of tag %q (%v), want 20", when, n, tag, err)
+			}
+		}
+		if err := s.DeleteTags(ctx, "ns", tags); err != nil {
+			t.Fatalf("%s: DeleteTags: %v", when, err)
+		}
+		for _, tag := range tags {
+			if n, err := s.Client().Exists(ctx, s.TagKey("ns", tag)).Result(); n != 0 || err != nil {
+				t.Fatalf("%s: tag %q's set left after DeleteTags (%d, %v)", when, tag, n, err)
+			}
+		}
 		items := make([]Item, len(keys))
 		for i, k := range keys {
 			items[i] = Item{Key: k, Data: []byte(when + k), TTL: time.Minute}

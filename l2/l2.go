@@ -345,7 +345,10 @@ func Open(cfg Config) (*Store, error) {
 func (s *Store) Prefix() string { return s.prefix }
 
 // Client returns the underlying go-redis client, for instrumentation such as
-// redisotel. Callers must not close it.
+// redisotel. Callers must not close it. On a Ring, Strata sends multi-key
+// operations to the shards' clients itself (see pipelined): hooks belong on
+// each shard's client (Ring.GetShardClients), where they see every command;
+// a hook on the Ring itself sees only single-key commands.
 func (s *Store) Client() redis.UniversalClient { return s.client }
 
 // Key returns the Redis key of key in namespace ns: prefix:ns:{key}. The braces
@@ -393,13 +396,16 @@ func (s *Store) route(ns, key string) (k string, at int, standIn bool) {
 	if key != "" && (key[0] == '}' || key[0] == '~') {
 		tag = "~" + key
 	}
+	k = s.prefix + ":" + ns + ":{" + tag + "}"
 	if s.set != nil {
+		// Routed by the key's hash tag exactly as the Ring routes it (a key
+		// with a '}' is cut there); a stand-in key has the same one.
 		var epoch uint64
-		if at, standIn, epoch = s.set.place(tag); standIn {
+		if at, standIn, epoch = s.set.place(hashTag(k)); standIn {
 			return standInPrefix(s.prefix, epoch) + ":" + ns + ":{" + tag + "}", at, true
 		}
 	}
-	return s.prefix + ":" + ns + ":{" + tag + "}", at, false
+	return k, at, false
 }
 
 // parseKey splits a value key, plain or stand-in, into its namespace

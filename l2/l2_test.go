@@ -227,6 +227,29 @@ func TestStore(t *testing.T) {
 
 func testStore(t *testing.T, s *l2.Store, nodes []*redistest.Server, pttl func(string) time.Duration) {
 	ctx := context.Background()
+	t.Run("delete if", func(t *testing.T) {
+		if err := s.Set(ctx, ns, "di", []byte("new"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.TryLease(ctx, ns, "di", "holder", time.Minute); !ok || err != nil {
+			t.Fatalf("TryLease = %v, %v", ok, err)
+		}
+		if ok, err := s.DeleteIf(ctx, ns, "di", []byte("old")); ok || err != nil {
+			t.Fatalf("DeleteIf(other bytes) = %v, %v; want false, nil", ok, err)
+		}
+		if b, err := s.Get(ctx, ns, "di"); string(b) != "new" || err != nil {
+			t.Fatalf("after DeleteIf(other bytes): %q, %v; want the value kept", b, err)
+		}
+		if ok, err := s.DeleteIf(ctx, ns, "di", []byte("new")); !ok || err != nil {
+			t.Fatalf("DeleteIf(its bytes) = %v, %v; want true, nil", ok, err)
+		}
+		if b, err := s.Get(ctx, ns, "di"); b != nil || err != nil {
+			t.Fatalf("after DeleteIf(its bytes): %q, %v; want nothing", b, err)
+		}
+		if ok, err := s.TryLease(ctx, ns, "di", "other", time.Minute); ok || err != nil {
+			t.Fatalf("TryLease after DeleteIf = %v, %v; want the holder's lease kept", ok, err)
+		}
+	})
 	t.Run("get miss", func(t *testing.T) {
 		b, err := s.Get(ctx, ns, "missing")
 		if b != nil || err != nil {

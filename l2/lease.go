@@ -43,6 +43,12 @@ return 1`)
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
 
+	// deleteIf: KEYS value; ARGV data. Deletes the value if it still holds
+	// data. Returns 1 if deleted.
+	deleteIfScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+
 	// write: see writeScriptSrc.
 	writeScript = redis.NewScript(writeScriptSrc)
 )
@@ -93,6 +99,14 @@ func (s *Store) Fill(ctx context.Context, ns, key, token string, data []byte, tt
 // Release ends key's lease if token holds it.
 func (s *Store) Release(ctx context.Context, ns, key, token string) error {
 	return releaseScript.Run(ctx, s.client, []string{s.LeaseKey(ns, key)}, token).Err()
+}
+
+// DeleteIf deletes key if it still holds data, and reports whether it did.
+// A reader that found data unreadable removes it this way: a write that
+// replaced it meanwhile, and any load lease, stay.
+func (s *Store) DeleteIf(ctx context.Context, ns, key string, data []byte) (bool, error) {
+	n, err := deleteIfScript.Run(ctx, s.client, []string{s.Key(ns, key)}, data).Int()
+	return n == 1, err
 }
 
 // Write stores data under key for ttl and ends any load lease on key, in one

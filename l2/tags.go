@@ -20,7 +20,7 @@ func (s *Store) TagKey(ns, tag string) string { return s.prefix + ":" + ns + "#t
 func (s *Store) AddTags(ctx context.Context, ns, key string, tags []string, ttl time.Duration) error {
 	ms := ms(ttl)
 	cmds := make([]redis.Cmder, 3*len(tags))
-	s.pipelined(ctx, len(tags), s.tagShards(tags), func(p redis.Pipeliner, i int) {
+	s.pipelined(ctx, len(tags), s.tagShards(ns, tags), func(p redis.Pipeliner, i int) {
 		k := s.TagKey(ns, tags[i])
 		cmds[3*i] = p.SAdd(ctx, k, key)
 		// NX gives a new set its TTL; GT pushes an older one's out.
@@ -30,12 +30,15 @@ func (s *Store) AddTags(ctx context.Context, ns, key string, tags []string, ttl 
 	return cmdErrors(cmds)
 }
 
-// tagShards returns the Ring shard of each tag's set, for pipelined.
-func (s *Store) tagShards(tags []string) func(i int) int {
+// tagShards returns the Ring shard of each of ns's tag sets, for pipelined.
+func (s *Store) tagShards(ns string, tags []string) func(i int) int {
 	if s.set == nil {
 		return nil
 	}
-	return func(i int) int { return s.tagShard(tags[i]) }
+	return func(i int) int {
+		at, _ := s.tagShard(ns, tags[i])
+		return at
+	}
 }
 
 // KeysWithTags returns the keys in the sets of tags (a key may repeat). A
@@ -45,13 +48,13 @@ func (s *Store) tagShards(tags []string) func(i int) int {
 func (s *Store) KeysWithTags(ctx context.Context, ns string, tags []string) ([]string, error) {
 	if s.set != nil {
 		for _, t := range tags {
-			if _, standIn, _ := s.set.place(t); standIn {
-				return nil, fmt.Errorf("%w: tag %q: its shard %s is out of service", ErrUnavailable, t, s.set.nodes[s.set.all.get(t)].addr)
+			if _, standIn := s.tagShard(ns, t); standIn {
+				return nil, fmt.Errorf("%w: tag %q: its shard %s is out of service", ErrUnavailable, t, s.set.nodes[s.set.all.get(hashTag(s.TagKey(ns, t)))].addr)
 			}
 		}
 	}
 	cmds := make([]*redis.StringSliceCmd, len(tags))
-	s.pipelined(ctx, len(tags), s.tagShards(tags), func(p redis.Pipeliner, i int) {
+	s.pipelined(ctx, len(tags), s.tagShards(ns, tags), func(p redis.Pipeliner, i int) {
 		cmds[i] = p.SMembers(ctx, s.TagKey(ns, tags[i]))
 	})
 	var keys []string
@@ -69,7 +72,7 @@ func (s *Store) KeysWithTags(ctx context.Context, ns string, tags []string) ([]s
 // DeleteTags removes the sets of tags.
 func (s *Store) DeleteTags(ctx context.Context, ns string, tags []string) error {
 	cmds := make([]redis.Cmder, len(tags))
-	s.pipelined(ctx, len(tags), s.tagShards(tags), func(p redis.Pipeliner, i int) {
+	s.pipelined(ctx, len(tags), s.tagShards(ns, tags), func(p redis.Pipeliner, i int) {
 		cmds[i] = p.Del(ctx, s.TagKey(ns, tags[i]))
 	})
 	return cmdErrors(cmds)

@@ -40,10 +40,9 @@ func (rawCodec[V]) Unmarshal(data []byte) (V, error) {
 	var v V
 	switch p := any(&v).(type) {
 	case *[]byte:
-		// data is the caller's own copy of a Redis reply (go-redis hands
-		// replies out as strings; l2 converts each to a new []byte). The
-		// value keeps it, capped so an append by the user reallocates.
-		*p = data[:len(data):len(data)]
+		// data may be a view of a go-redis reply string (StringCmd.Bytes
+		// does not copy): the value the user may write into is a copy.
+		*p = append([]byte(nil), data...)
 	case *string:
 		*p = string(data)
 	}

@@ -103,7 +103,7 @@ func (c *Cache[V]) decodeOrDelete(ctx context.Context, key string, b []byte) *l1
 	}
 	e, err := c.decode(key, b)
 	if err != nil {
-		c.corrupt(ctx, key, err)
+		c.corrupt(ctx, key, b, err)
 		return nil
 	}
 	return e

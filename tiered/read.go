@@ -103,6 +103,12 @@ func (c *Cache[V]) fetch(ctx context.Context, key string, load Loader[V]) (resul
 		f.stale = e
 	}
 	if c.client.l2 == nil {
+		// Only a vouched-for copy: with no L2 to fall back on from a lost
+		// invalidation, an unvouched one is reloaded (as Get's own L1 check
+		// would).
+		if r, ok := f.freshL1(ctx, false); ok {
+			return r, nil
+		}
 		if load == nil {
 			return f.miss()
 		}
@@ -191,7 +197,7 @@ func (f *fetcher[V]) present(ctx context.Context, b []byte) (result[V], bool, er
 	c := f.c
 	e, err := c.decode(f.key, b)
 	if err != nil {
-		c.corrupt(ctx, f.key, err)
+		c.corrupt(ctx, f.key, b, err)
 		return result[V]{}, false, nil
 	}
 	now := c.client.clock.NowNano()
@@ -330,19 +336,27 @@ const maxPoll = 32 * time.Millisecond
 // it (L2, the truth it would be checked against, is out of reach), else by
 // loading.
 func (f *fetcher[V]) withoutL2(ctx context.Context) (result[V], error) {
-	c := f.c
-	// Looked at whether or not a channel vouches: a flight that began
-	// after an earlier one filled L1 finds that fill here.
-	if c.l1 != nil {
-		if e, ok := c.l1.Get(f.key); ok {
-			if now := c.client.clock.NowNano(); now < e.LocalFreshUntil {
-				c.stats.l1Hits.add()
-				c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
-				return result[V]{e: e, info: Info{Tier: TierL1}}, nil
-			}
-		}
+	if r, ok := f.freshL1(ctx, true); ok {
+		return r, nil
 	}
 	return f.loadLocal(ctx)
+}
+
+// freshL1 answers from a fresh L1 copy; unvouched tells whether one no
+// channel vouches for will do. A flight that began just after an earlier
+// one filled L1 finds that fill here.
+func (f *fetcher[V]) freshL1(ctx context.Context, unvouched bool) (result[V], bool) {
+	c := f.c
+	if c.l1 == nil || !unvouched && !c.client.trusted.Load() {
+		return result[V]{}, false
+	}
+	e, ok := c.l1.Get(f.key)
+	if !ok || c.client.clock.NowNano() >= e.LocalFreshUntil {
+		return result[V]{}, false
+	}
+	c.stats.l1Hits.add()
+	c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
+	return result[V]{e: e, info: Info{Tier: TierL1}}, true
 }
 
 // loadLocal loads without L2 (none configured, or it failed) and caches in L1.
@@ -455,11 +469,13 @@ func (c *Cache[V]) decode(key string, b []byte) (*l1.Entry[V], error) {
 }
 
 // corrupt deletes an undecodable L2 entry so the next read reloads it.
-func (c *Cache[V]) corrupt(ctx context.Context, key string, err error) {
+func (c *Cache[V]) corrupt(ctx context.Context, key string, b []byte, err error) {
 	c.stats.corruptEntries.Add(1)
 	c.observe(ctx, Event{Kind: EventCorrupt, Tier: TierL2, Err: err})
 	c.client.cfg.Logger.Warn("strata: corrupt L2 entry deleted", "namespace", c.ns, "key", key, "err", err)
-	if derr := c.client.l2.Delete(ctx, c.l2ns(), key); derr != nil {
+	// Only these bytes go: a write that replaced them, or another caller's
+	// load lease, must not be wiped with them.
+	if _, derr := c.client.l2.DeleteIf(ctx, c.l2ns(), key, b); derr != nil {
 		c.reportL2(ctx, "delete", derr)
 	}
 }
