@@ -61,17 +61,33 @@ func (w *workers) close() {
 // the shard it goes to (from route or tagShard), unused otherwise. Command
 // errors are left on the commands for the caller to read.
 func (s *Store) pipelined(ctx context.Context, n int, shard func(i int) int, add func(p redis.Pipeliner, i int)) {
-	if s.set == nil || n == 0 {
+	s.perShard(ctx, n, shard, func(p redis.Pipeliner, idx []int32) {
+		for _, i := range idx {
+			add(p, int(i))
+		}
+	})
+}
+
+// perShard is pipelined with one call per shard: add(p, idx) queues the
+// commands for the items idx, all of one shard (of one Ring shard, or all
+// items without a Ring).
+func (s *Store) perShard(ctx context.Context, n int, shard func(i int) int, add func(p redis.Pipeliner, idx []int32)) {
+	if n == 0 {
+		return
+	}
+	if s.set == nil {
+		idx := make([]int32, n)
+		for i := range idx {
+			idx[i] = int32(i)
+		}
 		_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i := range n {
-				add(p, i)
-			}
+			add(p, idx)
 			return nil
 		})
 		return
 	}
-	// A counting sort groups the commands: order holds their indices shard
-	// after shard, shard at's being order[start[at]:start[at+1]].
+	// A counting sort groups the items: order holds their indices shard
+	// after shard, shard j's being order[start[j]:start[j+1]].
 	shards := len(s.set.nodes)
 	at := make([]int32, n)
 	start := make([]int32, shards+1)
@@ -90,9 +106,7 @@ func (s *Store) pipelined(ctx context.Context, n int, shard func(i int) int, add
 	}
 	send := func(j int) {
 		_, _ = s.set.nodes[j].client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, i := range order[start[j]:start[j+1]] {
-				add(p, int(i))
-			}
+			add(p, order[start[j]:start[j+1]])
 			return nil
 		})
 	}
