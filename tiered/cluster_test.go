@@ -160,14 +160,7 @@ func TestClusterBasicPaths(t *testing.T) {
 		ctx := context.Background()
 		a, b := p.caches(t, "delete", opts)
 		keys := numberedKeys("user", 6)
-		for _, k := range keys {
-			if err := a.Set(ctx, k, "v"); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := b.Get(ctx, k, nil); err != nil {
-				t.Fatal(err)
-			}
-		}
+		setAndRead(t, a, b, "v", keys...)
 		if err := a.Delete(ctx, keys...); err != nil { // keys of several slots in one call
 			t.Fatal(err)
 		}
@@ -294,14 +287,7 @@ func TestClusterBasicPaths(t *testing.T) {
 		ctx := context.Background()
 		a, b := p.caches(t, "pattern", opts)
 		users, orders := numberedKeys("user", 30), numberedKeys("order", 5)
-		for _, k := range append(users, orders...) {
-			if err := a.Set(ctx, k, "v"); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := b.Get(ctx, k, nil); err != nil {
-				t.Fatal(err)
-			}
-		}
+		setAndRead(t, a, b, "v", append(users, orders...)...)
 		const match = "strata:pattern:{user:*}"
 		for addr, ks := range keysPerMaster(t, p.raw, match) {
 			if len(ks) == 0 {
@@ -334,14 +320,7 @@ func TestClusterBasicPaths(t *testing.T) {
 		ctx := context.Background()
 		a, b := p.caches(t, "clear", opts)
 		keys := numberedKeys("user", 6)
-		for _, k := range keys {
-			if err := a.Set(ctx, k, "old"); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := b.Get(ctx, k, nil); err != nil {
-				t.Fatal(err)
-			}
-		}
+		setAndRead(t, a, b, "old", keys...)
 		if err := b.Clear(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -734,4 +713,19 @@ func TestClusterClientFollowsFailover(t *testing.T) {
 		v, info, err := cache.GetWithInfo(ctx, "k", l.load)
 		return err == nil && v == "v2" && info.Tier == tiered.TierL2
 	}, "Set and Get of k through the promoted master")
+}
+
+// setAndRead sets each key to v on replica a and reads it on b, so both hold
+// it in L1.
+func setAndRead(t *testing.T, a, b *tiered.Cache[string], v string, keys ...string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, k := range keys {
+		if err := a.Set(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Get(ctx, k, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
