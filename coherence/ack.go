@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -26,56 +27,81 @@ type ackWait struct {
 
 // PublishAcked is Publish that returns only once every live member (gossip
 // members and nodes heard on pub/sub within LinkTimeout) has applied the
-// invalidation, or fails after timeout with an error naming those that did
-// not.
+// invalidation, every part of it when it is split, or fails after timeout
+// with an error naming those that did not.
 func (b *Bus) PublishAcked(ctx context.Context, kind Kind, namespace string, items []string, version uint64, timeout time.Duration) error {
 	members := b.livePeers()
-	m := &Message{
-		Origin: b.cfg.NodeID, Epoch: b.epoch, Seq: b.seq.Add(1), Kind: kind, Namespace: namespace,
-		Items: items, Version: version, SentAt: b.cfg.Now().UnixNano(), AckWanted: true,
-		L2Missed: l2Missed(ctx),
+	var seqs []uint64
+	var waits []*ackWait
+	defer func() { b.acks.forget(seqs) }()
+	err := b.publish(ctx, b.invalidation(ctx, kind, namespace, version, true), items, func(seq uint64) {
+		seqs = append(seqs, seq)
+		waits = append(waits, b.acks.expect(seq, members))
+	})
+	if err != nil {
+		return err
 	}
+	return b.acks.wait(ctx, waits, timeout)
+}
+
+// expect starts waiting for every one of members to acknowledge seq.
+func (a *acks) expect(seq uint64, members []string) *ackWait {
 	w := &ackWait{pending: map[string]bool{}, done: make(chan struct{})}
 	for _, name := range members {
 		w.pending[name] = true
 	}
-	b.acks.mu.Lock()
-	if b.acks.waiting == nil {
-		b.acks.waiting = map[uint64]*ackWait{}
-	}
-	b.acks.waiting[m.Seq] = w
 	if len(w.pending) == 0 {
 		close(w.done)
 	}
-	b.acks.mu.Unlock()
-	defer func() {
-		b.acks.mu.Lock()
-		delete(b.acks.waiting, m.Seq)
-		b.acks.mu.Unlock()
-	}()
-	b.stats.published.Add(1)
-	if err := b.send(ctx, Encode(m, b.cfg.Key)); err != nil {
-		return err
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.waiting == nil {
+		a.waiting = map[uint64]*ackWait{}
 	}
+	a.waiting[seq] = w
+	return w
+}
+
+// forget stops waiting for acknowledgements of seqs.
+func (a *acks) forget(seqs []uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, seq := range seqs {
+		delete(a.waiting, seq)
+	}
+}
+
+// wait returns once every wait is done, or fails when ctx ends or timeout
+// passes first, naming the members still pending in any of them.
+func (a *acks) wait(ctx context.Context, waits []*ackWait, timeout time.Duration) error {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
-	select {
-	case <-w.done:
-		return nil
-	case <-ctx.Done():
-	case <-t.C:
+	awaitAll(ctx, waits, t.C)
+	a.mu.Lock()
+	set := map[string]bool{}
+	for _, w := range waits {
+		for name := range w.pending {
+			set[name] = true
+		}
 	}
-	b.acks.mu.Lock()
-	missing := make([]string, 0, len(w.pending))
-	for name := range w.pending {
-		missing = append(missing, name)
-	}
-	b.acks.mu.Unlock()
-	if len(missing) == 0 {
+	a.mu.Unlock()
+	if len(set) == 0 {
 		return nil
 	}
-	slices.Sort(missing)
-	return fmt.Errorf("%w by %v", ErrNotAcknowledged, missing)
+	return fmt.Errorf("%w by %v", ErrNotAcknowledged, slices.Sorted(maps.Keys(set)))
+}
+
+// awaitAll returns once every wait is done, ctx ends or expired fires.
+func awaitAll(ctx context.Context, waits []*ackWait, expired <-chan time.Time) {
+	for _, w := range waits {
+		select {
+		case <-w.done:
+		case <-ctx.Done():
+			return
+		case <-expired:
+			return
+		}
+	}
 }
 
 // acked records that from applied our message seq.

@@ -3,6 +3,7 @@ package coherence
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	mathrand "math/rand/v2"
 	"net"
@@ -26,6 +27,11 @@ const (
 	// heartbeat or pong) before it no longer vouches for L1.
 	DefaultLinkTimeout = 1500 * time.Millisecond
 )
+
+// maxCloseHeartbeat bounds the last heartbeat Close sends: long enough for
+// a loopback or LAN round trip to Redis, short enough not to hold up a
+// shutdown.
+const maxCloseHeartbeat = 250 * time.Millisecond
 
 // Channel names a transport.
 type Channel uint8
@@ -90,6 +96,10 @@ func (c *Config) setDefaults() error {
 	if c.NodeID == "" || c.Handler == nil || (c.Redis != nil && c.Channel == "") {
 		return errors.New("coherence: NodeID, Handler and (with Redis) Channel are required")
 	}
+	if len(c.NodeID) > MaxOriginLen {
+		// Receivers would drop every message as malformed.
+		return fmt.Errorf("coherence: NodeID of %d bytes is longer than %d", len(c.NodeID), MaxOriginLen)
+	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = DefaultHeartbeatInterval
 	}
@@ -110,7 +120,7 @@ func (c *Config) setDefaults() error {
 
 // Stats counts what a Bus did.
 type Stats struct {
-	Published       uint64 // invalidations sent
+	Published       uint64 // invalidation messages sent (one per part of a split invalidation)
 	PublishErrors   uint64 // sends that failed on a channel
 	Received        uint64 // messages received, both channels, heartbeats included
 	Applied         uint64 // invalidations applied
@@ -153,7 +163,7 @@ func New(cfg Config) (*Bus, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	b := &Bus{cfg: cfg, epoch: mathrand.Uint64() | 1, origins: map[string]*origin{}}
+	b := &Bus{cfg: cfg, epoch: newEpoch(cfg.Now()), origins: map[string]*origin{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
 	if !b.hasChannels() {
@@ -167,6 +177,14 @@ func New(cfg Config) (*Bus, error) {
 		b.wg.Go(func() { b.runTicker(ctx) })
 	}
 	return b, nil
+}
+
+// newEpoch numbers a process start so that a later start of the same NodeID
+// has a larger epoch (see Message.Epoch): the start time in Unix nanoseconds
+// with its low 16 bits random, so that two starts within 65 µs still differ
+// (in no particular order), and odd, so that it is never zero.
+func newEpoch(start time.Time) uint64 {
+	return uint64(start.UnixNano())&^0xffff | mathrand.Uint64()&0xffff | 1
 }
 
 func (b *Bus) hasChannels() bool { return b.cfg.Redis != nil || b.cfg.Gossip != nil }
@@ -202,14 +220,46 @@ func (b *Bus) Stats() Stats {
 // Publish sends an invalidation on every channel. It fails only when every
 // channel failed; a message lost everywhere is still noticed by receivers as
 // a gap at the next heartbeat.
+//
+// Items that do not fit in one message (MaxMessageSize, MaxItems) are split
+// over several, each with its own sequence. An item too large for any
+// message is not sent: Publish returns an error wrapping ErrTooLarge, and
+// receivers see the sequence it would have had as a gap and drop L1.
 func (b *Bus) Publish(ctx context.Context, kind Kind, namespace string, items []string, version uint64) error {
-	m := &Message{
-		Origin: b.cfg.NodeID, Epoch: b.epoch, Seq: b.seq.Add(1), Kind: kind,
-		Namespace: namespace, Items: items, Version: version, SentAt: b.cfg.Now().UnixNano(),
-		L2Missed: l2Missed(ctx),
+	return b.publish(ctx, b.invalidation(ctx, kind, namespace, version, false), items, nil)
+}
+
+// invalidation is the template of the messages that carry one invalidation.
+func (b *Bus) invalidation(ctx context.Context, kind Kind, namespace string, version uint64, ackWanted bool) Message {
+	return Message{
+		Origin: b.cfg.NodeID, Epoch: b.epoch, Kind: kind, Namespace: namespace,
+		Version: version, AckWanted: ackWanted, L2Missed: l2Missed(ctx),
 	}
-	b.stats.published.Add(1)
-	return b.send(ctx, Encode(m, b.cfg.Key))
+}
+
+// publish sends template with items, in as many parts as the size limits
+// require, each with the next sequence. sending, if not nil, is told each
+// part's sequence just before the part goes out. The error joins the parts'.
+func (b *Bus) publish(ctx context.Context, template Message, items []string, sending func(seq uint64)) error {
+	var errs []error
+	for _, p := range splitItems(items, itemBudget(&template, b.cfg.Key)) {
+		m := template
+		m.Seq, m.Items, m.SentAt = b.seq.Add(1), p.items, b.cfg.Now().UnixNano()
+		if p.tooLarge {
+			// The sequence stays unsent: receivers see a gap and drop L1,
+			// which covers this invalidation.
+			errs = append(errs, fmt.Errorf("%w: namespace of %d bytes, item of %d", ErrTooLarge, len(m.Namespace), longest(p.items)))
+			continue
+		}
+		if sending != nil {
+			sending(m.Seq)
+		}
+		b.stats.published.Add(1)
+		if err := b.send(ctx, Encode(&m, b.cfg.Key)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // send writes data on every channel and joins the errors if all failed.
@@ -266,17 +316,23 @@ func (b *Bus) Deliver(data []byte, channel Channel) {
 
 // apply records m from channel and applies it if it is new; it reports
 // whether m is applied now or was already (an ack is then due either way).
+// A message of an older epoch than its sender's tracked one is applied every
+// time it arrives: it cannot be de-duplicated, and applying is idempotent.
 func (b *Bus) apply(m *Message, channel Channel) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	o := b.origin(m)
 	now := b.cfg.Now().UnixNano()
-	o.heard[channel] = now
-	if m.Kind == KindHeartbeat {
-		o.announce(m.Seq, now)
-		return false
+	o := b.origin(m, now)
+	if o != nil {
+		o.heard[channel] = now
 	}
-	if !o.accept(m.Seq, now) {
+	switch {
+	case m.Kind == KindHeartbeat:
+		if o != nil {
+			o.announce(m.Seq, now)
+		}
+		return false
+	case o != nil && !o.accept(m.Seq, now):
 		b.stats.duplicates.Add(1)
 		return true
 	}
@@ -285,27 +341,44 @@ func (b *Bus) apply(m *Message, channel Channel) bool {
 	return true
 }
 
-// origin returns the state of m's sender, starting it afresh on a new epoch.
-// A sender first heard is taken from the message's sequence on: messages it
-// sent before this node listened cannot concern this node's L1.
-func (b *Bus) origin(m *Message) *origin {
+// origin returns the state of m's sender, or nil when m comes from an older
+// epoch than the one tracked: a delayed message of the sender's previous
+// process, which must neither replace the newer state nor count toward its
+// gaps.
+//
+// A sender first heard, or heard in a newer epoch, is tracked from m's
+// sequence on, with the window below it that newOrigin describes. An older
+// epoch does replace a tracked one silent for LinkTimeout (heartbeats come
+// far more often): the sender's clock stepped back across a restart, or it
+// is a producer whose epochs are not ordered.
+func (b *Bus) origin(m *Message, now int64) *origin {
 	o := b.origins[m.Origin]
-	if o == nil || o.epoch != m.Epoch {
-		start := m.Seq
-		if m.Kind != KindHeartbeat {
-			start--
-		}
-		o = newOrigin(m.Epoch, start)
-		b.origins[m.Origin] = o
+	switch {
+	case o != nil && o.epoch == m.Epoch:
+		return o
+	case o != nil && m.Epoch < o.epoch && now-o.lastHeard() <= int64(b.cfg.LinkTimeout):
+		return nil
 	}
+	o = newOrigin(m.Epoch, m.Seq, m.Kind != KindHeartbeat, now)
+	b.origins[m.Origin] = o
 	return o
 }
 
-// Close stops the bus's goroutines. It is idempotent.
+// Close stops the bus's goroutines, then sends a last heartbeat on every
+// channel (waiting at most 250 ms, or HeartbeatInterval if shorter) so
+// that receivers notice a final message lost on every channel as a gap. It
+// is idempotent.
+//
+// NOTE: a process that exits without Close sends no last heartbeat: a
+// message it lost in its last heartbeat interval goes unnoticed, and
+// receivers may serve the stale entry until it expires from L1.
 func (b *Bus) Close() error {
 	b.once.Do(func() {
 		b.cancel()
 		b.wg.Wait()
+		if b.hasChannels() && b.seq.Load() > 0 {
+			b.heartbeat(context.Background(), min(b.cfg.HeartbeatInterval, maxCloseHeartbeat))
+		}
 	})
 	return nil
 }
@@ -335,9 +408,13 @@ func (b *Bus) subscribe(ctx context.Context) {
 	for ctx.Err() == nil {
 		last := max(b.pubsubSeen.Load(), started)
 		if b.cfg.Now().UnixNano()-last > int64(b.cfg.LinkTimeout) {
+			println("DEBUG silent", b.cfg.NodeID)
 			return
 		}
 		msg, err := ps.ReceiveTimeout(ctx, b.cfg.HeartbeatInterval/2)
+		if err != nil && b.cfg.NodeID == "b" {
+			println("DEBUG", b.cfg.NodeID, err.Error())
+		}
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -381,7 +458,7 @@ func (b *Bus) runTicker(ctx context.Context) {
 		case now := <-check.C:
 			if now.Sub(lastBeat) >= b.cfg.HeartbeatInterval {
 				lastBeat = now
-				b.heartbeat(ctx)
+				b.heartbeat(ctx, b.cfg.HeartbeatInterval)
 			}
 			b.checkGaps()
 			b.checkHealth()
@@ -389,9 +466,11 @@ func (b *Bus) runTicker(ctx context.Context) {
 	}
 }
 
-func (b *Bus) heartbeat(ctx context.Context) {
+// heartbeat sends the latest sequence on every channel, waiting at most
+// timeout.
+func (b *Bus) heartbeat(ctx context.Context, timeout time.Duration) {
 	m := &Message{Origin: b.cfg.NodeID, Epoch: b.epoch, Seq: b.seq.Load(), Kind: KindHeartbeat, SentAt: b.cfg.Now().UnixNano()}
-	hctx, cancel := context.WithTimeout(ctx, b.cfg.HeartbeatInterval)
+	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	_ = b.send(hctx, Encode(m, b.cfg.Key))
 }

@@ -9,6 +9,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 
 	"github.com/strata-cache/strata/internal/wire"
 )
@@ -48,7 +50,7 @@ func (k Kind) String() string {
 // Message is one invalidation, or a heartbeat.
 type Message struct {
 	Origin    string // NodeID of the sender
-	Epoch     uint64 // random per sender process start
+	Epoch     uint64 // per sender process start, larger at each restart; see below
 	Seq       uint64 // per (Origin, Epoch), from 1, no holes
 	Kind      Kind
 	Namespace string
@@ -64,13 +66,23 @@ type Message struct {
 	L2Missed bool
 }
 
+// Epochs: a receiver tracks one epoch per Origin, the largest heard. A
+// message of a smaller epoch (a delayed message of the origin's previous
+// process) is applied, but it does not replace the tracked state and does
+// not count toward gaps; only once the tracked epoch has been silent for
+// Config.LinkTimeout does a smaller epoch take its place. Strata's buses use
+// their start time in Unix nanoseconds with the low 16 bits random, made
+// odd. A producer with random epochs still works: after a restart its
+// messages are applied but not de-duplicated or checked for gaps until its
+// previous epoch has been silent for LinkTimeout.
+
 // Wire format, version 1 (all varints are Go's encoding/binary varints):
 //
 //	magic     2 bytes  0x53 0x49 ("SI")
 //	format    1 byte   1
 //	kind      1 byte   Kind
 //	flags     1 byte   bit 0: a MAC follows the body; bit 1: ack wanted; bit 2: L2 missed; other bits zero
-//	epoch     uvarint
+//	epoch     uvarint  increasing per process start of the origin (see Epochs above)
 //	seq       uvarint
 //	version   uvarint
 //	sent      varint   Unix nanoseconds
@@ -104,6 +116,10 @@ var (
 	ErrMalformed       = errors.New("coherence: malformed message")
 	ErrUnauthenticated = errors.New("coherence: message not authenticated")
 )
+
+// ErrTooLarge is wrapped by Publish and PublishAcked when one item (or the
+// namespace) alone does not fit in a message of MaxMessageSize.
+var ErrTooLarge = errors.New("coherence: invalidation too large for a message")
 
 // Encode returns the wire form of m, with a MAC when key is non-nil.
 func Encode(m *Message, key []byte) []byte {
@@ -191,6 +207,64 @@ func itemsLen(items []string) int {
 	n := 0
 	for _, it := range items {
 		n += len(it) + binary.MaxVarintLen32
+	}
+	return n
+}
+
+// part is one message's share of an invalidation's items.
+type part struct {
+	items    []string
+	tooLarge bool // one item, or the message without items, exceeds the limit
+}
+
+// splitItems cuts items into parts of at most MaxItems items whose encoded
+// size is at most budget bytes. An item larger than budget is a part of its
+// own, marked too large. There is always at least one part.
+func splitItems(items []string, budget int) []part {
+	if budget < 0 {
+		return []part{{items: items, tooLarge: true}}
+	}
+	var parts []part
+	start, size := 0, 0
+	for i, it := range items {
+		n := itemLen(it)
+		if i > start && (i-start == MaxItems || size+n > budget || n > budget) {
+			parts = append(parts, part{items: items[start:i]})
+			start, size = i, 0
+		}
+		if n > budget {
+			parts = append(parts, part{items: items[i : i+1], tooLarge: true})
+			start = i + 1
+			continue
+		}
+		size += n
+	}
+	if start < len(items) || len(parts) == 0 {
+		parts = append(parts, part{items: items[start:]})
+	}
+	return parts
+}
+
+// itemBudget is how many bytes of encoded items a message like m may carry
+// within MaxMessageSize: everything else is set aside at its largest (every
+// varint at full width, an item count of MaxItems, the MAC).
+func itemBudget(m *Message, key []byte) int {
+	widest := *m
+	widest.Epoch, widest.Seq, widest.Version, widest.SentAt = math.MaxUint64, math.MaxUint64, math.MaxUint64, math.MinInt64
+	widest.Items = nil // encoded as a one-byte count
+	return MaxMessageSize - (len(Encode(&widest, key)) - 1 + uvarintLen(MaxItems))
+}
+
+// itemLen is the encoded size of one item.
+func itemLen(it string) int { return uvarintLen(uint64(len(it))) + len(it) }
+
+// uvarintLen is the encoded size of x as a uvarint: 7 bits a byte.
+func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
+
+func longest(items []string) int {
+	n := 0
+	for _, it := range items {
+		n = max(n, len(it))
 	}
 	return n
 }

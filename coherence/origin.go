@@ -4,21 +4,41 @@ package coherence
 // gap at once.
 const maxTracked = 1 << 16
 
+// firstContactWindow is how many sequences below the first one heard from a
+// sender are still applied if they arrive, for one GapGrace: the two
+// channels deliver out of order by up to a few milliseconds, and 1024 is
+// more than any sender publishes in that time. They are never counted as
+// missing: a message sent before this node listened cannot be required.
+const firstContactWindow = 1024
+
 // origin is what a receiver knows of one sender epoch: every sequence up to
 // contig was seen; above it, seen lists the ones that arrived early and
 // missing the ones known to exist (a later sequence or a heartbeat named
-// them) but not seen yet, with when they were first missed.
+// them) but not seen yet, with when they were first missed. Sequences in
+// (contig, optional] were sent before this node first heard the sender: they
+// are applied if they arrive before the window closes, and never missed.
 type origin struct {
-	epoch   uint64
-	contig  uint64
-	seen    map[uint64]struct{}
-	missing map[uint64]int64
-	heard   [2]int64 // per Channel, Unix ns of the last message
-	overrun bool     // a jump too large to track: report a gap
+	epoch    uint64
+	contig   uint64
+	optional uint64
+	opened   int64 // Unix ns the optional window opened
+	seen     map[uint64]struct{}
+	missing  map[uint64]int64
+	heard    [2]int64 // per Channel, Unix ns of the last message
+	overrun  bool     // a jump too large to track: report a gap
 }
 
-func newOrigin(epoch, contig uint64) *origin {
-	return &origin{epoch: epoch, contig: contig, seen: map[uint64]struct{}{}, missing: map[uint64]int64{}}
+// newOrigin starts tracking a sender epoch first heard at now through
+// sequence first, which exists; known says whether it was seen (a message)
+// or only named (a heartbeat).
+func newOrigin(epoch, first uint64, known bool, now int64) *origin {
+	o := &origin{epoch: epoch, seen: map[uint64]struct{}{}, missing: map[uint64]int64{}, opened: now}
+	o.optional = first
+	if known {
+		o.optional--
+	}
+	o.contig = o.optional - min(o.optional, firstContactWindow)
+	return o
 }
 
 func (o *origin) lastHeard() int64 { return max(o.heard[0], o.heard[1]) }
@@ -39,19 +59,20 @@ func (o *origin) accept(seq uint64, now int64) bool {
 }
 
 // announce records that every sequence up to latest exists: those not seen
-// become missing from now.
+// and not optional become missing from now.
 func (o *origin) announce(latest uint64, now int64) {
-	if latest <= o.contig {
+	from := max(o.contig, o.optional)
+	if latest <= from {
 		return
 	}
-	if latest-o.contig > maxTracked {
+	if latest-from > maxTracked {
 		o.overrun = true
 		o.contig = latest
 		clear(o.seen)
 		clear(o.missing)
 		return
 	}
-	for s := o.contig + 1; s <= latest; s++ {
+	for s := from + 1; s <= latest; s++ {
 		if _, ok := o.seen[s]; ok {
 			continue
 		}
@@ -62,7 +83,9 @@ func (o *origin) announce(latest uint64, now int64) {
 }
 
 // expire gives up on sequences missing since before deadline: they are lost.
-// It returns how many, and skips past them.
+// It returns how many, and skips past them. It also closes the optional
+// window once it opened before deadline: what has not arrived by then is
+// not waited for.
 func (o *origin) expire(deadline int64) int {
 	lost := 0
 	if o.overrun {
@@ -76,10 +99,24 @@ func (o *origin) expire(deadline int64) int {
 			lost++
 		}
 	}
+	if o.optional > o.contig && o.opened <= deadline {
+		o.closeWindow()
+	}
 	if lost > 0 {
 		o.advance()
 	}
 	return lost
+}
+
+// closeWindow moves contig over the optional sequences, seen or not.
+func (o *origin) closeWindow() {
+	o.contig = o.optional
+	for s := range o.seen {
+		if s <= o.contig {
+			delete(o.seen, s)
+		}
+	}
+	o.advance()
 }
 
 // advance moves contig over the sequences seen right after it.

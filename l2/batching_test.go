@@ -71,11 +71,15 @@ func TestBatchingIsOnePipelinePerShard(t *testing.T) {
 		{"SetMany", len(keys), func() error { return store.SetMany(ctx, "ns", items) }},
 		{"GetMany", 3, func() error { _, err := store.GetMany(ctx, "ns", keys); return err }}, // one MGET per shard
 		{"Delete", len(keys), func() error { return store.Delete(ctx, "ns", keys...) }},
-		{"KeysWithTags", len(tags), func() error { _, err := store.KeysWithTags(ctx, "ns", tags); return err }},
-		{"DeleteTags", len(tags), func() error { return store.DeleteTags(ctx, "ns", tags) }},
+		{"PopTags", len(tags), func() error { _, err := store.PopTags(ctx, "ns", tags); return err }},
+		{"ExpireTags", len(tags), func() error { return store.ExpireTags(ctx, "ns", tags, time.Minute) }},
 	}
-	// Warm the connections: opening one sends its own handshake commands.
+	// Warm the connections (opening one sends its own handshake commands)
+	// and load the scripts (a first EVALSHA is answered NOSCRIPT and resent).
 	if _, err := store.GetMany(ctx, "ns", keys); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.PopTags(ctx, "ns", tags); err != nil {
 		t.Fatal(err)
 	}
 	for _, op := range ops {

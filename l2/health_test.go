@@ -204,7 +204,7 @@ func TestFailedWritesAreReplayed(t *testing.T) {
 
 // A tag whose set lives on a shard out of service cannot be listed: the
 // stand-in would answer with only part of the set.
-func TestKeysWithTagsOfAnAbsentShardIsAnError(t *testing.T) {
+func TestPopTagsOfAnAbsentShardIsAnError(t *testing.T) {
 	ctx := context.Background()
 	servers := redistest.StartShards(t, 3)
 	s := openOn(t, servers...)
@@ -215,8 +215,8 @@ func TestKeysWithTagsOfAnAbsentShardIsAnError(t *testing.T) {
 	}
 	servers[owner].Kill()
 	redistest.WaitFor(t, 5*time.Second, func() bool { return !s.Health()[owner].Serving }, "the tag's shard leaves")
-	if _, err := s.KeysWithTags(ctx, "ns", []string{tag}); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("KeysWithTags with the tag's shard out = %v, want ErrUnavailable", err)
+	if _, err := s.PopTags(ctx, "ns", []string{tag}); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("PopTags with the tag's shard out = %v, want ErrUnavailable", err)
 	}
 }
 
@@ -248,21 +248,23 @@ func TestBatchesRouteAsSingleCommands(t *testing.T) {
 				listable = append(listable, tag)
 			}
 		}
-		members, err := s.KeysWithTags(ctx, "ns", listable)
-		if err != nil || len(members) != 20*len(listable) {
-			t.Fatalf("%s: KeysWithTags: %d members, %v; want %d", when, len(members), err, 20*len(listable))
-		}
 		for _, tag := range tags {
 			if n, err := s.Client().SCard(ctx, s.TagKey("ns", tag)).Result(); n != 20 || err != nil {
 				t.Fatalf("%s: the Ring finds %d members of tag %q (%v), want 20", when, n, tag, err)
 			}
 		}
-		if err := s.DeleteTags(ctx, "ns", tags); err != nil {
-			t.Fatalf("%s: DeleteTags: %v", when, err)
+		members, err := s.PopTags(ctx, "ns", listable)
+		if err != nil || len(members) != len(listable) {
+			t.Fatalf("%s: PopTags: %d sets, %v; want %d", when, len(members), err, len(listable))
 		}
-		for _, tag := range tags {
+		for i, m := range members {
+			if len(m) != 20 {
+				t.Fatalf("%s: PopTags: tag %q has %d members, want 20", when, listable[i], len(m))
+			}
+		}
+		for _, tag := range listable {
 			if n, err := s.Client().Exists(ctx, s.TagKey("ns", tag)).Result(); n != 0 || err != nil {
-				t.Fatalf("%s: tag %q's set left after DeleteTags (%d, %v)", when, tag, n, err)
+				t.Fatalf("%s: tag %q's set left after PopTags (%d, %v)", when, tag, n, err)
 			}
 		}
 		items := make([]Item, len(keys))

@@ -694,6 +694,13 @@ func (s *Store) BumpVersion(ctx context.Context, ns string) (uint64, error) {
 // DeleteMatching removes the keys of ns whose key matches pattern (Redis
 // glob syntax), with their leases: SCAN and UNLINK on every shard or cluster
 // master. It returns how many keys it removed.
+//
+// Each server is scanned twice: first for the load leases of matching keys,
+// then for the keys. A SCAN finds only what exists for its whole run, so a
+// load that fills its value during the first pass may escape it, but its
+// value then exists for the whole second; a lease that escapes the first pass
+// ends after it, and its fill fails. Loads that start after the first pass
+// read the source after the caller changed it.
 func (s *Store) DeleteMatching(ctx context.Context, ns, pattern string) (int, error) {
 	matches := []string{s.prefix + ":" + ns + ":{" + pattern + "}"}
 	if s.set != nil {
@@ -703,7 +710,12 @@ func (s *Store) DeleteMatching(ctx context.Context, ns, pattern string) (int, er
 	total := 0
 	each := func(ctx context.Context, c *redis.Client) error {
 		for _, match := range matches {
-			n, err := scanUnlink(ctx, c, match)
+			if _, err := scanUnlink(ctx, c, match+leaseSuffix, false); err != nil {
+				return err
+			}
+		}
+		for _, match := range matches {
+			n, err := scanUnlink(ctx, c, match, true)
 			mu.Lock()
 			total += n
 			mu.Unlock()
@@ -751,8 +763,9 @@ func (s *Store) DeleteMatching(ctx context.Context, ns, pattern string) (int, er
 	return total, err
 }
 
-// scanUnlink unlinks every key of one server matching match, and its lease.
-func scanUnlink(ctx context.Context, c *redis.Client, match string) (int, error) {
+// scanUnlink unlinks every key of one server matching match, and with
+// leases the key's lease too.
+func scanUnlink(ctx context.Context, c *redis.Client, match string, leases bool) (int, error) {
 	total := 0
 	var cursor uint64
 	for {
@@ -761,14 +774,14 @@ func scanUnlink(ctx context.Context, c *redis.Client, match string) (int, error)
 			return total, err
 		}
 		if len(keys) > 0 {
-			all := make([]string, 0, 2*len(keys))
-			for _, k := range keys {
-				all = append(all, k, k+leaseSuffix)
-			}
 			// A key and its lease share a slot; different keys may not.
 			if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for i := 0; i < len(all); i += 2 {
-					p.Unlink(ctx, all[i], all[i+1])
+				for _, k := range keys {
+					if leases {
+						p.Unlink(ctx, k, k+leaseSuffix)
+					} else {
+						p.Unlink(ctx, k)
+					}
 				}
 				return nil
 			}); err != nil {

@@ -104,13 +104,19 @@ func (s *shardSet) rebuild() {
 // of this routing. With no shard serving, the owner is returned; it refuses
 // the command at once.
 func (s *shardSet) place(tag string) (at int, standIn bool, epoch uint64) {
-	owner := s.all.get(tag)
 	l := s.live.Load()
+	at, standIn = s.placeIn(l, tag)
+	return at, standIn, l.epoch
+}
+
+// placeIn is place in the routing generation l.
+func (s *shardSet) placeIn(l *liveShards, tag string) (at int, standIn bool) {
+	owner := s.all.get(tag)
 	if len(l.idx) == len(s.nodes) || len(l.idx) == 0 {
-		return owner, false, l.epoch
+		return owner, false
 	}
 	at = l.idx[l.r.get(tag)]
-	return at, at != owner, l.epoch
+	return at, at != owner
 }
 
 // Get implements redis.ConsistentHash: the name of the shard serving key,

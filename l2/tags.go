@@ -41,39 +41,115 @@ func (s *Store) tagShards(ns string, tags []string) func(i int) int {
 	}
 }
 
-// KeysWithTags returns the keys in the sets of tags (a key may repeat). A
-// tag whose set lives on a shard out of service is an error: the stand-in
-// holds at most the memberships added since, and deleting only those would
-// look like success.
-func (s *Store) KeysWithTags(ctx context.Context, ns string, tags []string) ([]string, error) {
-	if s.set != nil {
-		for _, t := range tags {
-			if _, standIn := s.tagShard(ns, t); standIn {
-				return nil, fmt.Errorf("%w: tag %q: its shard %s is out of service", ErrUnavailable, t, s.set.nodes[s.set.all.get(hashTag(s.TagKey(ns, t)))].addr)
-			}
-		}
+// popTagScript: KEYS tag set. Returns its members and deletes it, in one
+// step: a writer's SADD lands either before (its key is returned) or after
+// (in a new set that the next invalidation finds).
+var popTagScript = redis.NewScript(`
+local m = redis.call('SMEMBERS', KEYS[1])
+redis.call('DEL', KEYS[1])
+return m`)
+
+// PopTags removes the sets of tags and returns their members, per tag. A tag
+// whose set lives on a shard out of service is an error: the stand-in holds
+// at most the memberships added since, and deleting only those would look
+// like success.
+//
+// Writers add a key to its tag sets after writing its value (Set) or before
+// filling a leased load (whose lease the caller ends by deleting the key):
+// either way a key with a value is never out of the sets of its tags.
+func (s *Store) PopTags(ctx context.Context, ns string, tags []string) ([][]string, error) {
+	if err := s.tagsServing(ns, tags); err != nil {
+		return nil, err
 	}
-	cmds := make([]*redis.StringSliceCmd, len(tags))
-	s.pipelined(ctx, len(tags), s.tagShards(ns, tags), func(p redis.Pipeliner, i int) {
-		cmds[i] = p.SMembers(ctx, s.TagKey(ns, tags[i]))
+	members := make([][]string, len(tags))
+	err := s.evalMany(ctx, popTagScript, len(tags), s.tagShards(ns, tags), func(i int) ([]string, []any) {
+		return []string{s.TagKey(ns, tags[i])}, nil
+	}, func(i int, cmd *redis.Cmd) error {
+		m, err := cmd.StringSlice()
+		members[i] = m
+		return err
 	})
-	var keys []string
-	var errs []error
-	for _, c := range cmds {
-		members, err := c.Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			errs = append(errs, err)
-		}
-		keys = append(keys, members...)
-	}
-	return keys, joinDistinct(errs)
+	return members, err
 }
 
-// DeleteTags removes the sets of tags.
-func (s *Store) DeleteTags(ctx context.Context, ns string, tags []string) error {
+// tagsServing fails if the set of one of tags lives on a shard out of
+// service.
+func (s *Store) tagsServing(ns string, tags []string) error {
+	if s.set == nil {
+		return nil
+	}
+	for _, t := range tags {
+		if _, standIn := s.tagShard(ns, t); standIn {
+			return fmt.Errorf("%w: tag %q: its shard %s is out of service", ErrUnavailable, t, s.set.nodes[s.set.all.get(hashTag(s.TagKey(ns, t)))].addr)
+		}
+	}
+	return nil
+}
+
+// ExpireTags makes the sets of tags live at least ttl from now: a sliding
+// value's tag sets must outlive it.
+func (s *Store) ExpireTags(ctx context.Context, ns string, tags []string, ttl time.Duration) error {
+	ms := ms(ttl)
 	cmds := make([]redis.Cmder, len(tags))
 	s.pipelined(ctx, len(tags), s.tagShards(ns, tags), func(p redis.Pipeliner, i int) {
-		cmds[i] = p.Del(ctx, s.TagKey(ns, tags[i]))
+		cmds[i] = p.Do(ctx, "PEXPIRE", s.TagKey(ns, tags[i]), ms, "GT")
 	})
 	return cmdErrors(cmds)
+}
+
+// TagFence is a reading of a namespace's tag-invalidation counter, taken by
+// a loader before it reads the source and compared (==) with a second reading
+// before it fills: a tag invalidation in between makes them differ, and the
+// fill must not happen (the loaded data may predate the invalidation, and the
+// key was not yet in the sets it cleared). Readings through different routing
+// generations always differ.
+type TagFence struct {
+	count uint64
+	live  *liveShards
+}
+
+// tagFenceSuffix names a namespace's tag-invalidation counter:
+// prefix:ns#tagfence. Namespaces cannot contain '#'.
+const tagFenceSuffix = "#tagfence"
+
+// advanceScript: KEYS counter. Moves it to a value it never held:
+// max(value+1, server time in microseconds), so a counter started afresh on
+// a stand-in shard never repeats one an owner held.
+var advanceScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local n = math.max(tonumber(redis.call('GET', KEYS[1]) or '0') + 1, now)
+redis.call('SET', KEYS[1], string.format('%.0f', n))
+return 1`)
+
+// tagFenceKey returns the Redis key of ns's tag-invalidation counter and the
+// routing it was resolved with.
+func (s *Store) tagFenceKey(ns string) (string, *liveShards) {
+	k := s.prefix + ":" + ns + tagFenceSuffix
+	if s.set == nil {
+		return k, nil
+	}
+	live := s.set.live.Load()
+	if _, standIn := s.set.placeIn(live, hashTag(k)); standIn {
+		k = standInPrefix(s.prefix, live.epoch) + ":" + ns + tagFenceSuffix
+	}
+	return k, live
+}
+
+// ReadTagFence reads ns's tag-invalidation counter.
+func (s *Store) ReadTagFence(ctx context.Context, ns string) (TagFence, error) {
+	k, live := s.tagFenceKey(ns)
+	n, err := s.client.Get(ctx, k).Uint64()
+	if errors.Is(err, redis.Nil) {
+		err = nil
+	}
+	return TagFence{count: n, live: live}, err
+}
+
+// AdvanceTagFence moves ns's tag-invalidation counter on, before a tag
+// invalidation clears the tag sets: loads that read the source before it
+// then refuse to fill.
+func (s *Store) AdvanceTagFence(ctx context.Context, ns string) error {
+	k, _ := s.tagFenceKey(ns)
+	return advanceScript.Run(ctx, s.client, []string{k}).Err()
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
-	"sync"
 	"sync/atomic"
 
 	"github.com/strata-cache/strata/internal/flight"
@@ -44,6 +43,11 @@ type Cache[V any] struct {
 	// N-th Clear. It changes only upwards, with version.
 	l2name  atomic.Pointer[string]
 	version atomic.Uint64
+	// versionKnown is set once the version was read from L2 (at once
+	// without L2). Until then reads bypass L2 and writes fail with
+	// ErrVersionUnknown. reloading is set while a background read runs.
+	versionKnown atomic.Bool
+	reloading    atomic.Bool
 
 	beforeInstall func(key string) // test hook (export_test.go): runs between a read and its L1 install
 }
@@ -72,7 +76,9 @@ func NewCache[V any](c *Client, namespace string, opts Options[V]) (*Cache[V], e
 		cache.close()
 		return nil, err
 	}
-	cache.loadVersion(context.Background())
+	if cache.loadVersion(context.Background()) != nil {
+		cache.reloadVersion()
+	}
 	return cache, nil
 }
 
@@ -144,7 +150,7 @@ func (c *Cache[V]) countL1Hit(ctx context.Context, e *l1.Entry[V], now int64, lo
 		c.earlyRefresh(ctx, e, now, load)
 	}
 	if c.opts.Sliding && !e.Negative {
-		c.slide(ctx, e.Key, now)
+		c.slide(ctx, e, now)
 	}
 	c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
 }
@@ -235,63 +241,4 @@ func (c *Cache[V]) close() {
 	if c.l1 != nil {
 		c.l1.Close()
 	}
-}
-
-// fillGuard refuses an L1 install of data read before a write to the same key
-// on this replica. Keys map onto stripes; a write bumps its stripe's
-// generation, and a fill installs only if the generation is the one it saw
-// when its read started. The stripe lock makes check-and-install atomic
-// against bump-and-write.
-type fillGuard struct {
-	seed    maphash.Seed
-	stripes [64]struct {
-		mu  sync.Mutex
-		gen atomic.Uint64 // written under mu, read without it
-	}
-}
-
-func (g *fillGuard) stripe(key string) int {
-	return int(maphash.String(g.seed, key) % uint64(len(g.stripes)))
-}
-
-// begin returns the generation to pass to install. It takes no lock: a write
-// bumps the generation after its L2 write, so a read that starts after the
-// bump already sees the new data.
-func (g *fillGuard) begin(key string) uint64 {
-	return g.stripes[g.stripe(key)].gen.Load()
-}
-
-// install runs fn if key's stripe is still at gen.
-func (g *fillGuard) install(key string, gen uint64, fn func()) bool {
-	s := &g.stripes[g.stripe(key)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gen.Load() != gen {
-		return false
-	}
-	fn()
-	return true
-}
-
-// writeAll bumps every stripe and runs fn under all their locks.
-func (g *fillGuard) writeAll(fn func()) {
-	for i := range g.stripes {
-		g.stripes[i].mu.Lock()
-		g.stripes[i].gen.Add(1)
-	}
-	defer func() {
-		for i := range g.stripes {
-			g.stripes[i].mu.Unlock()
-		}
-	}()
-	fn()
-}
-
-// write bumps key's stripe and runs fn under its lock.
-func (g *fillGuard) write(key string, fn func()) {
-	s := &g.stripes[g.stripe(key)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.gen.Add(1)
-	fn()
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/strata-cache/strata/coherence"
+	"github.com/strata-cache/strata/l2"
 )
 
 // Clear invalidates the whole namespace on every replica: it bumps the
@@ -27,6 +28,7 @@ func (c *Cache[V]) Clear(ctx context.Context) error {
 		}
 	}
 	c.setVersion(v)
+	c.versionKnown.Store(true)
 	c.dropAll()
 	return c.client.publish(ctx, coherence.KindClear, c.ns, nil, v)
 }
@@ -48,7 +50,9 @@ func (c *Cache[V]) InvalidatePattern(ctx context.Context, pattern string) error 
 	}
 	var err error
 	if store := c.client.l2; store != nil {
-		if _, err = store.DeleteMatching(ctx, c.l2ns(), pattern); err != nil {
+		if err = c.versionReady(ctx); err != nil {
+			c.stats.l2Errors.Add(1)
+		} else if _, err = store.DeleteMatching(ctx, c.l2ns(), pattern); err != nil {
 			c.stats.l2Errors.Add(1)
 			err = fmt.Errorf("tiered: invalidate pattern %q in L2: %w", pattern, err)
 		}
@@ -75,22 +79,82 @@ func (c *Cache[V]) setVersion(v uint64) {
 	}
 }
 
-// versionTimeout bounds reading the namespace version at start and on reset.
+// versionTimeout bounds one read of the namespace version.
 const versionTimeout = time.Second
 
-// loadVersion reads the namespace's version from L2. A failure is logged:
-// the version is read again at the next reset of L1.
-func (c *Cache[V]) loadVersion(ctx context.Context) {
+// Back-off of the background version reads after a failure: the first retry
+// comes soon (a blip), later ones at most a second apart.
+const (
+	versionRetryMin = 10 * time.Millisecond
+	versionRetryMax = time.Second
+)
+
+// ErrVersionUnknown is returned by writes and invalidations of a cache whose
+// namespace version could not be read from L2 yet (Redis was unreachable
+// when the cache was made): writing under a guessed version would miss the
+// keys every other replica reads. L1 and the other replicas are updated; L2
+// is not. The version is read again in the background until it is known.
+var ErrVersionUnknown = fmt.Errorf("tiered: namespace version unknown: %w", l2.ErrUnavailable)
+
+// loadVersion reads the namespace's version from L2. A newer version than
+// the one in use is taken, then L1 dropped: in that order, a read between
+// the two cannot fill L1 from the old namespace after the drop.
+func (c *Cache[V]) loadVersion(ctx context.Context) error {
 	store := c.client.l2
 	if store == nil {
-		return
+		c.versionKnown.Store(true)
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, versionTimeout)
 	defer cancel()
 	v, err := store.NamespaceVersion(ctx, c.ns)
-	if err != nil && !errors.Is(err, context.Canceled) {
-		c.reportL2(ctx, "version", err)
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			c.reportL2(ctx, "version", err)
+		}
+		return err
+	}
+	if v > c.version.Load() {
+		c.setVersion(v)
+		c.dropAll()
+	}
+	c.versionKnown.Store(true)
+	return nil
+}
+
+// reloadVersion reads the namespace version again in the background, until
+// a read succeeds or the client closes, unless such a reload is running: a
+// lost Clear may have changed it. It never blocks the caller (the bus's
+// heartbeat goroutine, say).
+func (c *Cache[V]) reloadVersion() {
+	if c.client.l2 == nil || !c.reloading.CompareAndSwap(false, true) {
 		return
 	}
-	c.setVersion(v)
+	ctx, done, err := c.client.beginLoad(context.Background())
+	if err != nil {
+		c.reloading.Store(false)
+		return
+	}
+	go func() {
+		defer done()
+		defer c.reloading.Store(false)
+		for wait := versionRetryMin; c.loadVersion(ctx) != nil; wait = min(2*wait, versionRetryMax) {
+			if sleep(ctx, wait) != nil {
+				return
+			}
+		}
+	}()
+}
+
+// versionReady makes sure the namespace version is known before a write or
+// invalidation names L2 keys, reading it once if not: ErrVersionUnknown if
+// that fails.
+func (c *Cache[V]) versionReady(ctx context.Context) error {
+	if c.versionKnown.Load() {
+		return nil
+	}
+	if err := c.loadVersion(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("%w: %w", ErrVersionUnknown, err)
+	}
+	return nil
 }

@@ -58,3 +58,15 @@ func defaultCodec[V any]() Codec[V] {
 	}
 	return JSONCodec[V]{}
 }
+
+// marshal runs codec.Marshal, turning a panic into a *PanicError.
+func marshal[V any](codec Codec[V], v V) (b []byte, err error) {
+	defer recoverCallback("Codec", &err)
+	return codec.Marshal(v)
+}
+
+// unmarshal runs codec.Unmarshal, turning a panic into a *PanicError.
+func unmarshal[V any](codec Codec[V], data []byte) (v V, err error) {
+	defer recoverCallback("Codec", &err)
+	return codec.Unmarshal(data)
+}

@@ -168,7 +168,7 @@ func (c *Cache[V]) invalidate(m *coherence.Message) {
 			c.dropL1(k)
 		}
 	case coherence.KindTags:
-		c.dropTagged(m.Items, nil)
+		c.dropTagged(m.Items)
 	case coherence.KindClear:
 		c.setVersion(m.Version)
 		c.dropAll()
@@ -180,10 +180,11 @@ func (c *Cache[V]) invalidate(m *coherence.Message) {
 }
 
 // reset drops L1 after a possible loss of invalidations, and rereads the
-// namespace version, which a lost Clear may have changed.
+// namespace version in the background: a lost Clear may have changed it.
+// Should it have, the reread takes the new version and drops L1 again.
 func (c *Cache[V]) reset() {
 	c.dropAll()
-	c.loadVersion(c.client.ctx)
+	c.reloadVersion()
 }
 
 // dropAll empties L1 and fences off every fill in flight.

@@ -25,16 +25,20 @@ var (
 	ErrClosed = errors.New("tiered: client closed")
 )
 
-// PanicError is the error a Get returns when its loader panicked. It keeps
-// the panic value and the stack of the goroutine that panicked.
+// PanicError is the error returned when a user callback panicked: a loader,
+// Options.Tags, the Codec or Options.Writer, on the caller's goroutine or a
+// background one (a refresh). It keeps the panic value and the stack of the
+// goroutine that panicked.
 type PanicError struct {
 	Value any
 	Stack []byte
+	// Callback names what panicked: "loader", "Tags", "Codec" or "Writer".
+	Callback string
 }
 
 // Error implements error.
 func (e *PanicError) Error() string {
-	return fmt.Sprintf("tiered: loader panicked: %v\n%s", e.Value, e.Stack)
+	return fmt.Sprintf("tiered: %s panicked: %v\n%s", e.Callback, e.Value, e.Stack)
 }
 
 // Unwrap returns the panic value when it is an error.
@@ -43,10 +47,18 @@ func (e *PanicError) Unwrap() error {
 	return err
 }
 
-// recoverInto turns a panic into a *PanicError stored in *err. It must be
-// deferred directly.
+// recoverInto turns a loader's panic into a *PanicError stored in *err. It
+// must be deferred directly.
 func recoverInto(err *error) {
 	if r := recover(); r != nil {
-		*err = &PanicError{Value: r, Stack: debug.Stack()}
+		*err = &PanicError{Value: r, Stack: debug.Stack(), Callback: "loader"}
+	}
+}
+
+// recoverCallback is recoverInto for the callback named name. It must be
+// deferred directly.
+func recoverCallback(name string, err *error) {
+	if r := recover(); r != nil {
+		*err = &PanicError{Value: r, Stack: debug.Stack(), Callback: name}
 	}
 }

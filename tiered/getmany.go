@@ -60,7 +60,7 @@ func (c *Cache[V]) getManyL1(ctx context.Context, keys []string, out map[string]
 		if v, err := c.result(e); err == nil {
 			out[k] = v
 			if c.opts.Sliding {
-				c.slide(ctx, k, c.client.clock.NowNano())
+				c.slide(ctx, e, c.client.clock.NowNano())
 			}
 		}
 	}
@@ -74,17 +74,30 @@ func (c *Cache[V]) lookupMany(ctx context.Context, keys []string, out map[string
 		c.stats.misses.Add(uint64(len(keys)))
 		return
 	}
-	gens := make([]uint64, len(keys)) // before the read: writes after it win
+	fences := make([]fence, len(keys)) // before the read: writes after it win
 	for i, k := range keys {
-		gens[i] = c.guard.begin(k)
+		fences[i] = c.guard.begin(k)
 	}
-	vals, err := store.GetMany(ctx, c.l2ns(), keys)
+	vals := make([][]byte, len(keys))
+	err := ErrVersionUnknown
+	if c.versionKnown.Load() {
+		vals, err = store.GetMany(ctx, c.l2ns(), keys)
+	}
 	if err != nil {
 		c.reportL2(ctx, "getmany", err)
 	}
 	now := c.client.clock.NowNano()
 	for i, k := range keys {
-		f := fetcher[V]{c: c, key: k, gen: gens[i]}
+		f := fetcher[V]{c: c, key: k, fence: fences[i]}
+		if vals[i] == nil && err != nil {
+			// Maybe not a miss: a fresh L1 copy answers, as Get's would.
+			if r, ok := f.freshL1(ctx, true); ok {
+				if !r.e.Negative {
+					out[k] = r.e.Value
+				}
+				continue
+			}
+		}
 		e := c.decodeOrDelete(ctx, k, vals[i])
 		if e == nil || now >= e.FreshUntil {
 			c.stats.misses.Add(1)
@@ -163,23 +176,23 @@ func singleLoader[V any](load BatchLoader[V]) Loader[V] {
 // calls, and per key the answer (res) or error (errs) handed to the callers
 // waiting on them when the batch finishes.
 type batch[V any] struct {
-	c     *Cache[V]
-	load  BatchLoader[V]
-	keys  []string
-	calls []*flight.Call[result[V]]
-	gens  []uint64
-	res   []result[V]
-	errs  []error
-	done  []bool // key resolved
-	token string
+	c      *Cache[V]
+	load   BatchLoader[V]
+	keys   []string
+	calls  []*flight.Call[result[V]]
+	fences []fence
+	res    []result[V]
+	errs   []error
+	done   []bool // key resolved
+	token  string
 }
 
 // run resolves every key of the batch and finishes its flight calls.
 func (b *batch[V]) run(ctx context.Context) (err error) {
 	n := len(b.keys)
-	b.gens, b.res, b.errs, b.done = make([]uint64, n), make([]result[V], n), make([]error, n), make([]bool, n)
+	b.fences, b.res, b.errs, b.done = make([]fence, n), make([]result[V], n), make([]error, n), make([]bool, n)
 	for i, k := range b.keys {
-		b.gens[i] = b.c.guard.begin(k)
+		b.fences[i] = b.c.guard.begin(k)
 		b.errs[i] = ErrNotFound
 	}
 	defer func() {
@@ -189,6 +202,9 @@ func (b *batch[V]) run(ctx context.Context) (err error) {
 	}()
 	if b.c.client.l2 == nil {
 		return b.loadAndCache(ctx, b.pending(), cacheL1)
+	}
+	if !b.c.versionKnown.Load() {
+		return b.loadAndCache(ctx, b.pending(), cacheL1) // as without L2: see fetch
 	}
 	return b.leased(ctx)
 }
@@ -274,7 +290,7 @@ func (b *batch[V]) readOrLease(ctx context.Context, idx []int) (held, others []i
 
 // present resolves key i from its L2 bytes if they answer it.
 func (b *batch[V]) present(ctx context.Context, i int, data []byte) bool {
-	f := fetcher[V]{c: b.c, key: b.keys[i], load: singleLoader(b.load), gen: b.gens[i]}
+	f := fetcher[V]{c: b.c, key: b.keys[i], load: singleLoader(b.load), fence: b.fences[i]}
 	r, done, _ := f.present(ctx, data)
 	if done {
 		b.resolve(i, r, nil)
@@ -345,6 +361,10 @@ func (b *batch[V]) loadAndCache(ctx context.Context, idx []int, mode caching) er
 	for j, i := range idx {
 		keys[j] = b.keys[i]
 	}
+	var tf tagFence
+	if mode == fillLeased {
+		tf = c.readTagFence(context.WithoutCancel(ctx))
+	}
 	found, err := c.runBatchLoader(ctx, keys, b.load)
 	if err != nil {
 		if mode == fillLeased {
@@ -358,11 +378,11 @@ func (b *batch[V]) loadAndCache(ctx context.Context, idx []int, mode caching) er
 	entries, payloads := b.entries(idx, found)
 	switch mode {
 	case fillLeased:
-		b.fill(ctx, idx, entries, payloads)
+		b.fill(ctx, idx, entries, payloads, tf)
 	case cacheL1:
 		for j, i := range idx {
 			if entries[j] != nil {
-				c.installL1(b.keys[i], b.gens[i], entries[j])
+				c.installL1(b.keys[i], b.fences[i], entries[j])
 			}
 		}
 	}
@@ -386,11 +406,14 @@ func (b *batch[V]) entries(idx []int, found map[string]V) ([]*l1.Entry[V], [][]b
 			continue
 		}
 		e := c.newEntry(key, v, false, c.opts.TTL, 0)
-		e.Tags = c.tagsOf(key, v, nil)
 		b.resolve(i, result[V]{e: e, info: Info{Tier: TierLoader}}, nil)
 		payload, err := c.encode(v)
+		if err == nil {
+			e.Tags, err = c.tagsOf(key, v, nil)
+		}
 		if err != nil {
 			c.stats.uncached.Add(1)
+			c.client.cfg.Logger.Warn("strata: loaded value not cached", "namespace", c.ns, "key", key, "err", err)
 			continue
 		}
 		e.Size = len(payload)
@@ -402,12 +425,13 @@ func (b *batch[V]) entries(idx []int, found map[string]V) ([]*l1.Entry[V], [][]b
 // fill writes leased entries to L2 with a compare-and-set on the batch's
 // token and installs in L1 those that were stored. Keys with nothing to cache
 // have their leases released.
-func (b *batch[V]) fill(ctx context.Context, idx []int, entries []*l1.Entry[V], payloads [][]byte) {
+func (b *batch[V]) fill(ctx context.Context, idx []int, entries []*l1.Entry[V], payloads [][]byte, tf tagFence) {
 	c := b.c
 	settle := context.WithoutCancel(ctx)
 	var items []l2.FillItem
 	var itemIdx []int
 	var release []string
+	var tagged *l1.Entry[V]
 	for j, i := range idx {
 		if entries[j] == nil {
 			release = append(release, b.keys[i])
@@ -417,8 +441,20 @@ func (b *batch[V]) fill(ctx context.Context, idx []int, entries []*l1.Entry[V], 
 			release = append(release, b.keys[i]) // L1 only: a tag invalidation could not find it in L2
 			continue
 		}
+		if len(entries[j].Tags) > 0 {
+			tagged = entries[j]
+		}
 		items = append(items, l2.FillItem{Key: b.keys[i], Data: envelope(entries[j], payloads[j]), TTL: c.l2TTL(entries[j])})
 		itemIdx = append(itemIdx, j)
+	}
+	if tagged != nil && c.checkTagFence(settle, tf, tagged) != nil {
+		// A tag invalidation ran during the load (or the fence cannot be
+		// read): the values answer this call and are cached nowhere.
+		for _, it := range items {
+			release = append(release, it.Key)
+		}
+		c.stats.fillsRejected.Add(uint64(len(items)))
+		items = nil
 	}
 	if len(release) > 0 {
 		b.release(ctx, release)
@@ -444,7 +480,7 @@ func (b *batch[V]) fill(ctx context.Context, idx []int, entries []*l1.Entry[V], 
 			c.stats.fillsRejected.Add(1)
 			continue
 		}
-		c.installL1(b.keys[i], b.gens[i], entries[j])
+		c.installL1(b.keys[i], b.fences[i], entries[j])
 	}
 }
 

@@ -32,6 +32,11 @@ const (
 	// is zero: 1 is the value the XFetch paper shows to be optimal for
 	// avoiding stampedes without refreshing much earlier than needed.
 	DefaultEarlyRefreshBeta = 1.0
+	// MaxEntryTTL is the longest TTL accepted (Options' durations and
+	// WithTTL): a century is past any real expiry, and far enough from
+	// time's range (about 292 years of nanoseconds) that adding it to now,
+	// with jitter and the stale windows, cannot overflow.
+	MaxEntryTTL = 100 * 365 * 24 * time.Hour
 	// DefaultLeaseTTL bounds how long one replica may hold a key's load lease
 	// when Options.LeaseTTL is zero. It should exceed the p99 load time: a
 	// load that outlives its lease lets a second loader in. It is also the
@@ -115,8 +120,8 @@ type Options[V any] struct {
 
 func (o *Options[V]) setDefaults() error {
 	for _, d := range []time.Duration{o.TTL, o.NegativeTTL, o.StaleWhileRevalidate, o.StaleIfError, o.LeaseTTL, o.LeaseWait, o.RefreshTimeout} {
-		if d < 0 {
-			return errors.New("tiered: durations in Options must not be negative")
+		if d < 0 || d > MaxEntryTTL {
+			return fmt.Errorf("tiered: durations in Options must be between 0 and MaxEntryTTL (%v), not %v", MaxEntryTTL, d)
 		}
 	}
 	if o.MaxValueSize < 0 {
@@ -189,9 +194,18 @@ func validateTags(tags []string) error {
 	return nil
 }
 
-// WithTTL makes one Set use ttl instead of Options.TTL (jitter still applies).
+// WithTTL makes one Set use ttl instead of Options.TTL (jitter still
+// applies). Set rejects a ttl that is not positive or exceeds MaxEntryTTL.
 func WithTTL(ttl time.Duration) SetOption {
 	return func(o *setOptions) { o.ttl = ttl }
+}
+
+// validateTTL checks one Set's TTL.
+func validateTTL(key string, ttl time.Duration) error {
+	if ttl <= 0 || ttl > MaxEntryTTL {
+		return fmt.Errorf("tiered: TTL %v of %q must be positive and at most MaxEntryTTL (%v)", ttl, key, MaxEntryTTL)
+	}
+	return nil
 }
 
 func validateKey(key string) error {

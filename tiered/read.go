@@ -98,7 +98,7 @@ func (c *Cache[V]) servedStale(ctx context.Context, e *l1.Entry[V], tier Tier, c
 
 // fetch is one flight: L2 (taking the load lease on a miss), then the loader.
 func (c *Cache[V]) fetch(ctx context.Context, key string, load Loader[V]) (result[V], error) {
-	f := fetcher[V]{c: c, key: key, load: load, gen: c.guard.begin(key)}
+	f := fetcher[V]{c: c, key: key, load: load, fence: c.guard.begin(key)}
 	if e, ok := c.staleL1(key); ok {
 		f.stale = e
 	}
@@ -114,6 +114,17 @@ func (c *Cache[V]) fetch(ctx context.Context, key string, load Loader[V]) (resul
 		}
 		return f.loadLocal(ctx)
 	}
+	if !c.versionKnown.Load() {
+		// Which keys are the namespace's is not known yet (the version
+		// read failed; it is retried): L2 is as good as down.
+		if load == nil {
+			if r, ok := f.freshL1(ctx, true); ok {
+				return r, nil
+			}
+			return f.miss()
+		}
+		return f.withoutL2(ctx)
+	}
 	if load == nil {
 		return f.lookup(ctx)
 	}
@@ -125,7 +136,7 @@ type fetcher[V any] struct {
 	c     *Cache[V]
 	key   string
 	load  Loader[V]
-	gen   uint64       // fill-guard generation at the start
+	fence fence        // fill guard at the start
 	stale *l1.Entry[V] // newest stale copy seen, for stale-if-error
 	token string       // lease token, once one is asked for
 }
@@ -135,9 +146,15 @@ func (f *fetcher[V]) miss() (result[V], error) {
 	return result[V]{}, ErrNotFound
 }
 
-// lookup reads L2 without a loader: a fresh value or ErrNotFound.
+// lookup reads L2 without a loader: a fresh value or ErrNotFound. When L2
+// fails, a fresh L1 copy answers, as it would with a loader (see withoutL2).
 func (f *fetcher[V]) lookup(ctx context.Context) (result[V], error) {
-	e := f.c.readL2(ctx, f.key)
+	e, err := f.c.readL2(ctx, f.key)
+	if err != nil {
+		if r, ok := f.freshL1(ctx, true); ok {
+			return r, nil
+		}
+	}
 	if e == nil || f.c.client.clock.NowNano() >= e.FreshUntil {
 		f.c.observe(ctx, Event{Kind: EventMiss})
 		return f.miss()
@@ -151,11 +168,11 @@ func (f *fetcher[V]) hitL2(ctx context.Context, e *l1.Entry[V]) result[V] {
 		f.c.earlyRefresh(ctx, e, now, f.load)
 	}
 	if f.c.opts.Sliding && !e.Negative {
-		f.c.slide(ctx, f.key, now)
+		f.c.slide(ctx, e, now)
 	}
 	f.c.stats.l2Hits.Add(1)
 	f.c.observe(ctx, Event{Kind: EventHit, Tier: TierL2})
-	f.c.installL1(f.key, f.gen, e)
+	f.c.installL1(f.key, f.fence, e)
 	return result[V]{e: e, info: Info{Tier: TierL2}}
 }
 
@@ -205,7 +222,7 @@ func (f *fetcher[V]) present(ctx context.Context, b []byte) (result[V], bool, er
 	case now < e.FreshUntil:
 		return f.hitL2(ctx, e), true, nil
 	case c.inSWR(e, now):
-		c.installL1(f.key, f.gen, e)
+		c.installL1(f.key, f.fence, e)
 		c.refreshAsync(ctx, f.key, e.Version, f.load)
 		return c.servedStale(ctx, e, TierL2, nil), true, nil
 	}
@@ -220,9 +237,10 @@ func (f *fetcher[V]) present(ctx context.Context, b []byte) (result[V], bool, er
 // meanwhile, the value goes back to this caller but is cached nowhere.
 func (f *fetcher[V]) loadAsHolder(ctx context.Context) (result[V], error) {
 	c := f.c
-	e, payload, err := c.loadEntry(ctx, f.key, f.load)
 	// The caller's ctx may be over; the lease must still be settled.
 	settle := context.WithoutCancel(ctx)
+	tf := c.readTagFence(settle)
+	e, payload, err := c.loadEntry(ctx, f.key, f.load)
 	if e == nil || payload == nil && !e.Negative {
 		if rerr := c.client.l2.Release(settle, c.l2ns(), f.key, f.token); rerr != nil {
 			c.reportL2(ctx, "release", rerr)
@@ -235,6 +253,18 @@ func (f *fetcher[V]) loadAsHolder(ctx context.Context) (result[V], error) {
 	var filled bool
 	ferr := c.addTags(settle, e)
 	if ferr == nil {
+		ferr = c.checkTagFence(settle, tf, e)
+	}
+	if errors.Is(ferr, errTagFenceMoved) {
+		// A tag invalidation ran while this loaded: the value may predate
+		// it. It answers this caller and is cached nowhere.
+		if rerr := c.client.l2.Release(settle, c.l2ns(), f.key, f.token); rerr != nil {
+			c.reportL2(ctx, "release", rerr)
+		}
+		c.stats.fillsRejected.Add(1)
+		return f.loaded(e, err)
+	}
+	if ferr == nil {
 		filled, ferr = c.client.l2.Fill(settle, c.l2ns(), f.key, f.token, envelope(e, payload), c.l2TTL(e))
 	}
 	switch {
@@ -243,11 +273,11 @@ func (f *fetcher[V]) loadAsHolder(ctx context.Context) (result[V], error) {
 		if rerr := c.client.l2.Release(settle, c.l2ns(), f.key, f.token); rerr != nil {
 			c.reportL2(ctx, "release", rerr)
 		}
-		c.installL1(f.key, f.gen, e)
+		c.installL1(f.key, f.fence, e)
 	case !filled:
 		c.stats.fillsRejected.Add(1)
 	default:
-		c.installL1(f.key, f.gen, e)
+		c.installL1(f.key, f.fence, e)
 	}
 	return f.loaded(e, err)
 }
@@ -265,7 +295,7 @@ func (f *fetcher[V]) loaded(e *l1.Entry[V], err error) (result[V], error) {
 func (f *fetcher[V]) failed(ctx context.Context, err error) (result[V], error) {
 	// A write or invalidation since the flight began makes the copy void:
 	// expiry is not invalidation, but this was one.
-	if f.stale != nil && f.c.guard.begin(f.key) != f.gen {
+	if f.stale != nil && f.c.guard.moved(f.key, f.fence, f.stale.Tags) {
 		f.stale = nil
 	}
 	if f.stale != nil && !errors.Is(err, ErrNotFound) && f.c.inSIE(f.stale, f.c.client.clock.NowNano()) {
@@ -367,7 +397,7 @@ func (f *fetcher[V]) loadLocal(ctx context.Context) (result[V], error) {
 		return f.failed(ctx, err)
 	}
 	if payload != nil || e.Negative { // too large or unencodable: not cached
-		c.installL1(f.key, f.gen, e)
+		c.installL1(f.key, f.fence, e)
 	}
 	return f.loaded(e, err)
 }
@@ -389,8 +419,10 @@ func (c *Cache[V]) loadEntry(ctx context.Context, key string, load Loader[V]) (*
 		return nil, nil, err
 	}
 	e := c.newEntry(key, v, false, c.opts.TTL, d)
-	e.Tags = c.tagsOf(key, v, nil)
 	payload, perr := c.encode(v)
+	if perr == nil {
+		e.Tags, perr = c.tagsOf(key, v, nil)
+	}
 	if perr != nil {
 		c.stats.uncached.Add(1)
 		c.client.cfg.Logger.Warn("strata: loaded value not cached", "namespace", c.ns, "key", key, "err", perr)
@@ -433,14 +465,15 @@ func newToken() string {
 }
 
 // readL2 returns key's entry from L2 whatever its freshness, or nil on a
-// miss, an L2 error (reported) or corrupt bytes (deleted and counted).
-func (c *Cache[V]) readL2(ctx context.Context, key string) *l1.Entry[V] {
+// miss, an L2 error (reported and returned) or corrupt bytes (deleted and
+// counted).
+func (c *Cache[V]) readL2(ctx context.Context, key string) (*l1.Entry[V], error) {
 	b, err := c.client.l2.Get(ctx, c.l2ns(), key)
 	if err != nil {
 		c.reportL2(ctx, "get", err)
-		return nil
+		return nil, err
 	}
-	return c.decodeOrDelete(ctx, key, b)
+	return c.decodeOrDelete(ctx, key, b), nil
 }
 
 // decode turns L2 bytes into an entry.
@@ -454,7 +487,7 @@ func (c *Cache[V]) decode(key string, b []byte) (*l1.Entry[V], error) {
 		StaleUntil: env.StaleUntil, LoadDuration: env.LoadDuration, Size: len(env.Payload), Tags: env.Tags,
 	}
 	if !env.Negative {
-		if e.Value, err = c.opts.Codec.Unmarshal(env.Payload); err != nil {
+		if e.Value, err = unmarshal(c.opts.Codec, env.Payload); err != nil {
 			return nil, errors.Join(l2.ErrCorrupt, err)
 		}
 		if c.opts.Sliding {
@@ -530,7 +563,7 @@ func (c *Cache[V]) xfetchDue(e *l1.Entry[V], now int64) bool {
 
 // encode marshals v and enforces MaxValueSize.
 func (c *Cache[V]) encode(v V) ([]byte, error) {
-	b, err := c.opts.Codec.Marshal(v)
+	b, err := marshal(c.opts.Codec, v)
 	if err != nil {
 		return nil, fmt.Errorf("tiered: encode value: %w", err)
 	}
@@ -554,13 +587,16 @@ func (c *Cache[V]) l2TTL(e *l1.Entry[V]) time.Duration {
 	return time.Duration(e.StaleUntil - c.client.clock.NowNano())
 }
 
-// installL1 puts e in L1 unless a write to key happened since gen.
-func (c *Cache[V]) installL1(key string, gen uint64, e *l1.Entry[V]) {
+// installL1 puts e, read after f was taken, in L1 unless key or one of e's
+// tags was written or invalidated since.
+func (c *Cache[V]) installL1(key string, f fence, e *l1.Entry[V]) {
 	if c.l1 == nil {
 		return
 	}
 	if c.beforeInstall != nil {
 		c.beforeInstall(key)
 	}
-	c.guard.install(key, gen, func() { c.l1.Set(e, c.client.clock.NowNano()) })
+	c.guard.install(key, f, e.Tags, false,
+		func() { c.l1.Set(e, c.client.clock.NowNano()) },
+		func() { c.l1.Delete(key) })
 }

@@ -35,14 +35,17 @@ func (c *Cache[V]) refreshAsync(ctx context.Context, key string, seen uint64, lo
 // loading under the load lease. A failed refresh leaves the current value
 // alone; runLoader counts and reports it.
 func (c *Cache[V]) refresh(ctx context.Context, key string, seen uint64, load Loader[V]) {
-	f := fetcher[V]{c: c, key: key, load: load, gen: c.guard.begin(key)}
+	f := fetcher[V]{c: c, key: key, load: load, fence: c.guard.begin(key)}
 	store := c.client.l2
 	if store == nil {
 		_, _ = f.loadLocal(ctx)
 		return
 	}
-	if e := c.readL2(ctx, key); e != nil && e.Version > seen && c.client.clock.NowNano() < e.FreshUntil {
-		c.installL1(key, f.gen, e)
+	if !c.versionKnown.Load() {
+		return
+	}
+	if e, _ := c.readL2(ctx, key); e != nil && e.Version > seen && c.client.clock.NowNano() < e.FreshUntil {
+		c.installL1(key, f.fence, e)
 		return
 	}
 	f.token = newToken()

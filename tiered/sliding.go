@@ -4,15 +4,18 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
+
+	"github.com/strata-cache/strata/l1"
 )
 
-// slide extends key's life in L2 after an access, at most once per TTL/2 per
-// key on this replica: the PEXPIRE goes out in the background, so a hit stays
-// a hit.
-func (c *Cache[V]) slide(ctx context.Context, key string, now int64) {
+// slide extends e's life in L2 after an access, at most once per TTL/2 per
+// key on this replica, and its tag sets' with it (a set that expired first
+// would hide the key from tag invalidations): the PEXPIREs go out in the
+// background, so a hit stays a hit.
+func (c *Cache[V]) slide(ctx context.Context, e *l1.Entry[V], now int64) {
 	store := c.client.l2
 	half := int64(c.opts.TTL / 2)
-	if store == nil || !c.extensions.due(key, now, half) {
+	if store == nil || !c.extensions.due(e.Key, now, half) {
 		return
 	}
 	lctx, done, err := c.client.beginLoad(context.WithoutCancel(ctx))
@@ -21,9 +24,17 @@ func (c *Cache[V]) slide(ctx context.Context, key string, now int64) {
 	}
 	c.stats.extensions.Add(1)
 	ttl := c.opts.TTL + max(c.opts.StaleWhileRevalidate, c.opts.StaleIfError)
+	key, tags, ns := e.Key, e.Tags, c.l2ns()
 	go func() {
 		defer done()
-		if err := store.Expire(lctx, c.l2ns(), key, ttl); err != nil {
+		// Tag sets first: a value never outlives them.
+		if len(tags) > 0 {
+			if err := store.ExpireTags(lctx, ns, tags, ttl); err != nil {
+				c.reportL2(lctx, "expire", err)
+				return
+			}
+		}
+		if err := store.Expire(lctx, ns, key, ttl); err != nil {
 			c.reportL2(lctx, "expire", err)
 		}
 	}()

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/strata-cache/strata/coherence"
 	"github.com/strata-cache/strata/l1"
+	"github.com/strata-cache/strata/l2"
 )
 
 // InvalidateTags removes every key carrying one of tags (from Options.Tags
@@ -19,46 +21,62 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 	if c.client.closed.Load() {
 		return ErrClosed
 	}
-	err := c.client.invalidateTagsL2(ctx, c.l2ns(), tags)
-	c.dropTagged(tags, nil)
+	err := c.versionReady(ctx)
+	if err == nil {
+		err = c.client.invalidateTagsL2(ctx, c.l2ns(), tags)
+	}
+	c.dropTagged(tags)
 	return errors.Join(err, c.client.publish(ctx, coherence.KindTags, c.ns, tags, uint64(c.client.clock.NowNano())))
 }
 
-// dropTagged drops from L1 the keys tagged with tags (from the local index)
-// and the keys given.
-func (c *Cache[V]) dropTagged(tags, keys []string) {
-	if c.l1 != nil {
-		for _, t := range tags {
-			keys = append(keys, c.l1.KeysWithTag(t)...)
-		}
+// dropTagged drops from L1 the keys tagged with tags (from the local index),
+// first fencing off fills of data tagged with them that are in flight.
+func (c *Cache[V]) dropTagged(tags []string) {
+	c.guard.invalidateTags(tags)
+	if c.l1 == nil {
+		return
 	}
-	for _, k := range keys {
-		c.dropL1(k)
+	for _, t := range tags {
+		for _, k := range c.l1.KeysWithTag(t) {
+			c.dropL1(k)
+		}
 	}
 }
 
-// tagsOf returns v's tags: Options.Tags and extra, without repeats.
-func (c *Cache[V]) tagsOf(key string, v V, extra []string) []string {
-	var tags []string
-	if c.opts.Tags != nil {
-		tags = c.opts.Tags(key, v)
+// tagsOf returns v's tags, Options.Tags and extra, sorted and without
+// repeats. A panic in Options.Tags, or a tag the envelope cannot hold, is an
+// error.
+func (c *Cache[V]) tagsOf(key string, v V, extra []string) ([]string, error) {
+	tags, err := c.userTags(key, v)
+	if err != nil {
+		return nil, err
 	}
 	if len(extra) > 0 {
 		tags = append(slices.Clip(tags), extra...)
 	}
-	if len(tags) < 2 {
-		return tags
+	if len(tags) > 1 {
+		tags = slices.Clone(tags)
+		slices.Sort(tags)
+		tags = slices.Compact(tags)
 	}
-	tags = slices.Clone(tags)
-	slices.Sort(tags)
-	return slices.Compact(tags)
+	if err := validateTags(tags); err != nil {
+		return nil, fmt.Errorf("tiered: tags of %q: %w", key, err)
+	}
+	return tags, nil
 }
 
-// addTags records e's key in the L2 set of each of its tags, before e is
-// written: a tag invalidation in between then finds the key and ends its
-// lease, so the write of data it should have removed fails.
-// A failure is returned: the value must then not be written to L2, where a
-// tag invalidation could not find it.
+// userTags calls Options.Tags, turning a panic into a *PanicError.
+func (c *Cache[V]) userTags(key string, v V) (tags []string, err error) {
+	if c.opts.Tags == nil {
+		return nil, nil
+	}
+	defer recoverCallback("Tags", &err)
+	return c.opts.Tags(key, v), nil
+}
+
+// addTags records e's key in the L2 set of each of its tags. A failure is
+// returned: the value must then not be in L2, where a tag invalidation could
+// not find it.
 func (c *Cache[V]) addTags(ctx context.Context, e *l1.Entry[V]) error {
 	if len(e.Tags) == 0 || c.client.l2 == nil {
 		return nil
@@ -70,25 +88,105 @@ func (c *Cache[V]) addTags(ctx context.Context, e *l1.Entry[V]) error {
 	return err
 }
 
-// invalidateTagsL2 deletes the keys of l2ns tagged with tags, and the tag
-// sets, from L2.
+// invalidateTagsL2 deletes the keys of l2ns tagged with tags from L2, with
+// their leases, and the tag sets. The namespace's tag fence moves first, so
+// loads in flight whose keys are not in the sets yet refuse to fill (see
+// readTagFence).
 func (c *Client) invalidateTagsL2(ctx context.Context, l2ns string, tags []string) error {
 	if c.l2 == nil {
 		return nil
 	}
-	keys, err := c.l2.KeysWithTags(ctx, l2ns, tags)
+	ctx = context.WithoutCancel(ctx) // half an invalidation helps no one
+	err := c.l2.AdvanceTagFence(ctx, l2ns)
+	var members [][]string
+	if err == nil {
+		members, err = c.l2.PopTags(ctx, l2ns, tags)
+	}
+	var keys []string
+	for _, m := range members {
+		keys = append(keys, m...)
+	}
 	if err == nil && len(keys) > 0 {
 		slices.Sort(keys)
-		err = c.l2.Delete(ctx, l2ns, slices.Compact(keys)...)
-	}
-	if err == nil {
-		err = c.l2.DeleteTags(ctx, l2ns, tags)
+		if err = c.l2.Delete(ctx, l2ns, slices.Compact(keys)...); err != nil {
+			c.restoreTags(ctx, l2ns, tags, members)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("tiered: invalidate tags in L2: %w", err)
 	}
 	return nil
 }
+
+// tagFence is what a tagged load read of its namespace's tag fence before
+// loading (see readTagFence).
+type tagFence struct {
+	needed bool // the loaded value may carry tags (Options.Tags is set)
+	fence  l2.TagFence
+	err    error
+}
+
+// errTagFenceMoved says a tag invalidation ran while a value loaded.
+var errTagFenceMoved = errors.New("tiered: a tag invalidation ran during the load")
+
+// readTagFence reads the namespace's tag fence before a leased load. Only
+// values with tags need it, and only Options.Tags gives loaded values tags.
+//
+// Why: a tag invalidation pops the tag sets, but a key being loaded is not
+// in them yet, and its lease is not found. So the invalidation first
+// advances the fence, and the load compares it, after adding its key to the
+// sets, with this reading: either the invalidation advanced it before the
+// second reading (the load does not fill), or the key was in the sets before
+// they were popped (the invalidation deletes the key and its lease, and the
+// fill fails or is deleted).
+func (c *Cache[V]) readTagFence(ctx context.Context) tagFence {
+	if c.opts.Tags == nil {
+		return tagFence{}
+	}
+	f, err := c.client.l2.ReadTagFence(ctx, c.l2ns())
+	if err != nil {
+		c.reportL2(ctx, "tag fence", err)
+	}
+	return tagFence{needed: true, fence: f, err: err}
+}
+
+// checkTagFence fails with errTagFenceMoved when the tag fence moved since
+// t was read, for an entry with tags; an L2 error, t's or this reading's,
+// is returned as is.
+func (c *Cache[V]) checkTagFence(ctx context.Context, t tagFence, e *l1.Entry[V]) error {
+	if !t.needed || len(e.Tags) == 0 {
+		return nil
+	}
+	if t.err != nil {
+		return t.err
+	}
+	now, err := c.client.l2.ReadTagFence(ctx, c.l2ns())
+	switch {
+	case err != nil:
+		c.reportL2(ctx, "tag fence", err)
+		return err
+	case now != t.fence:
+		return errTagFenceMoved
+	}
+	return nil
+}
+
+// restoreTags puts popped memberships back after their keys could not be
+// deleted, so that a retry of the invalidation finds them.
+func (c *Client) restoreTags(ctx context.Context, l2ns string, tags []string, members [][]string) {
+	for i, m := range members {
+		for _, k := range m {
+			if err := c.l2.AddTags(ctx, l2ns, k, tags[i:i+1], restoredTagTTL); err != nil {
+				c.l2Error(ctx, l2ns, "tags", err)
+				return
+			}
+		}
+	}
+}
+
+// restoredTagTTL is how long a restored tag set lives at least (the popped
+// set's own TTL went with it): longer than the values of any usual TTL.
+const restoredTagTTL = 24 * time.Hour
 
 // InvalidateTags removes every key of namespace carrying one of tags from L2
 // and from every replica's L1, without a Cache (see Invalidate).

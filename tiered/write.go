@@ -6,66 +6,101 @@ import (
 	"fmt"
 
 	"github.com/strata-cache/strata/coherence"
+	"github.com/strata-cache/strata/l1"
 )
 
 // set is Set after validation: Writer, then L2, then L1.
 func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) error {
-	if so.ttl <= 0 {
-		return fmt.Errorf("tiered: TTL %v of %q must be positive", so.ttl, key)
+	if err := validateTTL(key, so.ttl); err != nil {
+		return err
 	}
 	payload, err := c.encode(v)
 	if err != nil {
 		return err
 	}
-	if w := c.opts.Writer; w != nil {
-		if err := w(ctx, key, v); err != nil {
-			return fmt.Errorf("tiered: write-through of %q: %w", key, err)
-		}
-	}
 	e := c.newEntry(key, v, false, so.ttl, 0)
 	e.Size = len(payload)
-	e.Tags = c.tagsOf(key, v, so.tags)
-	if err := validateTags(e.Tags); err != nil {
+	if e.Tags, err = c.tagsOf(key, v, so.tags); err != nil {
 		return err
 	}
+	if err := c.write(ctx, key, v); err != nil {
+		return err
+	}
+	// Taken before the L2 write: a write or invalidation of the key (or of
+	// its tags) on this replica after it may have reached L2 after this one.
+	f := c.guard.begin(key)
 	var l2err error
 	if store := c.client.l2; store != nil {
-		// The L2 write finishes even if the caller gives up: half a write
-		// would leave L2 and L1 disagreeing. Timeout bounds it.
-		wctx := context.WithoutCancel(ctx)
-		var err error
-		if err = c.addTags(wctx, e); err != nil {
-			// Without its tag memberships the value must not be in L2; the
-			// old one must not stay either.
-			err = store.Delete(wctx, c.l2ns(), key)
-		} else {
-			err = store.Write(wctx, c.l2ns(), key, envelope(e, payload), c.l2TTL(e))
-		}
-		if err != nil {
-			c.reportL2(ctx, "set", err)
-			l2err = fmt.Errorf("tiered: set %q in L2: %w", key, err)
-			ctx = coherence.WithL2Missed(ctx)
+		if l2err = c.versionReady(ctx); l2err == nil {
+			if err := c.writeL2(ctx, e, payload); err != nil {
+				c.reportL2(ctx, "set", err)
+				l2err = fmt.Errorf("tiered: set %q in L2: %w", key, err)
+				ctx = coherence.WithL2Missed(ctx)
+			}
 		}
 	}
-	// The generation bump fences off fills that read L2 before the write
-	// above; the install happens under the same lock.
-	c.guard.write(key, func() {
-		c.forgetFlights(key)
-		if c.l1 != nil {
-			c.l1.Set(e, c.client.clock.NowNano())
-		}
-	})
+	c.installWritten(f, e)
 	return c.degraded(l2err, c.client.publish(ctx, coherence.KindKeys, c.ns, []string{key}, e.Version))
+}
+
+// installWritten installs e, just written to L2, in L1. The install bumps
+// the key's generation, fencing off fills that read L2 before the write. If
+// another write or invalidation of the key (or of e's tags) came in since f,
+// L2 may hold its result instead: the L1 copy is dropped, and the next read
+// asks L2. Without L2, L1 is the truth, and the last install wins.
+func (c *Cache[V]) installWritten(f fence, e *l1.Entry[V]) {
+	if c.client.l2 == nil {
+		c.guard.write(e.Key, func() { c.forgetFlights(e.Key); c.setL1(e) })
+		return
+	}
+	c.guard.install(e.Key, f, e.Tags, true,
+		func() { c.forgetFlights(e.Key); c.setL1(e) },
+		func() { c.forgetFlights(e.Key); c.deleteL1(e.Key) })
+}
+
+// write calls Options.Writer, if any, turning a panic into a *PanicError.
+func (c *Cache[V]) write(ctx context.Context, key string, v V) (err error) {
+	w := c.opts.Writer
+	if w == nil {
+		return nil
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("tiered: write-through of %q: %w", key, err)
+		}
+	}()
+	defer recoverCallback("Writer", &err)
+	return w(ctx, key, v)
+}
+
+// writeL2 writes e to L2, then adds it to its tag sets: a tag invalidation
+// that pops a set in between does not see the key, but its new membership
+// lands after and the next invalidation finds it. If the memberships fail,
+// the value must not stay in L2, where a tag invalidation could not find it.
+// The write finishes even if the caller gives up: half a write would leave
+// L2 and L1 disagreeing. Timeout bounds it.
+func (c *Cache[V]) writeL2(ctx context.Context, e *l1.Entry[V], payload []byte) error {
+	ctx = context.WithoutCancel(ctx)
+	store := c.client.l2
+	if err := store.Write(ctx, c.l2ns(), e.Key, envelope(e, payload), c.l2TTL(e)); err != nil {
+		return err
+	}
+	if err := c.addTags(ctx, e); err != nil {
+		return errors.Join(err, store.Delete(ctx, c.l2ns(), e.Key))
+	}
+	return nil
 }
 
 // delete is Delete after validation: L2, then L1 (even if L2 failed).
 func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 	var l2err error
 	if store := c.client.l2; store != nil {
-		if err := store.Delete(context.WithoutCancel(ctx), c.l2ns(), keys...); err != nil {
-			c.reportL2(ctx, "delete", err)
-			l2err = fmt.Errorf("tiered: delete in L2: %w", err)
-			ctx = coherence.WithL2Missed(ctx)
+		if l2err = c.versionReady(ctx); l2err == nil {
+			if err := store.Delete(context.WithoutCancel(ctx), c.l2ns(), keys...); err != nil {
+				c.reportL2(ctx, "delete", err)
+				l2err = fmt.Errorf("tiered: delete in L2: %w", err)
+				ctx = coherence.WithL2Missed(ctx)
+			}
 		}
 	}
 	for _, k := range keys {
@@ -79,9 +114,10 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 // replicas were updated either way. When the store heals (it keeps the
 // server out of service until the keys are deleted from it), the write is
 // complete and l2err is only reported to the Observer and the log;
-// otherwise the old value may still be read from L2, and the caller learns.
+// otherwise (or when the write did not reach L2 at all: ErrVersionUnknown)
+// the old value may still be read from L2, and the caller learns.
 func (c *Cache[V]) degraded(l2err, perr error) error {
-	if l2err == nil || c.client.l2.Heals() {
+	if l2err == nil || c.client.l2.Heals() && !errors.Is(l2err, ErrVersionUnknown) {
 		return perr
 	}
 	return errors.Join(l2err, perr)
@@ -91,10 +127,20 @@ func (c *Cache[V]) degraded(l2err, perr error) error {
 func (c *Cache[V]) dropL1(key string) {
 	c.guard.write(key, func() {
 		c.forgetFlights(key)
-		if c.l1 != nil {
-			c.l1.Delete(key)
-		}
+		c.deleteL1(key)
 	})
+}
+
+func (c *Cache[V]) setL1(e *l1.Entry[V]) {
+	if c.l1 != nil {
+		c.l1.Set(e, c.client.clock.NowNano())
+	}
+}
+
+func (c *Cache[V]) deleteL1(key string) {
+	if c.l1 != nil {
+		c.l1.Delete(key)
+	}
 }
 
 // forgetFlights detaches the reads of key in flight: a Get starting after
