@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	mathrand "math/rand/v2"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -369,9 +368,10 @@ func (b *Bus) origin(m *Message, now int64) *origin {
 // that receivers notice a final message lost on every channel as a gap. It
 // is idempotent.
 //
-// NOTE: a process that exits without Close sends no last heartbeat: a
-// message it lost in its last heartbeat interval goes unnoticed, and
-// receivers may serve the stale entry until it expires from L1.
+// NOTE: a process that exits without Close (a crash, SIGKILL) sends no
+// last heartbeat: a message it lost on every channel in its last heartbeat
+// interval goes unnoticed, and receivers may serve the stale entry until it
+// leaves their L1 (at the latest l1.Config.MaxTTL after it was filled).
 func (b *Bus) Close() error {
 	b.once.Do(func() {
 		b.cancel()
@@ -395,33 +395,29 @@ func (b *Bus) runPubSub(ctx context.Context) {
 }
 
 // subscribe receives on one subscription until it goes silent or ctx ends.
+//
+// The receive blocks with no timeout: a go-redis receive that times out in
+// the middle of a message leaves the rest of it to be parsed as the next
+// reply, losing messages (go-redis issue #1702), and a large message takes
+// long enough to read for that to happen. watch pings and decides silence
+// instead, and closing the subscription unblocks the receive.
 func (b *Bus) subscribe(ctx context.Context) {
 	ps := b.cfg.Redis.Subscribe(ctx, b.cfg.Channel)
-	// Closing the subscription unblocks a receive in progress at Close.
-	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	sctx, cancel := context.WithCancel(ctx)
+	var watcher sync.WaitGroup
+	watcher.Go(func() {
+		b.watch(sctx, ps, b.cfg.Now().UnixNano())
+		cancel()
+		_ = ps.Close() // unblocks the receive
+	})
 	defer func() {
-		if stop() {
-			_ = ps.Close()
-		}
+		cancel()
+		watcher.Wait()
 	}()
-	started := b.cfg.Now().UnixNano()
-	for ctx.Err() == nil {
-		last := max(b.pubsubSeen.Load(), started)
-		if b.cfg.Now().UnixNano()-last > int64(b.cfg.LinkTimeout) {
-			println("DEBUG silent", b.cfg.NodeID)
-			return
-		}
-		msg, err := ps.ReceiveTimeout(ctx, b.cfg.HeartbeatInterval/2)
-		if err != nil && b.cfg.NodeID == "b" {
-			println("DEBUG", b.cfg.NodeID, err.Error())
-		}
+	for sctx.Err() == nil {
+		msg, err := ps.Receive(sctx)
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				_ = ps.Ping(ctx) // a dead connection fails the next receive
-				continue
-			}
-			pause(ctx, 50*time.Millisecond)
+			pause(sctx, 50*time.Millisecond) // go-redis reconnects a broken connection
 			continue
 		}
 		// Only a subscription confirmation or a message proves the channel
@@ -433,6 +429,29 @@ func (b *Bus) subscribe(ctx context.Context) {
 		case *redis.Message:
 			b.pubsubSeen.Store(b.cfg.Now().UnixNano())
 			b.Deliver([]byte(m.Payload), PubSub)
+		}
+	}
+}
+
+// watch pings the subscription started at started whenever it has been
+// quiet for half a heartbeat interval, so that a dead connection fails the
+// receive, and returns when it has been silent for LinkTimeout or ctx ends.
+func (b *Bus) watch(ctx context.Context, ps *redis.PubSub, started int64) {
+	quiet := b.cfg.HeartbeatInterval / 2
+	t := time.NewTicker(quiet)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		silent := b.cfg.Now().UnixNano() - max(b.pubsubSeen.Load(), started)
+		switch {
+		case silent > int64(b.cfg.LinkTimeout):
+			return
+		case silent >= int64(quiet):
+			_ = ps.Ping(ctx)
 		}
 	}
 }

@@ -22,11 +22,17 @@ import (
 // entries must be deleted too (Client.Invalidate does both).
 //
 // Sequencing: each producer uses a stable Origin, unique among producers and
-// replica NodeIDs; a random Epoch, drawn anew at every process start; and a
+// replica NodeIDs; an Epoch, new at every process start and larger than the
+// previous one (the start time in Unix nanoseconds, say; see Message); and a
 // Seq counting from 1 within the epoch, without holes. Receivers
 // de-duplicate by (Origin, Epoch, Seq), and treat a hole as a lost message:
 // when a sequence stays missing for a quarter of a second after a later one
 // (or a heartbeat) named it, every receiver drops all of its L1.
+//
+// Large invalidations: a message may be at most MaxMessageSize bytes with at
+// most MaxItems items; receivers drop larger ones (and see the sequence as
+// lost). Split a larger invalidation into several messages, each with its
+// own Seq, as Bus.Publish does.
 //
 // Heartbeats: a lost message is noticed only once something later names its
 // sequence, so a producer that wants gap detection for its own messages
@@ -40,7 +46,7 @@ import (
 func ExampleEncode() {
 	m := &coherence.Message{
 		Origin:    "cdc-1", // stable across restarts
-		Epoch:     1,       // in production: random per process start
+		Epoch:     1,       // in production: larger at every process start
 		Seq:       1,       // 1, 2, 3, ... without holes
 		Kind:      coherence.KindKeys,
 		Namespace: "users", // the Cache's namespace

@@ -184,14 +184,18 @@ func (g *captureGossip) Broadcast(msg []byte) error {
 // receiver.
 func TestLargeInvalidationIsSplitWithinTheLimits(t *testing.T) {
 	key := []byte("0123456789abcdef")
-	cases := map[string][]string{
-		"many small items": makeKeys(MaxItems+MaxItems/2, 1),
-		"large items":      makeKeys(3000, 1024),
-		"one item":         makeKeys(1, 1024),
-		"no items":         nil,
+	cases := []struct {
+		name  string
+		items []string
+	}{
+		{"many small items", makeKeys(MaxItems+MaxItems/2, 1)},
+		{"large items", makeKeys(3000, 1024)},
+		{"one item", makeKeys(1, 1024)},
+		{"no items", nil},
 	}
-	for name, items := range cases {
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range cases {
+		items := tc.items
+		t.Run(tc.name, func(t *testing.T) {
 			g := &captureGossip{}
 			origin := strings.Repeat("o", MaxOriginLen)
 			b, err := New(Config{NodeID: origin, Gossip: g, Handler: &recorder{}, Key: key, HeartbeatInterval: time.Hour, GapGrace: time.Hour})
@@ -255,6 +259,11 @@ func TestOversizedItemIsAnErrorAndAGap(t *testing.T) {
 		t.Fatalf("sent sequences %v, latest %d; want 1 and 3 of 3", seqs, b.seq.Load())
 	}
 }
+
+// lazy is a message for WaitFor, formatted only if the wait fails.
+type lazy func() string
+
+func (f lazy) String() string { return f() }
 
 // keyRecorder is a Handler that records the keys applied.
 type keyRecorder struct {
@@ -321,13 +330,9 @@ func TestLargeDeleteOverPubSub(t *testing.T) {
 	if err := buses[0].Publish(context.Background(), KindKeys, "ns", keys, 1); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for rec.count() != len(keys) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d keys applied; sender %+v, receiver %+v", rec.count(), len(keys), buses[0].Stats(), buses[1].Stats())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	redistest.WaitFor(t, 30*time.Second, func() bool { return rec.count() == len(keys) }, "every key applied: %v", lazy(func() string {
+		return fmt.Sprintf("%d of %d; sender %+v, receiver %+v", rec.count(), len(keys), buses[0].Stats(), buses[1].Stats())
+	}))
 	if s := buses[1].Stats(); s.Gaps != 0 || s.Malformed != 0 || s.Applied != buses[0].Stats().Published {
 		t.Fatalf("receiver stats %+v, want every part applied, no gap, nothing malformed", s)
 	}
@@ -404,4 +409,24 @@ func TestCloseSendsLastHeartbeat(t *testing.T) {
 	if applied, resets := rec.snapshot(); !slices.Equal(applied, []uint64{1}) || !slices.Contains(resets, "sequence gap") {
 		t.Fatalf("applied %v, resets %v; want 1 applied and a gap reset", applied, resets)
 	}
+}
+
+// The receive loop no longer times out (see subscribe): a subscription that
+// is refused, and then allowed, must still be replaced once silent.
+func TestRefusedSubscriptionIsRetried(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Do(t, "ACL", "SETUSER", "bus", "on", ">pw", "~*", "+@all", "resetchannels")
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "bus", Password: "pw"})
+	defer client.Close()
+	b, err := New(Config{NodeID: "a", Redis: client, Channel: "inv", Handler: &recorder{}, HeartbeatInterval: 100 * time.Millisecond, LinkTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	redistest.WaitFor(t, 5*time.Second, func() bool {
+		log, _ := srv.Do(t, "ACL", "LOG").([]any)
+		return len(log) > 0
+	}, "SUBSCRIBE refused")
+	srv.Do(t, "ACL", "SETUSER", "bus", "allchannels")
+	redistest.WaitFor(t, 10*time.Second, b.Trusted, "trusted once SUBSCRIBE is allowed")
 }

@@ -629,24 +629,33 @@ func (s *Store) NamespaceVersion(ctx context.Context, ns string) (uint64, error)
 		}
 		return v, err
 	}
-	var top uint64
-	var errs []error
-	read := 0
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		top  uint64
+		errs []error
+		read int
+	)
 	for _, n := range s.set.nodes {
 		if !n.serving() {
 			continue
 		}
-		v, err := n.client.Get(ctx, k).Uint64()
-		switch {
-		case err == nil:
-			top = max(top, v)
-			read++
-		case errors.Is(err, redis.Nil):
-			read++
-		default:
-			errs = append(errs, err)
-		}
+		wg.Go(func() { // writers read it after every write: one round trip, not one per shard
+			v, err := n.client.Get(ctx, k).Uint64()
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				top = max(top, v)
+				read++
+			case errors.Is(err, redis.Nil):
+				read++
+			default:
+				errs = append(errs, err)
+			}
+		})
 	}
+	wg.Wait()
 	if read == 0 || len(errs) > 0 {
 		// A shard that did not answer may hold the latest version.
 		return 0, errors.Join(append(errs, fmt.Errorf("%w: not every serving shard answered for the version of %q", ErrUnavailable, ns))...)

@@ -49,7 +49,11 @@ type Cache[V any] struct {
 	versionKnown atomic.Bool
 	reloading    atomic.Bool
 
-	beforeInstall func(key string) // test hook (export_test.go): runs between a read and its L1 install
+	// Test hooks (export_test.go), nil otherwise.
+	beforeInstall    func(key string) // between a read and its L1 install
+	betweenL2Writes  func(key string) // in Set, between the value's write and its tag memberships
+	beforeSetInstall func(key string) // in Set, between L2 and the L1 install
+	beforeVersion    func()           // before a read of the namespace version
 }
 
 // NewCache returns the cache of namespace ns on c. Two caches with the same

@@ -52,13 +52,44 @@ func (c *Cache[V]) InvalidatePattern(ctx context.Context, pattern string) error 
 	if store := c.client.l2; store != nil {
 		if err = c.versionReady(ctx); err != nil {
 			c.stats.l2Errors.Add(1)
-		} else if _, err = store.DeleteMatching(ctx, c.l2ns(), pattern); err != nil {
+		} else if err = c.underVersion(ctx, func(l2ns string) error {
+			_, err := store.DeleteMatching(ctx, l2ns, pattern)
+			return err
+		}); err != nil {
 			c.stats.l2Errors.Add(1)
 			err = fmt.Errorf("tiered: invalidate pattern %q in L2: %w", pattern, err)
 		}
 	}
 	c.dropAll()
 	return errors.Join(err, c.client.publish(ctx, coherence.KindPattern, c.ns, []string{pattern}, uint64(c.client.clock.NowNano())))
+}
+
+// underVersion runs op, an L2 write or invalidation, under the namespace's
+// current L2 name, then reads the namespace version again. A Clear on
+// another replica that this one has not heard of yet moves the namespace:
+// op then ran where no reader looks, while a load of the data op replaces
+// may be filling the new namespace. So the newer version is taken (L1
+// dropped, as its Clear's message will) and op runs again under it.
+//
+// Once is enough: every Clear that returned before op began has a version
+// the read sees. A later one is concurrent with op, which may be ordered
+// before it: its bump voids what op wrote, and loads under its version
+// start after op began, reading data op's caller had already changed.
+func (c *Cache[V]) underVersion(ctx context.Context, op func(l2ns string) error) error {
+	v := c.version.Load()
+	if err := op(c.l2ns()); err != nil {
+		return err
+	}
+	now, err := c.client.l2.NamespaceVersion(ctx, c.ns)
+	if err != nil {
+		return fmt.Errorf("tiered: namespace version after a write: %w", err)
+	}
+	if now <= v {
+		return nil
+	}
+	c.setVersion(now)
+	c.dropAll()
+	return op(c.l2ns())
 }
 
 // l2ns is the namespace as L2 keys spell it at the current version.
@@ -104,6 +135,9 @@ func (c *Cache[V]) loadVersion(ctx context.Context) error {
 	if store == nil {
 		c.versionKnown.Store(true)
 		return nil
+	}
+	if c.beforeVersion != nil {
+		c.beforeVersion()
 	}
 	ctx, cancel := context.WithTimeout(ctx, versionTimeout)
 	defer cancel()

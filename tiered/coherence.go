@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -130,8 +131,19 @@ func (h *busHandler) Apply(m *coherence.Message) {
 		// Wall clock on both sides: the lag is meaningful within the clock
 		// skew between the hosts.
 		lag := time.Duration(time.Now().UnixNano() - m.SentAt)
-		o.Observe(context.Background(), Event{Kind: EventInvalidation, Namespace: m.Namespace, Duration: lag})
+		h.observe(o, Event{Kind: EventInvalidation, Namespace: m.Namespace, Duration: lag})
 	}
+}
+
+// observe reports e on the bus's goroutine, which a panicking Observer must
+// not end.
+func (h *busHandler) observe(o Observer, e Event) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.cfg.Logger.Error("strata: Observer panicked", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	o.Observe(context.Background(), e)
 }
 
 func (h *busHandler) Reset(string) {
@@ -190,6 +202,7 @@ func (c *Cache[V]) reset() {
 // dropAll empties L1 and fences off every fill in flight.
 func (c *Cache[V]) dropAll() {
 	c.guard.writeAll(func() {
+		c.forgetAllFlights()
 		if c.l1 != nil {
 			c.l1.Clear()
 		}
@@ -215,10 +228,7 @@ func (c *Client) Invalidate(ctx context.Context, namespace string, keys ...strin
 	var err error
 	if c.l2 != nil {
 		wctx := context.WithoutCancel(ctx)
-		var l2ns string
-		if l2ns, err = c.l2Namespace(wctx, namespace); err == nil {
-			err = c.l2.Delete(wctx, l2ns, keys...)
-		}
+		err = c.inNamespace(wctx, namespace, func(l2ns string) error { return c.l2.Delete(wctx, l2ns, keys...) })
 		if err != nil {
 			err = fmt.Errorf("tiered: invalidate in L2: %w", err)
 			ctx = coherence.WithL2Missed(ctx)

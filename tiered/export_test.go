@@ -27,3 +27,19 @@ func GetPastL1[V any](c *Cache[V], ctx context.Context, key string, load Loader[
 	v, err := c.result(r.e)
 	return v, r.info, err
 }
+
+// SetSetHooks makes c's Set call betweenWrites between writing the value to
+// L2 and adding its tag memberships, and beforeInstall between L2 and the L1
+// install. Either may be nil.
+func SetSetHooks[V any](c *Cache[V], betweenWrites, beforeInstall func(key string)) {
+	c.betweenL2Writes, c.beforeSetInstall = betweenWrites, beforeInstall
+}
+
+// SetBeforeVersion makes c call f before each read of its namespace version.
+func SetBeforeVersion[V any](c *Cache[V], f func()) { c.beforeVersion = f }
+
+// Reset runs what a lost invalidation makes the bus do to c.
+func Reset[V any](c *Cache[V]) { c.reset() }
+
+// VersionKnown reports whether c has read its namespace version, and which.
+func VersionKnown[V any](c *Cache[V]) (uint64, bool) { return c.version.Load(), c.versionKnown.Load() }

@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"runtime/debug"
 	"sync"
 )
 
@@ -24,6 +25,7 @@ func (c *Cache[V]) refreshAsync(ctx context.Context, key string, seen uint64, lo
 	go func() {
 		defer done()
 		defer c.refreshing.remove(key)
+		defer c.survive("refresh", key)
 		rctx, cancel := context.WithTimeout(lctx, c.opts.RefreshTimeout)
 		defer cancel()
 		c.refresh(rctx, key, seen, load)
@@ -83,4 +85,15 @@ func (s *keySet) remove(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.keys, key)
+}
+
+// survive ends a background goroutine's panic, logging it with its stack:
+// user callbacks are recovered where they are called, so this is the last
+// resort for anything else (an Observer, say), which must not end the
+// process.
+func (c *Cache[V]) survive(what, key string) {
+	if r := recover(); r != nil {
+		c.client.cfg.Logger.Error("strata: background "+what+" panicked", "namespace", c.ns, "key", key,
+			"panic", r, "stack", string(debug.Stack()))
+	}
 }

@@ -27,6 +27,7 @@ func (c *Cache[V]) slide(ctx context.Context, e *l1.Entry[V], now int64) {
 	key, tags, ns := e.Key, e.Tags, c.l2ns()
 	go func() {
 		defer done()
+		defer c.survive("extension", key)
 		// Tag sets first: a value never outlives them.
 		if len(tags) > 0 {
 			if err := store.ExpireTags(lctx, ns, tags, ttl); err != nil {

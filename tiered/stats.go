@@ -15,13 +15,13 @@ type Stats struct {
 	LoadErrors     uint64 // loader calls that failed (ErrNotFound excluded)
 	L2Errors       uint64 // L2 commands that failed; the call went on without L2
 	CorruptEntries uint64 // undecodable L2 entries, deleted and treated as misses
-	Uncached       uint64 // loaded values not cached: too large or not encodable
+	Uncached       uint64 // loaded values not cached: too large, not encodable or with tags an entry cannot hold
 	StaleHits      uint64 // stale values served under StaleWhileRevalidate
 	StaleOnError   uint64 // stale values served under StaleIfError, the loader having failed
 	Refreshes      uint64 // background refreshes started (early refresh and stale-while-revalidate)
 	LeaseWaits     uint64 // loads that waited for another caller's lease instead of loading
 	LeaseTimeouts  uint64 // waits that outlasted LeaseWait and loaded without caching
-	FillsRejected  uint64 // loads whose lease a write ended first: not cached
+	FillsRejected  uint64 // loads whose lease a write or invalidation ended first: not cached
 	Extensions     uint64 // sliding-expiration PEXPIREs sent to L2
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/strata-cache/strata/coherence"
@@ -22,8 +23,8 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 		return ErrClosed
 	}
 	err := c.versionReady(ctx)
-	if err == nil {
-		err = c.client.invalidateTagsL2(ctx, c.l2ns(), tags)
+	if err == nil && c.client.l2 != nil {
+		err = c.underVersion(ctx, func(l2ns string) error { return c.client.invalidateTagsL2(ctx, l2ns, tags) })
 	}
 	c.dropTagged(tags)
 	return errors.Join(err, c.client.publish(ctx, coherence.KindTags, c.ns, tags, uint64(c.client.clock.NowNano())))
@@ -33,6 +34,9 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 // first fencing off fills of data tagged with them that are in flight.
 func (c *Cache[V]) dropTagged(tags []string) {
 	c.guard.invalidateTags(tags)
+	// Reads in flight may be of tagged keys L1 does not hold yet: a read
+	// starting now must not join one.
+	c.forgetAllFlights()
 	if c.l1 == nil {
 		return
 	}
@@ -78,10 +82,15 @@ func (c *Cache[V]) userTags(key string, v V) (tags []string, err error) {
 // returned: the value must then not be in L2, where a tag invalidation could
 // not find it.
 func (c *Cache[V]) addTags(ctx context.Context, e *l1.Entry[V]) error {
+	return c.addTagsIn(ctx, c.l2ns(), e)
+}
+
+// addTagsIn is addTags under the namespace's L2 name l2ns.
+func (c *Cache[V]) addTagsIn(ctx context.Context, l2ns string, e *l1.Entry[V]) error {
 	if len(e.Tags) == 0 || c.client.l2 == nil {
 		return nil
 	}
-	err := c.client.l2.AddTags(ctx, c.l2ns(), e.Key, e.Tags, c.l2TTL(e))
+	err := c.client.l2.AddTags(ctx, l2ns, e.Key, e.Tags, c.l2TTL(e))
 	if err != nil {
 		c.reportL2(ctx, "tags", err)
 	}
@@ -202,10 +211,7 @@ func (c *Client) InvalidateTags(ctx context.Context, namespace string, tags ...s
 	}
 	var err error
 	if c.l2 != nil {
-		var l2ns string
-		if l2ns, err = c.l2Namespace(ctx, namespace); err == nil {
-			err = c.invalidateTagsL2(ctx, l2ns, tags)
-		}
+		err = c.inNamespace(ctx, namespace, func(l2ns string) error { return c.invalidateTagsL2(ctx, l2ns, tags) })
 	}
 	m := &coherence.Message{Kind: coherence.KindTags, Namespace: namespace, Items: tags}
 	for _, cache := range c.cachesOf(namespace) {
@@ -214,12 +220,29 @@ func (c *Client) InvalidateTags(ctx context.Context, namespace string, tags ...s
 	return errors.Join(err, c.publish(ctx, coherence.KindTags, namespace, tags, uint64(c.clock.NowNano())))
 }
 
-// l2Namespace is namespace as L2 keys spell it now, read from L2 for a
-// process that may have no Cache of it: after a Clear, with its version.
-func (c *Client) l2Namespace(ctx context.Context, namespace string) (string, error) {
+// inNamespace runs op, an L2 write or invalidation of namespace, under its
+// L2 name read from L2 (the process may have no Cache of it): after a
+// Clear, with its version. If a Clear moved the version while op ran, op
+// runs again under the new one (see Cache.underVersion).
+func (c *Client) inNamespace(ctx context.Context, namespace string, op func(l2ns string) error) error {
 	v, err := c.l2.NamespaceVersion(ctx, namespace)
-	if err != nil || v == 0 {
-		return namespace, err
+	if err != nil {
+		return err
 	}
-	return fmt.Sprintf("%s#%d", namespace, v), nil
+	if err := op(versioned(namespace, v)); err != nil {
+		return err
+	}
+	now, err := c.l2.NamespaceVersion(ctx, namespace)
+	if err != nil || now <= v {
+		return err
+	}
+	return op(versioned(namespace, now))
+}
+
+// versioned is namespace as L2 keys spell it at version v.
+func versioned(namespace string, v uint64) string {
+	if v == 0 {
+		return namespace
+	}
+	return namespace + "#" + strconv.FormatUint(v, 10)
 }

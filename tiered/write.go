@@ -32,12 +32,15 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	var l2err error
 	if store := c.client.l2; store != nil {
 		if l2err = c.versionReady(ctx); l2err == nil {
-			if err := c.writeL2(ctx, e, payload); err != nil {
+			if err := c.underVersion(ctx, func(l2ns string) error { return c.writeL2(ctx, l2ns, e, payload) }); err != nil {
 				c.reportL2(ctx, "set", err)
 				l2err = fmt.Errorf("tiered: set %q in L2: %w", key, err)
 				ctx = coherence.WithL2Missed(ctx)
 			}
 		}
+	}
+	if c.beforeSetInstall != nil {
+		c.beforeSetInstall(key)
 	}
 	c.installWritten(f, e)
 	return c.degraded(l2err, c.client.publish(ctx, coherence.KindKeys, c.ns, []string{key}, e.Version))
@@ -79,14 +82,17 @@ func (c *Cache[V]) write(ctx context.Context, key string, v V) (err error) {
 // the value must not stay in L2, where a tag invalidation could not find it.
 // The write finishes even if the caller gives up: half a write would leave
 // L2 and L1 disagreeing. Timeout bounds it.
-func (c *Cache[V]) writeL2(ctx context.Context, e *l1.Entry[V], payload []byte) error {
+func (c *Cache[V]) writeL2(ctx context.Context, l2ns string, e *l1.Entry[V], payload []byte) error {
 	ctx = context.WithoutCancel(ctx)
 	store := c.client.l2
-	if err := store.Write(ctx, c.l2ns(), e.Key, envelope(e, payload), c.l2TTL(e)); err != nil {
+	if err := store.Write(ctx, l2ns, e.Key, envelope(e, payload), c.l2TTL(e)); err != nil {
 		return err
 	}
-	if err := c.addTags(ctx, e); err != nil {
-		return errors.Join(err, store.Delete(ctx, c.l2ns(), e.Key))
+	if c.betweenL2Writes != nil {
+		c.betweenL2Writes(e.Key)
+	}
+	if err := c.addTagsIn(ctx, l2ns, e); err != nil {
+		return errors.Join(err, store.Delete(ctx, l2ns, e.Key))
 	}
 	return nil
 }
@@ -96,7 +102,8 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 	var l2err error
 	if store := c.client.l2; store != nil {
 		if l2err = c.versionReady(ctx); l2err == nil {
-			if err := store.Delete(context.WithoutCancel(ctx), c.l2ns(), keys...); err != nil {
+			wctx := context.WithoutCancel(ctx)
+			if err := c.underVersion(wctx, func(l2ns string) error { return store.Delete(wctx, l2ns, keys...) }); err != nil {
 				c.reportL2(ctx, "delete", err)
 				l2err = fmt.Errorf("tiered: delete in L2: %w", err)
 				ctx = coherence.WithL2Missed(ctx)
@@ -148,4 +155,10 @@ func (c *Cache[V]) deleteL1(key string) {
 func (c *Cache[V]) forgetFlights(key string) {
 	c.loads.Forget(key)
 	c.lookup.Forget(key)
+}
+
+// forgetAllFlights is forgetFlights for every key.
+func (c *Cache[V]) forgetAllFlights() {
+	c.loads.ForgetAll()
+	c.lookup.ForgetAll()
 }

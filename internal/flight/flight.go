@@ -89,6 +89,14 @@ func (g *Group[T]) Forget(key string) {
 	delete(g.calls, key)
 }
 
+// ForgetAll is Forget for every key: an invalidation that cannot name its
+// keys (a tag, a pattern, a whole namespace) calls it.
+func (g *Group[T]) ForgetAll() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	clear(g.calls)
+}
+
 // Call is one running call.
 type Call[T any] struct {
 	done chan struct{}
