@@ -617,11 +617,14 @@ func (s *Store) Close() error {
 // Namespaces cannot contain '#', so it collides with no namespace's keys.
 const versionSuffix = "#version"
 
+// versionKey is the Redis key of ns's version counter.
+func (s *Store) versionKey(ns string) string { return s.prefix + ":" + ns + versionSuffix }
+
 // NamespaceVersion returns ns's version: 0 until the first BumpVersion. On
 // shards it is the largest copy on a serving shard: each shard holds one, so
 // the version survives any shard's absence.
 func (s *Store) NamespaceVersion(ctx context.Context, ns string) (uint64, error) {
-	k := s.prefix + ":" + ns + versionSuffix
+	k := s.versionKey(ns)
 	if s.set == nil {
 		v, err := s.client.Get(ctx, k).Uint64()
 		if errors.Is(err, redis.Nil) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -53,12 +54,15 @@ return 0`)
 	writeScript = redis.NewScript(writeScriptSrc)
 )
 
-// writeScriptSrc is the write script's text: KEYS value, lease; ARGV data,
-// ttl ms. A write: stores data and ends any lease, so a fill of data loaded
-// before the write fails.
+// writeScriptSrc is the write script's text: KEYS value, lease and
+// optionally the namespace's version counter; ARGV data, ttl ms. A write:
+// stores data and ends any lease, so a fill of data loaded before the write
+// fails. With a third key it returns the version after the write ('0'
+// when there is none yet: a nil reply would cost go-redis an error), else 1.
 const writeScriptSrc = `
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
+if KEYS[3] then return redis.call('GET', KEYS[3]) or '0' end
 return 1`
 
 // GetOrLease reads key; when it is absent it grants the load lease to token
@@ -113,12 +117,35 @@ func (s *Store) DeleteIf(ctx context.Context, ns, key string, data []byte) (bool
 // atomic step: a loader that read the source before this write cannot fill
 // its older data afterwards.
 func (s *Store) Write(ctx context.Context, ns, key string, data []byte, ttl time.Duration) error {
-	k, standIn := s.locate(ns, key)
-	err := writeScript.Run(ctx, s.client, []string{k, k + leaseSuffix}, data, ms(s.ttl(standIn, ttl))).Err()
-	if errors.Is(err, redis.Nil) {
-		return nil
-	}
+	_, _, err := s.WriteSeeing(ctx, ns, key, data, ttl, "")
 	return err
+}
+
+// WriteSeeing is Write that, on a single node, also reads the version of
+// namespace base (ns unversioned, see NamespaceVersion) in the same atomic
+// step: a writer learns at no extra cost whether a Clear it has not heard
+// of moved the namespace. seen is false where that is not possible (a
+// Ring or a Cluster, or base empty): the writer reads NamespaceVersion.
+func (s *Store) WriteSeeing(ctx context.Context, ns, key string, data []byte, ttl time.Duration, base string) (version uint64, seen bool, err error) {
+	k, standIn := s.locate(ns, key)
+	keys := []string{k, k + leaseSuffix}
+	_, single := s.client.(*redis.Client)
+	if seen = single && base != ""; seen {
+		keys = append(keys, s.versionKey(base))
+	}
+	res, err := writeScript.Run(ctx, s.client, keys, data, ms(s.ttl(standIn, ttl))).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return 0, seen, nil
+	case err != nil:
+		return 0, false, err
+	}
+	if str, ok := res.(string); ok && seen {
+		if version, err = strconv.ParseUint(str, 10, 64); err != nil {
+			return 0, false, fmt.Errorf("l2: namespace version %q: %w", str, err)
+		}
+	}
+	return version, seen, nil
 }
 
 func ms(d time.Duration) int64 { return int64(roundTTL(d) / time.Millisecond) }

@@ -52,10 +52,10 @@ func (c *Cache[V]) InvalidatePattern(ctx context.Context, pattern string) error 
 	if store := c.client.l2; store != nil {
 		if err = c.versionReady(ctx); err != nil {
 			c.stats.l2Errors.Add(1)
-		} else if err = c.underVersion(ctx, func(l2ns string) error {
+		} else if err = c.underVersion(ctx, unseen(func(l2ns string) error {
 			_, err := store.DeleteMatching(ctx, l2ns, pattern)
 			return err
-		}); err != nil {
+		})); err != nil {
 			c.stats.l2Errors.Add(1)
 			err = fmt.Errorf("tiered: invalidate pattern %q in L2: %w", pattern, err)
 		}
@@ -75,21 +75,33 @@ func (c *Cache[V]) InvalidatePattern(ctx context.Context, pattern string) error 
 // the read sees. A later one is concurrent with op, which may be ordered
 // before it: its bump voids what op wrote, and loads under its version
 // start after op began, reading data op's caller had already changed.
-func (c *Cache[V]) underVersion(ctx context.Context, op func(l2ns string) error) error {
+//
+// An op that read the version itself, atomically with its write (a Set on a
+// single node), says so with seen, and no second read is needed.
+func (c *Cache[V]) underVersion(ctx context.Context, op func(l2ns string) (version uint64, seen bool, err error)) error {
 	v := c.version.Load()
-	if err := op(c.l2ns()); err != nil {
+	now, seen, err := op(c.l2ns())
+	if err != nil {
 		return err
 	}
-	now, err := c.client.l2.NamespaceVersion(ctx, c.ns)
-	if err != nil {
-		return fmt.Errorf("tiered: namespace version after a write: %w", err)
+	if !seen {
+		if now, err = c.client.l2.NamespaceVersion(ctx, c.ns); err != nil {
+			return fmt.Errorf("tiered: namespace version after a write: %w", err)
+		}
 	}
 	if now <= v {
 		return nil
 	}
 	c.setVersion(now)
 	c.dropAll()
-	return op(c.l2ns())
+	_, _, err = op(c.l2ns())
+	return err
+}
+
+// unseen adapts an op that does not read the namespace version to
+// underVersion.
+func unseen(op func(l2ns string) error) func(string) (uint64, bool, error) {
+	return func(l2ns string) (uint64, bool, error) { return 0, false, op(l2ns) }
 }
 
 // l2ns is the namespace as L2 keys spell it at the current version.

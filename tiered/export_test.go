@@ -43,3 +43,12 @@ func Reset[V any](c *Cache[V]) { c.reset() }
 
 // VersionKnown reports whether c has read its namespace version, and which.
 func VersionKnown[V any](c *Cache[V]) (uint64, bool) { return c.version.Load(), c.versionKnown.Load() }
+
+// SetVersionForTest runs c's setVersion(v) (review hook).
+func SetVersionForTest[V any](c *Cache[V], v uint64) { c.setVersion(v) }
+
+// L2NameForTest returns the namespace name c's L2 keys use now (review hook).
+func L2NameForTest[V any](c *Cache[V]) string { return c.l2ns() }
+
+// ReloadingForTest reports whether a background version reload runs (review hook).
+func ReloadingForTest[V any](c *Cache[V]) bool { return c.reloading.Load() }

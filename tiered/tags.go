@@ -24,7 +24,7 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 	}
 	err := c.versionReady(ctx)
 	if err == nil && c.client.l2 != nil {
-		err = c.underVersion(ctx, func(l2ns string) error { return c.client.invalidateTagsL2(ctx, l2ns, tags) })
+		err = c.underVersion(ctx, unseen(func(l2ns string) error { return c.client.invalidateTagsL2(ctx, l2ns, tags) }))
 	}
 	c.dropTagged(tags)
 	return errors.Join(err, c.client.publish(ctx, coherence.KindTags, c.ns, tags, uint64(c.client.clock.NowNano())))

@@ -32,7 +32,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	var l2err error
 	if store := c.client.l2; store != nil {
 		if l2err = c.versionReady(ctx); l2err == nil {
-			if err := c.underVersion(ctx, func(l2ns string) error { return c.writeL2(ctx, l2ns, e, payload) }); err != nil {
+			if err := c.underVersion(ctx, func(l2ns string) (uint64, bool, error) { return c.writeL2(ctx, l2ns, e, payload) }); err != nil {
 				c.reportL2(ctx, "set", err)
 				l2err = fmt.Errorf("tiered: set %q in L2: %w", key, err)
 				ctx = coherence.WithL2Missed(ctx)
@@ -82,19 +82,23 @@ func (c *Cache[V]) write(ctx context.Context, key string, v V) (err error) {
 // the value must not stay in L2, where a tag invalidation could not find it.
 // The write finishes even if the caller gives up: half a write would leave
 // L2 and L1 disagreeing. Timeout bounds it.
-func (c *Cache[V]) writeL2(ctx context.Context, l2ns string, e *l1.Entry[V], payload []byte) error {
+//
+// It returns the namespace version the write saw, when the store can read it
+// with the write (see l2.Store.WriteSeeing).
+func (c *Cache[V]) writeL2(ctx context.Context, l2ns string, e *l1.Entry[V], payload []byte) (uint64, bool, error) {
 	ctx = context.WithoutCancel(ctx)
 	store := c.client.l2
-	if err := store.Write(ctx, l2ns, e.Key, envelope(e, payload), c.l2TTL(e)); err != nil {
-		return err
+	version, seen, err := store.WriteSeeing(ctx, l2ns, e.Key, envelope(e, payload), c.l2TTL(e), c.ns)
+	if err != nil {
+		return 0, false, err
 	}
 	if c.betweenL2Writes != nil {
 		c.betweenL2Writes(e.Key)
 	}
 	if err := c.addTagsIn(ctx, l2ns, e); err != nil {
-		return errors.Join(err, store.Delete(ctx, l2ns, e.Key))
+		return 0, false, errors.Join(err, store.Delete(ctx, l2ns, e.Key))
 	}
-	return nil
+	return version, seen, nil
 }
 
 // delete is Delete after validation: L2, then L1 (even if L2 failed).
@@ -103,7 +107,7 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 	if store := c.client.l2; store != nil {
 		if l2err = c.versionReady(ctx); l2err == nil {
 			wctx := context.WithoutCancel(ctx)
-			if err := c.underVersion(wctx, func(l2ns string) error { return store.Delete(wctx, l2ns, keys...) }); err != nil {
+			if err := c.underVersion(wctx, unseen(func(l2ns string) error { return store.Delete(wctx, l2ns, keys...) })); err != nil {
 				c.reportL2(ctx, "delete", err)
 				l2err = fmt.Errorf("tiered: delete in L2: %w", err)
 				ctx = coherence.WithL2Missed(ctx)
