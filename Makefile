@@ -5,9 +5,14 @@ GO    ?= go
 #   make bench BENCH=L1Hit COUNT=6 > new.txt   (then benchstat old.txt new.txt)
 BENCH ?= .
 COUNT ?= 1
+# STRESS_COUNT repeats the stress runs; STRESS_DURATION is each convergence
+# run's length; STRESS_LOAD is how many busy loops load the CPUs meanwhile.
+STRESS_COUNT ?= 5
+STRESS_DURATION ?= 4s
+STRESS_LOAD ?= 2
 
 .DEFAULT_GOAL := test
-.PHONY: deps test bench fmt vet
+.PHONY: deps test bench stress fmt vet
 
 # deps makes sure redis-server and redis-cli are on PATH: the tests start their
 # own redis-server processes on free loopback ports (and build a Redis Cluster
@@ -35,6 +40,17 @@ deps:
 test: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 	$(GO) test -race -count=1 ./...
+
+# stress repeats the convergence property test (guarantee 13: replicas end up
+# answering what L2 holds, L2 what the database holds) and the invalidation
+# regression tests, longer and under CPU load from busy loops, race-enabled.
+stress: deps
+	@pids=; for i in $$(seq $(STRESS_LOAD)); do sh -c 'while :; do :; done' & pids="$$pids $$!"; done; \
+	log=$$(mktemp); trap 'kill $$pids 2>/dev/null; rm -f $$log' EXIT INT TERM; \
+	$(GO) test -race -count=$(STRESS_COUNT) -timeout 60m -v \
+		-run 'TestConvergenceProperty|TestConcurrentSets|TestTagInvalidation|TestInvalidationEnds|TestSetRacing|TestReset' \
+		./tiered/ -args -convergence.duration=$(STRESS_DURATION) > $$log 2>&1; rc=$$?; \
+	grep -E '^(--- FAIL|FAIL|ok)|seed [0-9]+:|not converged|failed;' $$log; exit $$rc
 
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) ./...

@@ -39,15 +39,16 @@ type Cache[V any] struct {
 	guard      fillGuard
 	stats      stats
 
-	// l2name is the namespace as L2 keys spell it: ns, or ns#N after the
-	// N-th Clear. It changes only upwards, with version.
-	l2name  atomic.Pointer[string]
-	version atomic.Uint64
+	// at is the namespace's version and its name in L2 keys (ns, or ns#N
+	// after the Clear that made version N), swapped together and only
+	// upwards.
+	at atomic.Pointer[nsVersion]
 	// versionKnown is set once the version was read from L2 (at once
 	// without L2). Until then reads bypass L2 and writes fail with
 	// ErrVersionUnknown. reloading is set while a background read runs.
 	versionKnown atomic.Bool
 	reloading    atomic.Bool
+	reloadWanted atomic.Uint64 // reloads asked for (see reloadVersion)
 
 	// Test hooks (export_test.go), nil otherwise.
 	beforeInstall    func(key string) // between a read and its L1 install
@@ -66,7 +67,7 @@ func NewCache[V any](c *Client, namespace string, opts Options[V]) (*Cache[V], e
 		return nil, err
 	}
 	cache := &Cache[V]{client: c, ns: namespace, opts: opts}
-	cache.l2name.Store(&cache.ns)
+	cache.at.Store(&nsVersion{name: namespace})
 	cache.guard.seed = maphash.MakeSeed()
 	cache.extensions.seed = maphash.MakeSeed()
 	if !opts.L1.Disabled {

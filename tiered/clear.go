@@ -19,7 +19,7 @@ func (c *Cache[V]) Clear(ctx context.Context) error {
 	if c.client.closed.Load() {
 		return ErrClosed
 	}
-	v := c.version.Load() + 1
+	v := c.version() + 1
 	if store := c.client.l2; store != nil {
 		var err error
 		if v, err = store.BumpVersion(ctx, c.ns); err != nil {
@@ -79,7 +79,7 @@ func (c *Cache[V]) InvalidatePattern(ctx context.Context, pattern string) error 
 // An op that read the version itself, atomically with its write (a Set on a
 // single node), says so with seen, and no second read is needed.
 func (c *Cache[V]) underVersion(ctx context.Context, op func(l2ns string) (version uint64, seen bool, err error)) error {
-	v := c.version.Load()
+	v := c.version()
 	now, seen, err := op(c.l2ns())
 	if err != nil {
 		return err
@@ -104,19 +104,25 @@ func unseen(op func(l2ns string) error) func(string) (uint64, bool, error) {
 	return func(l2ns string) (uint64, bool, error) { return 0, false, op(l2ns) }
 }
 
+// nsVersion is a namespace version and the namespace's name in L2 keys at
+// that version.
+type nsVersion struct {
+	version uint64
+	name    string
+}
+
 // l2ns is the namespace as L2 keys spell it at the current version.
-func (c *Cache[V]) l2ns() string { return *c.l2name.Load() }
+func (c *Cache[V]) l2ns() string { return c.at.Load().name }
+
+// version is the namespace version in use.
+func (c *Cache[V]) version() uint64 { return c.at.Load().version }
 
 // setVersion moves the namespace to version v, if v is newer.
 func (c *Cache[V]) setVersion(v uint64) {
+	next := &nsVersion{version: v, name: c.ns + "#" + strconv.FormatUint(v, 10)}
 	for {
-		cur := c.version.Load()
-		if v <= cur {
-			return
-		}
-		if c.version.CompareAndSwap(cur, v) {
-			name := c.ns + "#" + strconv.FormatUint(v, 10)
-			c.l2name.Store(&name)
+		cur := c.at.Load()
+		if v <= cur.version || c.at.CompareAndSwap(cur, next) {
 			return
 		}
 	}
@@ -160,7 +166,7 @@ func (c *Cache[V]) loadVersion(ctx context.Context) error {
 		}
 		return err
 	}
-	if v > c.version.Load() {
+	if v > c.version() {
 		c.setVersion(v)
 		c.dropAll()
 	}
@@ -169,12 +175,16 @@ func (c *Cache[V]) loadVersion(ctx context.Context) error {
 }
 
 // reloadVersion reads the namespace version again in the background, until
-// a read succeeds or the client closes, unless such a reload is running: a
-// lost Clear may have changed it. It never blocks the caller (the bus's
-// heartbeat goroutine, say).
+// a read that started after this call succeeds or the client closes: a lost
+// Clear may have changed it. One goroutine serves the calls that come while
+// it runs. It never blocks the caller (the bus's heartbeat goroutine, say).
 func (c *Cache[V]) reloadVersion() {
-	if c.client.l2 == nil || !c.reloading.CompareAndSwap(false, true) {
+	if c.client.l2 == nil {
 		return
+	}
+	c.reloadWanted.Add(1)
+	if !c.reloading.CompareAndSwap(false, true) {
+		return // the running reload sees the request and reads again
 	}
 	ctx, done, err := c.client.beginLoad(context.Background())
 	if err != nil {
@@ -183,9 +193,21 @@ func (c *Cache[V]) reloadVersion() {
 	}
 	go func() {
 		defer done()
-		defer c.reloading.Store(false)
-		for wait := versionRetryMin; c.loadVersion(ctx) != nil; wait = min(2*wait, versionRetryMax) {
-			if sleep(ctx, wait) != nil {
+		for {
+			want := c.reloadWanted.Load()
+			for wait := versionRetryMin; c.loadVersion(ctx) != nil; wait = min(2*wait, versionRetryMax) {
+				if sleep(ctx, wait) != nil {
+					c.reloading.Store(false)
+					return
+				}
+			}
+			if c.reloadWanted.Load() != want {
+				continue // asked again during the read
+			}
+			c.reloading.Store(false)
+			// A request between the check and the store found the flag set
+			// and left it to this goroutine.
+			if c.reloadWanted.Load() == want || !c.reloading.CompareAndSwap(false, true) {
 				return
 			}
 		}

@@ -42,7 +42,7 @@ func SetBeforeVersion[V any](c *Cache[V], f func()) { c.beforeVersion = f }
 func Reset[V any](c *Cache[V]) { c.reset() }
 
 // VersionKnown reports whether c has read its namespace version, and which.
-func VersionKnown[V any](c *Cache[V]) (uint64, bool) { return c.version.Load(), c.versionKnown.Load() }
+func VersionKnown[V any](c *Cache[V]) (uint64, bool) { return c.version(), c.versionKnown.Load() }
 
 // SetVersionForTest runs c's setVersion(v) (review hook).
 func SetVersionForTest[V any](c *Cache[V], v uint64) { c.setVersion(v) }

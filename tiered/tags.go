@@ -23,11 +23,32 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 		return ErrClosed
 	}
 	err := c.versionReady(ctx)
+	var deleted []string
 	if err == nil && c.client.l2 != nil {
-		err = c.underVersion(ctx, unseen(func(l2ns string) error { return c.client.invalidateTagsL2(ctx, l2ns, tags) }))
+		err = c.underVersion(ctx, unseen(func(l2ns string) error {
+			keys, err := c.client.invalidateTagsL2(ctx, l2ns, tags)
+			deleted = append(deleted, keys...)
+			return err
+		}))
 	}
 	c.dropTagged(tags)
-	return errors.Join(err, c.client.publish(ctx, coherence.KindTags, c.ns, tags, uint64(c.client.clock.NowNano())))
+	for _, k := range deleted {
+		c.dropL1(k)
+	}
+	return errors.Join(err, c.client.publishTagged(ctx, c.ns, tags, deleted))
+}
+
+// publishTagged tells the other replicas about a tag invalidation: the tags,
+// and the keys it deleted from L2. A key listed in a tag's L2 set may carry
+// other tags in L1 now (a later Set changed them; sets only grow), and it is
+// gone from L2 all the same.
+func (c *Client) publishTagged(ctx context.Context, ns string, tags, deleted []string) error {
+	now := uint64(c.clock.NowNano())
+	err := c.publish(ctx, coherence.KindTags, ns, tags, now)
+	if len(deleted) > 0 {
+		err = errors.Join(err, c.publish(ctx, coherence.KindKeys, ns, deleted, now))
+	}
+	return err
 }
 
 // dropTagged drops from L1 the keys tagged with tags (from the local index),
@@ -98,33 +119,36 @@ func (c *Cache[V]) addTagsIn(ctx context.Context, l2ns string, e *l1.Entry[V]) e
 }
 
 // invalidateTagsL2 deletes the keys of l2ns tagged with tags from L2, with
-// their leases, and the tag sets. The namespace's tag fence moves first, so
-// loads in flight whose keys are not in the sets yet refuse to fill (see
-// readTagFence).
-func (c *Client) invalidateTagsL2(ctx context.Context, l2ns string, tags []string) error {
+// their leases, and the tag sets, and returns the keys it deleted. The
+// namespace's tag fence moves first, so loads in flight whose keys are not
+// in the sets yet refuse to fill (see readTagFence). Memberships popped but
+// whose keys could not be deleted are put back, so a retry finds them.
+func (c *Client) invalidateTagsL2(ctx context.Context, l2ns string, tags []string) ([]string, error) {
 	if c.l2 == nil {
-		return nil
+		return nil, nil
 	}
 	ctx = context.WithoutCancel(ctx) // half an invalidation helps no one
-	err := c.l2.AdvanceTagFence(ctx, l2ns)
-	var members [][]string
-	if err == nil {
-		members, err = c.l2.PopTags(ctx, l2ns, tags)
+	if err := c.l2.AdvanceTagFence(ctx, l2ns); err != nil {
+		return nil, fmt.Errorf("tiered: invalidate tags in L2: %w", err)
 	}
+	// The sets that were popped are returned even when others failed.
+	members, err := c.l2.PopTags(ctx, l2ns, tags)
 	var keys []string
 	for _, m := range members {
 		keys = append(keys, m...)
 	}
-	if err == nil && len(keys) > 0 {
-		slices.Sort(keys)
-		if err = c.l2.Delete(ctx, l2ns, slices.Compact(keys)...); err != nil {
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	if len(keys) > 0 {
+		if derr := c.l2.Delete(ctx, l2ns, keys...); derr != nil {
 			c.restoreTags(ctx, l2ns, tags, members)
+			err, keys = errors.Join(err, derr), nil
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("tiered: invalidate tags in L2: %w", err)
+		return keys, fmt.Errorf("tiered: invalidate tags in L2: %w", err)
 	}
-	return nil
+	return keys, nil
 }
 
 // tagFence is what a tagged load read of its namespace's tag fence before
@@ -210,14 +234,23 @@ func (c *Client) InvalidateTags(ctx context.Context, namespace string, tags ...s
 		return ErrClosed
 	}
 	var err error
+	var deleted []string
 	if c.l2 != nil {
-		err = c.inNamespace(ctx, namespace, func(l2ns string) error { return c.invalidateTagsL2(ctx, l2ns, tags) })
+		err = c.inNamespace(ctx, namespace, func(l2ns string) error {
+			keys, err := c.invalidateTagsL2(ctx, l2ns, tags)
+			deleted = append(deleted, keys...)
+			return err
+		})
 	}
-	m := &coherence.Message{Kind: coherence.KindTags, Namespace: namespace, Items: tags}
-	for _, cache := range c.cachesOf(namespace) {
-		cache.invalidate(m)
+	for _, m := range []*coherence.Message{
+		{Kind: coherence.KindTags, Namespace: namespace, Items: tags},
+		{Kind: coherence.KindKeys, Namespace: namespace, Items: deleted},
+	} {
+		for _, cache := range c.cachesOf(namespace) {
+			cache.invalidate(m)
+		}
 	}
-	return errors.Join(err, c.publish(ctx, coherence.KindTags, namespace, tags, uint64(c.clock.NowNano())))
+	return errors.Join(err, c.publishTagged(ctx, namespace, tags, deleted))
 }
 
 // inNamespace runs op, an L2 write or invalidation of namespace, under its
