@@ -567,6 +567,37 @@ func (s *Store) Delete(ctx context.Context, ns string, keys ...string) error {
 	return cmdErrors(cmds)
 }
 
+// DeleteSeeing is Delete that, on a single node, also reads the version of
+// namespace base (see NamespaceVersion) in the same round trip, after the
+// deletes: see WriteSeeing. seen is false where that is not possible.
+func (s *Store) DeleteSeeing(ctx context.Context, ns, base string, keys ...string) (version uint64, seen bool, err error) {
+	rdb, single := s.client.(*redis.Client)
+	if !single || base == "" {
+		return 0, false, s.Delete(ctx, ns, keys...)
+	}
+	cmds := make([]redis.Cmder, len(keys))
+	var v *redis.StringCmd
+	_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, key := range keys {
+			k := s.Key(ns, key)
+			cmds[i] = p.Del(ctx, k, k+leaseSuffix)
+		}
+		v = p.Get(ctx, s.versionKey(base))
+		return nil
+	})
+	if err := cmdErrors(cmds); err != nil {
+		return 0, false, err
+	}
+	version, err = v.Uint64()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return 0, true, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("l2: namespace version: %w", err)
+	}
+	return version, true, nil
+}
+
 func roundTTL(ttl time.Duration) time.Duration {
 	return max(ttl.Round(time.Millisecond), time.Millisecond)
 }

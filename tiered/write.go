@@ -107,7 +107,7 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 	if store := c.client.l2; store != nil {
 		if l2err = c.versionReady(ctx); l2err == nil {
 			wctx := context.WithoutCancel(ctx)
-			if err := c.underVersion(wctx, unseen(func(l2ns string) error { return store.Delete(wctx, l2ns, keys...) })); err != nil {
+			if err := c.underVersion(wctx, func(l2ns string) (uint64, bool, error) { return store.DeleteSeeing(wctx, l2ns, c.ns, keys...) }); err != nil {
 				c.reportL2(ctx, "delete", err)
 				l2err = fmt.Errorf("tiered: delete in L2: %w", err)
 				ctx = coherence.WithL2Missed(ctx)
