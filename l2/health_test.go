@@ -253,13 +253,13 @@ func TestBatchesRouteAsSingleCommands(t *testing.T) {
 				t.Fatalf("%s: the Ring finds %d members of tag %q (%v), want 20", when, n, tag, err)
 			}
 		}
-		members, err := s.PopTags(ctx, "ns", listable)
-		if err != nil || len(members) != len(listable) {
-			t.Fatalf("%s: PopTags: %d sets, %v; want %d", when, len(members), err, len(listable))
+		sets, err := s.PopTags(ctx, "ns", listable)
+		if err != nil || len(sets) != len(listable) {
+			t.Fatalf("%s: PopTags: %d sets, %v; want %d", when, len(sets), err, len(listable))
 		}
-		for i, m := range members {
-			if len(m) != 20 {
-				t.Fatalf("%s: PopTags: tag %q has %d members, want 20", when, listable[i], len(m))
+		for i, set := range sets {
+			if len(set.Members) != 20 || set.TTL <= 0 || set.TTL > time.Minute {
+				t.Fatalf("%s: PopTags: tag %q has %d members and TTL %v, want 20 and at most a minute", when, listable[i], len(set.Members), set.TTL)
 			}
 		}
 		for _, tag := range listable {

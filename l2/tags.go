@@ -41,35 +41,56 @@ func (s *Store) tagShards(ns string, tags []string) func(i int) int {
 	}
 }
 
-// popTagScript: KEYS tag set. Returns its members and deletes it, in one
-// step: a writer's SADD lands either before (its key is returned) or after
-// (in a new set that the next invalidation finds).
+// popTagScript: KEYS tag set. Returns {its remaining time to live in ms (-1
+// none, -2 no set), its members} and deletes it, in one step: a writer's
+// SADD lands either before (its key is returned) or after (in a new set that
+// the next invalidation finds).
 var popTagScript = redis.NewScript(`
+local ttl = redis.call('PTTL', KEYS[1])
 local m = redis.call('SMEMBERS', KEYS[1])
 redis.call('DEL', KEYS[1])
-return m`)
+return {ttl, m}`)
 
-// PopTags removes the sets of tags and returns their members, per tag. A tag
-// whose set lives on a shard out of service is an error: the stand-in holds
-// at most the memberships added since, and deleting only those would look
-// like success.
+// TagSet is a tag set PopTags removed: its members, and how long it had
+// left to live (zero: no expiry), for putting it back.
+type TagSet struct {
+	Members []string
+	TTL     time.Duration
+}
+
+// PopTags removes the sets of tags and returns them, per tag; a set that
+// could not be popped is empty in the result, which still holds the others.
+// A tag whose set lives on a shard out of service is an error: the stand-in
+// holds at most the memberships added since, and deleting only those would
+// look like success.
 //
 // Writers add a key to its tag sets after writing its value (Set) or before
 // filling a leased load (whose lease the caller ends by deleting the key):
 // either way a key with a value is never out of the sets of its tags.
-func (s *Store) PopTags(ctx context.Context, ns string, tags []string) ([][]string, error) {
+func (s *Store) PopTags(ctx context.Context, ns string, tags []string) ([]TagSet, error) {
 	if err := s.tagsServing(ns, tags); err != nil {
 		return nil, err
 	}
-	members := make([][]string, len(tags))
+	sets := make([]TagSet, len(tags))
 	err := s.evalMany(ctx, popTagScript, len(tags), s.tagShards(ns, tags), func(i int) ([]string, []any) {
 		return []string{s.TagKey(ns, tags[i])}, nil
 	}, func(i int, cmd *redis.Cmd) error {
-		m, err := cmd.StringSlice()
-		members[i] = m
-		return err
+		res, err := cmd.Slice()
+		if err != nil || len(res) != 2 {
+			return errors.Join(err, errors.New("l2: malformed tag pop reply"))
+		}
+		if ms, _ := res[0].(int64); ms > 0 {
+			sets[i].TTL = time.Duration(ms) * time.Millisecond
+		}
+		members, _ := res[1].([]any)
+		for _, m := range members {
+			if k, ok := m.(string); ok {
+				sets[i].Members = append(sets[i].Members, k)
+			}
+		}
+		return nil
 	})
-	return members, err
+	return sets, err
 }
 
 // tagsServing fails if the set of one of tags lives on a shard out of

@@ -166,8 +166,12 @@ func (c *Cache[V]) loadVersion(ctx context.Context) error {
 		}
 		return err
 	}
-	if v > c.version() {
+	switch {
+	case v > c.version():
 		c.setVersion(v)
+		c.dropAll()
+	case !c.versionKnown.Load():
+		// Writes made while it was unknown reached L1 but not L2.
 		c.dropAll()
 	}
 	c.versionKnown.Store(true)

@@ -358,6 +358,11 @@ func TestFailedVersionReadIsRetried(t *testing.T) {
 	if v, err := late.Get(ctx, "k", nil); err != nil || v != "after clear" {
 		t.Fatalf("Get = %q, %v; want the post-Clear value", v, err)
 	}
+	// The Set that failed reached L1 only: once the version is known, L1
+	// answers what L2 holds again.
+	if got := lookup(t, late, "x"); got != "" {
+		t.Fatalf("after the version is known, the failed Set's %q is still served", got)
+	}
 }
 
 // Item 9: tags from the loader path are validated like Set's: a value with

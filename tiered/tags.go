@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/strata-cache/strata/coherence"
 	"github.com/strata-cache/strata/l1"
@@ -132,16 +131,16 @@ func (c *Client) invalidateTagsL2(ctx context.Context, l2ns string, tags []strin
 		return nil, fmt.Errorf("tiered: invalidate tags in L2: %w", err)
 	}
 	// The sets that were popped are returned even when others failed.
-	members, err := c.l2.PopTags(ctx, l2ns, tags)
+	sets, err := c.l2.PopTags(ctx, l2ns, tags)
 	var keys []string
-	for _, m := range members {
-		keys = append(keys, m...)
+	for _, set := range sets {
+		keys = append(keys, set.Members...)
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 	if len(keys) > 0 {
 		if derr := c.l2.Delete(ctx, l2ns, keys...); derr != nil {
-			c.restoreTags(ctx, l2ns, tags, members)
+			c.restoreTags(ctx, l2ns, tags, sets)
 			err, keys = errors.Join(err, derr), nil
 		}
 	}
@@ -204,22 +203,23 @@ func (c *Cache[V]) checkTagFence(ctx context.Context, t tagFence, e *l1.Entry[V]
 	return nil
 }
 
-// restoreTags puts popped memberships back after their keys could not be
-// deleted, so that a retry of the invalidation finds them.
-func (c *Client) restoreTags(ctx context.Context, l2ns string, tags []string, members [][]string) {
-	for i, m := range members {
-		for _, k := range m {
-			if err := c.l2.AddTags(ctx, l2ns, k, tags[i:i+1], restoredTagTTL); err != nil {
+// restoreTags puts popped tag sets back after their keys could not be
+// deleted, so that a retry of the invalidation finds them; each lives as
+// long as it had left (a set without expiry gets MaxEntryTTL).
+func (c *Client) restoreTags(ctx context.Context, l2ns string, tags []string, sets []l2.TagSet) {
+	for i, set := range sets {
+		ttl := set.TTL
+		if ttl <= 0 {
+			ttl = MaxEntryTTL
+		}
+		for _, k := range set.Members {
+			if err := c.l2.AddTags(ctx, l2ns, k, tags[i:i+1], ttl); err != nil {
 				c.l2Error(ctx, l2ns, "tags", err)
 				return
 			}
 		}
 	}
 }
-
-// restoredTagTTL is how long a restored tag set lives at least (the popped
-// set's own TTL went with it): longer than the values of any usual TTL.
-const restoredTagTTL = 24 * time.Hour
 
 // InvalidateTags removes every key of namespace carrying one of tags from L2
 // and from every replica's L1, without a Cache (see Invalidate).
