@@ -16,12 +16,13 @@ import (
 // once (the old keys expire in Redis by their TTL), empties this replica's
 // L1 and tells the others to do the same.
 func (c *Cache[V]) Clear(ctx context.Context) error {
-	if c.client.closed.Load() {
-		return ErrClosed
+	done, err := c.client.beginWrite()
+	if err != nil {
+		return err
 	}
+	defer done()
 	v := c.version() + 1
 	if store := c.client.l2; store != nil {
-		var err error
 		if v, err = store.BumpVersion(ctx, c.ns); err != nil {
 			c.stats.l2Errors.Add(1)
 			return fmt.Errorf("tiered: clear %q in L2: %w", c.ns, err)
@@ -45,10 +46,11 @@ func (c *Cache[V]) InvalidatePattern(ctx context.Context, pattern string) error 
 	if pattern == "" || len(pattern) > MaxKeyLength {
 		return fmt.Errorf("%w: pattern of %d bytes", ErrInvalidKey, len(pattern))
 	}
-	if c.client.closed.Load() {
-		return ErrClosed
+	done, err := c.client.beginWrite()
+	if err != nil {
+		return err
 	}
-	var err error
+	defer done()
 	if store := c.client.l2; store != nil {
 		if err = c.versionReady(ctx); err != nil {
 			c.stats.l2Errors.Add(1)

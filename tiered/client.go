@@ -101,6 +101,7 @@ type Client struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	loads  sync.WaitGroup
+	writes sync.WaitGroup // writes and invalidations in progress (beginWrite)
 
 	mu     sync.Mutex
 	caches []registeredCache
@@ -203,6 +204,9 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 	c.cancel()
 	c.loads.Wait()
+	// Their invalidations go out before the bus's last heartbeat, which
+	// lets receivers notice one lost on both channels.
+	c.writes.Wait()
 	if c.bus != nil {
 		_ = c.bus.Close()
 	}
@@ -251,6 +255,19 @@ func (c *Client) beginLoad(ctx context.Context) (context.Context, func(), error)
 		cancel()
 		c.loads.Done()
 	}, nil
+}
+
+// beginWrite registers a write or invalidation so that Close waits for it
+// (its L2 part is bounded by the L2 timeout, its publication by WithAck's).
+// It fails once the client is closed.
+func (c *Client) beginWrite() (func(), error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	c.writes.Add(1)
+	return c.writes.Done, nil
 }
 
 // stopwatch starts timing a load: with the injected clock when there is one

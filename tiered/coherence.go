@@ -222,10 +222,11 @@ func (c *Client) Invalidate(ctx context.Context, namespace string, keys ...strin
 			return err
 		}
 	}
-	if c.closed.Load() {
-		return ErrClosed
+	done, err := c.beginWrite()
+	if err != nil {
+		return err
 	}
-	var err error
+	defer done()
 	if c.l2 != nil {
 		wctx := context.WithoutCancel(ctx)
 		err = c.inNamespace(wctx, namespace, func(l2ns string) error { return c.l2.Delete(wctx, l2ns, keys...) })

@@ -477,3 +477,33 @@ func TestWithHugeTTLIsRefused(t *testing.T) {
 		t.Fatalf("Get after a MaxEntryTTL Set = %q, %v", v, err)
 	}
 }
+
+// Close waits for writes in progress, so their invalidations go out before
+// the bus's last heartbeat (and at all).
+func TestCloseWaitsForWritesInProgress(t *testing.T) {
+	ctx := context.Background()
+	r := newStickReplicas(t, 2, tiered.Options[string]{TTL: time.Hour})
+	a, b := r.caches[0], r.caches[1]
+	if err := a.Set(ctx, "k", "old"); err != nil {
+		t.Fatal(err)
+	}
+	if got := lookup(t, b, "k"); got != "old" {
+		t.Fatalf("B answers %q", got)
+	}
+	paused, resume := make(chan struct{}), make(chan struct{})
+	tiered.SetSetHooks(a, nil, func(string) { close(paused); <-resume })
+	set := make(chan error, 1)
+	go func() { set <- a.Set(ctx, "k", "new") }()
+	<-paused
+	closed := make(chan error, 1)
+	go func() { closed <- r.clients[0].Close() }()
+	close(resume)
+	if err := <-set; err != nil {
+		t.Fatalf("Set in progress at Close: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitFor(t, 5*time.Second, func() bool { return lookup(t, b, "k") == "new" },
+		"B hears of the Set that was in progress at Close")
+}

@@ -18,10 +18,12 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 	if err := validateTags(tags); err != nil {
 		return err
 	}
-	if c.client.closed.Load() {
-		return ErrClosed
+	done, err := c.client.beginWrite()
+	if err != nil {
+		return err
 	}
-	err := c.versionReady(ctx)
+	defer done()
+	err = c.versionReady(ctx)
 	var deleted []string
 	if err == nil && c.client.l2 != nil {
 		err = c.underVersion(ctx, unseen(func(l2ns string) error {
@@ -230,10 +232,11 @@ func (c *Client) InvalidateTags(ctx context.Context, namespace string, tags ...s
 	if err := validateTags(tags); err != nil {
 		return err
 	}
-	if c.closed.Load() {
-		return ErrClosed
+	done, err := c.beginWrite()
+	if err != nil {
+		return err
 	}
-	var err error
+	defer done()
 	var deleted []string
 	if c.l2 != nil {
 		err = c.inNamespace(ctx, namespace, func(l2ns string) error {

@@ -14,6 +14,11 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	if err := validateTTL(key, so.ttl); err != nil {
 		return err
 	}
+	done, err := c.client.beginWrite()
+	if err != nil {
+		return err
+	}
+	defer done()
 	payload, err := c.encode(v)
 	if err != nil {
 		return err
@@ -103,6 +108,11 @@ func (c *Cache[V]) writeL2(ctx context.Context, l2ns string, e *l1.Entry[V], pay
 
 // delete is Delete after validation: L2, then L1 (even if L2 failed).
 func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
+	done, err := c.client.beginWrite()
+	if err != nil {
+		return err
+	}
+	defer done()
 	var l2err error
 	if store := c.client.l2; store != nil {
 		if l2err = c.versionReady(ctx); l2err == nil {
