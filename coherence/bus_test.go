@@ -170,25 +170,10 @@ func (b *blocker) Apply(m *Message) {
 }
 
 func TestPublishAcked(t *testing.T) {
-	srv := redistest.Start(t)
 	ctx := context.Background()
 	stuck := &blocker{release: make(chan struct{})}
-	handlers := []Handler{&recorder{}, &recorder{}, stuck}
-	var buses []*Bus
-	for i, h := range handlers {
-		client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-		bus, err := New(Config{NodeID: string(rune('a' + i)), Redis: client, Channel: "inv", Handler: h, HeartbeatInterval: 100 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = bus.Close()
-			_ = client.Close()
-		})
-		buses = append(buses, bus)
-	}
 	// Every bus hears every other's heartbeat: all are live members.
-	redistest.WaitFor(t, 5*time.Second, func() bool { return len(buses[0].livePeers()) == 2 }, "peers known")
+	buses := redisBuses(t, &recorder{}, &recorder{}, stuck)
 	err := buses[0].PublishAcked(ctx, KindKeys, "ns", []string{"k"}, 1, 300*time.Millisecond)
 	if !errors.Is(err, ErrNotAcknowledged) || !strings.Contains(err.Error(), "[c]") {
 		t.Fatalf("with c stuck: %v, want ErrNotAcknowledged naming c only", err)

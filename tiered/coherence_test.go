@@ -32,11 +32,7 @@ func newFleet(t *testing.T, n int, gossip bool, cfg tiered.Config) *fleet {
 		c.NodeID = fmt.Sprintf("replica-%d", i)
 		c.Redis = l2.Config{Addrs: []string{f.srv.Addr()}}
 		if gossip {
-			g := &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal}
-			if seed != "" {
-				g.Join = []string{seed}
-			}
-			c.Gossip = g
+			c.Gossip = localGossip(seed)
 		}
 		client := newClient(t, c)
 		if gossip && seed == "" {
@@ -49,6 +45,16 @@ func newFleet(t *testing.T, n int, gossip bool, cfg tiered.Config) *fleet {
 }
 
 // warm makes every replica hold key's current value in L1.
+// localGossip is a gossip config on a free loopback port, joining seed when
+// there is one.
+func localGossip(seed string) *cluster.Config {
+	g := &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal}
+	if seed != "" {
+		g.Join = []string{seed}
+	}
+	return g
+}
+
 func (f *fleet) warm(t *testing.T, key string) {
 	t.Helper()
 	for _, c := range f.caches {

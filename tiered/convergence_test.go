@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/strata-cache/strata/cluster"
 	"github.com/strata-cache/strata/internal/clock"
 	"github.com/strata-cache/strata/internal/redistest"
 	"github.com/strata-cache/strata/l2"
@@ -125,11 +124,7 @@ func newConvRun(t *testing.T, redisCfg l2.Config, gossip, serialized bool, clk *
 	for i := range convReplicas {
 		cfg := tiered.Config{NodeID: fmt.Sprintf("replica-%d", i), Redis: redisCfg, Clock: clk}
 		if gossip {
-			g := &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal}
-			if seed != "" {
-				g.Join = []string{seed}
-			}
-			cfg.Gossip = g
+			cfg.Gossip = localGossip(seed)
 		}
 		c := newClient(t, cfg)
 		if gossip && seed == "" {

@@ -37,10 +37,7 @@ func newShardFleet(t *testing.T, shards int) *shardFleet {
 // replica adds a replica; with l1 false its caches read L2 on every Get.
 func (f *shardFleet) replica(t *testing.T) *tiered.Client {
 	t.Helper()
-	g := &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal}
-	if f.seed != "" {
-		g.Join = []string{f.seed}
-	}
+	g := localGossip(f.seed)
 	c := newClient(t, tiered.Config{
 		NodeID: fmt.Sprintf("replica-%d", len(f.clients)),
 		Redis:  l2.Config{Addrs: f.addrs, Timeout: l2.DefaultTimeout},
