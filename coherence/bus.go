@@ -99,6 +99,12 @@ func (c *Config) setDefaults() error {
 		// Receivers would drop every message as malformed.
 		return fmt.Errorf("coherence: NodeID of %d bytes is longer than %d", len(c.NodeID), MaxOriginLen)
 	}
+	for _, d := range []time.Duration{c.HeartbeatInterval, c.GapGrace, c.LinkTimeout} {
+		if d != 0 && d < time.Millisecond {
+			// Tickers run at half these: zero would panic, a nanosecond spin.
+			return fmt.Errorf("coherence: HeartbeatInterval, GapGrace and LinkTimeout must be zero or at least 1ms, not %v", d)
+		}
+	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = DefaultHeartbeatInterval
 	}

@@ -430,3 +430,15 @@ func TestRefusedSubscriptionIsRetried(t *testing.T) {
 	srv.Do(t, "ACL", "SETUSER", "bus", "allchannels")
 	redistest.WaitFor(t, 10*time.Second, b.Trusted, "trusted once SUBSCRIBE is allowed")
 }
+
+// Durations under a millisecond are refused: the tickers run at half of
+// them, and zero panics.
+func TestTinyIntervalsAreRefused(t *testing.T) {
+	for _, cfg := range []Config{{HeartbeatInterval: time.Nanosecond}, {GapGrace: time.Nanosecond}, {LinkTimeout: time.Microsecond}} {
+		cfg.NodeID, cfg.Gossip, cfg.Handler = "self", quietGossip{}, &recorder{}
+		if b, err := New(cfg); err == nil {
+			_ = b.Close()
+			t.Errorf("New(%+v) succeeded", cfg)
+		}
+	}
+}

@@ -460,7 +460,8 @@ func (s *Store) Get(ctx context.Context, ns, key string) ([]byte, error) {
 // one MGET per shard (single node or Ring), shards in parallel, or on a
 // Cluster a GET per key in one pipeline per node (an MGET cannot span
 // slots). On a partial failure the keys that were read are returned along
-// with the error. The slices are views of go-redis's reply strings, as
+// with the error, a *PartialError naming the keys that failed. The slices
+// are views of go-redis's reply strings, as
 // StringCmd.Bytes gives: read them, do not write into them.
 func (s *Store) GetMany(ctx context.Context, ns string, keys []string) ([][]byte, error) {
 	full, shard := s.routeAll(ns, keys)
@@ -473,6 +474,7 @@ func (s *Store) GetMany(ctx context.Context, ns string, keys []string) ([][]byte
 		s.pipelined(ctx, len(keys), shard, func(p redis.Pipeliner, i int) {
 			cmds[i] = p.Get(ctx, full[i])
 		})
+		var failed []bool
 		for i, cmd := range cmds {
 			b, err := cmd.Bytes()
 			switch {
@@ -480,9 +482,10 @@ func (s *Store) GetMany(ctx context.Context, ns string, keys []string) ([][]byte
 				out[i] = b
 			case !errors.Is(err, redis.Nil):
 				errs = append(errs, err)
+				failed = markFailed(failed, len(keys), i)
 			}
 		}
-		return out, joinDistinct(errs)
+		return out, partial(failed, errs)
 	}
 	// One MGET per shard: far fewer commands for the servers to run than a
 	// GET per key, and fewer replies to parse.
@@ -498,18 +501,49 @@ func (s *Store) GetMany(ctx context.Context, ns string, keys []string) ([][]byte
 			mgets[i], pos[i] = cmd, int32(j)
 		}
 	})
+	var failed []bool
 	for i, cmd := range mgets {
 		vals, err := cmd.Result()
 		switch {
 		case err != nil && !errors.Is(err, redis.Nil):
 			errs = append(errs, err)
+			failed = markFailed(failed, len(keys), i)
 		case int(pos[i]) < len(vals):
 			if v, ok := vals[pos[i]].(string); ok {
 				out[i] = stringBytes(v)
 			}
 		}
 	}
-	return out, joinDistinct(errs)
+	return out, partial(failed, errs)
+}
+
+// PartialError is the error of a multi-key read some of whose keys could not
+// be read: Failed[i] tells whether keys[i]'s read failed (its nil value is
+// then not a miss).
+type PartialError struct {
+	Failed []bool
+	Err    error
+}
+
+// Error implements error.
+func (e *PartialError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the reads' errors.
+func (e *PartialError) Unwrap() error { return e.Err }
+
+func markFailed(failed []bool, n, i int) []bool {
+	if failed == nil {
+		failed = make([]bool, n)
+	}
+	failed[i] = true
+	return failed
+}
+
+func partial(failed []bool, errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return &PartialError{Failed: failed, Err: joinDistinct(errs)}
 }
 
 // stringBytes is a view of a reply string as bytes, as go-redis's own
@@ -655,6 +689,19 @@ func (s *Store) versionKey(ns string) string { return s.prefix + ":" + ns + vers
 // shards it is the largest copy on a serving shard: each shard holds one, so
 // the version survives any shard's absence.
 func (s *Store) NamespaceVersion(ctx context.Context, ns string) (uint64, error) {
+	return s.namespaceVersion(ctx, ns, false)
+}
+
+// LatestVersion is NamespaceVersion for a writer checking, after its write,
+// whether a Clear moved ns: on shards, the largest copy among the serving
+// shards that answered, failing only if none did. A Clear that returned
+// wrote every serving shard, so any one that answers knows of it (a shard
+// that rejoined since is the exception: see the README's windows).
+func (s *Store) LatestVersion(ctx context.Context, ns string) (uint64, error) {
+	return s.namespaceVersion(ctx, ns, true)
+}
+
+func (s *Store) namespaceVersion(ctx context.Context, ns string, anyShard bool) (uint64, error) {
 	k := s.versionKey(ns)
 	if s.set == nil {
 		v, err := s.client.Get(ctx, k).Uint64()
@@ -690,7 +737,7 @@ func (s *Store) NamespaceVersion(ctx context.Context, ns string) (uint64, error)
 		})
 	}
 	wg.Wait()
-	if read == 0 || len(errs) > 0 {
+	if read == 0 || len(errs) > 0 && !anyShard {
 		// A shard that did not answer may hold the latest version.
 		return 0, errors.Join(append(errs, fmt.Errorf("%w: not every serving shard answered for the version of %q", ErrUnavailable, ns))...)
 	}

@@ -24,8 +24,13 @@ func (c *Cache[V]) Clear(ctx context.Context) error {
 	v := c.version() + 1
 	if store := c.client.l2; store != nil {
 		if v, err = store.BumpVersion(ctx, c.ns); err != nil {
+			// The bump may have happened (its reply lost) or happened on
+			// some shards: every replica reads the version again.
 			c.stats.l2Errors.Add(1)
-			return fmt.Errorf("tiered: clear %q in L2: %w", c.ns, err)
+			c.dropAll()
+			c.reloadVersion()
+			perr := c.client.publish(ctx, coherence.KindClear, c.ns, nil, 0)
+			return errors.Join(fmt.Errorf("tiered: clear %q in L2: %w", c.ns, err), perr)
 		}
 	}
 	c.setVersion(v)
@@ -87,8 +92,8 @@ func (c *Cache[V]) underVersion(ctx context.Context, op func(l2ns string) (versi
 		return err
 	}
 	if !seen {
-		if now, err = c.client.l2.NamespaceVersion(ctx, c.ns); err != nil {
-			return fmt.Errorf("tiered: namespace version after a write: %w", err)
+		if now, err = c.client.l2.LatestVersion(ctx, c.ns); err != nil {
+			return fmt.Errorf("%w: %w", errVersionUnchecked, err)
 		}
 	}
 	if now <= v {
@@ -146,6 +151,13 @@ const (
 // keys every other replica reads. L1 and the other replicas are updated; L2
 // is not. The version is read again in the background until it is known.
 var ErrVersionUnknown = fmt.Errorf("tiered: namespace version unknown: %w", l2.ErrUnavailable)
+
+// errVersionUnchecked says a write or invalidation reached L2 but the
+// namespace version could not be read after it: a Clear this replica has not
+// heard of may have moved the namespace, the write then being where no
+// reader looks. It marks no server dirty (the server took the write), and
+// is returned to the caller, who may retry.
+var errVersionUnchecked = fmt.Errorf("tiered: namespace version not checked after the write: %w", l2.ErrUnavailable)
 
 // loadVersion reads the namespace's version from L2. A newer version than
 // the one in use is taken, then L1 dropped: in that order, a read between

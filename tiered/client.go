@@ -171,9 +171,11 @@ func (c *Client) routeChanged(reason string) {
 // longer holds their old values: a replica may have read one in the
 // moments before the repair.
 func (c *Client) repaired(ns string, keys []string) {
-	if c.closed.Load() {
+	done, err := c.beginWrite()
+	if err != nil {
 		return
 	}
+	defer done()
 	m := &coherence.Message{Kind: coherence.KindKeys, Namespace: ns, Items: keys}
 	for _, cache := range c.cachesOf(ns) {
 		cache.invalidate(m)
@@ -188,9 +190,13 @@ func (c *Client) NodeID() string { return c.cfg.NodeID }
 // uses it to reach the go-redis client.
 func (c *Client) L2() *l2.Store { return c.l2 }
 
-// Close cancels in-flight loads, waits for them, releases every Cache's L1 and
-// closes the Redis connections Strata opened. Every call afterwards returns
-// ErrClosed. Close is idempotent.
+// Close cancels in-flight loads, waits for them and for the writes and
+// invalidations in progress (so that they are published), releases every
+// Cache's L1 and closes the Redis connections Strata opened. Every call
+// afterwards returns ErrClosed. Close is idempotent.
+//
+// NOTE: a Set in progress includes its Options.Writer call, which runs
+// with the caller's context: a Writer that never returns holds Close up.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed.Load() {

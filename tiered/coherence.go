@@ -184,6 +184,11 @@ func (c *Cache[V]) invalidate(m *coherence.Message) {
 	case coherence.KindClear:
 		c.setVersion(m.Version)
 		c.dropAll()
+		if m.Version == 0 {
+			// The sender's bump may have happened without it learning the
+			// version (a lost reply, a partial bump): read it.
+			c.reloadVersion()
+		}
 	default:
 		// A pattern (or a kind this version does not know) drops the
 		// namespace's L1: L1 has no key index to match against.
@@ -232,10 +237,10 @@ func (c *Client) Invalidate(ctx context.Context, namespace string, keys ...strin
 		err = c.inNamespace(wctx, namespace, func(l2ns string) error { return c.l2.Delete(wctx, l2ns, keys...) })
 		if err != nil {
 			err = fmt.Errorf("tiered: invalidate in L2: %w", err)
-			ctx = coherence.WithL2Missed(ctx)
+			ctx = missed(ctx, err)
 		}
 	}
-	m := &coherence.Message{Kind: coherence.KindKeys, Namespace: namespace, Items: keys, L2Missed: err != nil}
+	m := &coherence.Message{Kind: coherence.KindKeys, Namespace: namespace, Items: keys, L2Missed: err != nil && !errors.Is(err, errVersionUnchecked)}
 	for _, cache := range c.cachesOf(namespace) {
 		cache.invalidate(m)
 	}

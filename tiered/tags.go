@@ -268,9 +268,12 @@ func (c *Client) inNamespace(ctx context.Context, namespace string, op func(l2ns
 	if err := op(versioned(namespace, v)); err != nil {
 		return err
 	}
-	now, err := c.l2.NamespaceVersion(ctx, namespace)
-	if err != nil || now <= v {
-		return err
+	now, err := c.l2.LatestVersion(ctx, namespace)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w", errVersionUnchecked, err)
+	case now <= v:
+		return nil
 	}
 	return op(versioned(namespace, now))
 }

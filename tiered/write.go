@@ -40,7 +40,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 			if err := c.underVersion(ctx, func(l2ns string) (uint64, bool, error) { return c.writeL2(ctx, l2ns, e, payload) }); err != nil {
 				c.reportL2(ctx, "set", err)
 				l2err = fmt.Errorf("tiered: set %q in L2: %w", key, err)
-				ctx = coherence.WithL2Missed(ctx)
+				ctx = missed(ctx, err)
 			}
 		}
 	}
@@ -120,7 +120,7 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 			if err := c.underVersion(wctx, func(l2ns string) (uint64, bool, error) { return store.DeleteSeeing(wctx, l2ns, c.ns, keys...) }); err != nil {
 				c.reportL2(ctx, "delete", err)
 				l2err = fmt.Errorf("tiered: delete in L2: %w", err)
-				ctx = coherence.WithL2Missed(ctx)
+				ctx = missed(ctx, err)
 			}
 		}
 	}
@@ -135,13 +135,25 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 // replicas were updated either way. When the store heals (it keeps the
 // server out of service until the keys are deleted from it), the write is
 // complete and l2err is only reported to the Observer and the log;
-// otherwise (or when the write did not reach L2 at all: ErrVersionUnknown)
-// the old value may still be read from L2, and the caller learns.
+// otherwise (or when the write did not reach L2 at all, ErrVersionUnknown,
+// or its namespace could not be checked after it) the old value may still
+// be read from L2, and the caller learns.
 func (c *Cache[V]) degraded(l2err, perr error) error {
-	if l2err == nil || c.client.l2.Heals() && !errors.Is(l2err, ErrVersionUnknown) {
+	healed := c.client.l2.Heals() && !errors.Is(l2err, ErrVersionUnknown) && !errors.Is(l2err, errVersionUnchecked)
+	if l2err == nil || healed {
 		return perr
 	}
 	return errors.Join(l2err, perr)
+}
+
+// missed marks ctx's invalidation L2Missed for a failed L2 write: the
+// server that holds the keys may still have the old values. A write the
+// server took, whose namespace check alone failed, missed nothing there.
+func missed(ctx context.Context, err error) context.Context {
+	if errors.Is(err, errVersionUnchecked) {
+		return ctx
+	}
+	return coherence.WithL2Missed(ctx)
 }
 
 // dropL1 removes key from L1 and fences off in-flight fills of it.
