@@ -139,8 +139,7 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 // or its namespace could not be checked after it) the old value may still
 // be read from L2, and the caller learns.
 func (c *Cache[V]) degraded(l2err, perr error) error {
-	healed := c.client.l2.Heals() && !errors.Is(l2err, ErrVersionUnknown) && !errors.Is(l2err, errVersionUnchecked)
-	if l2err == nil || healed {
+	if l2err == nil || c.client.l2.Heals() && !errors.Is(l2err, ErrVersionUnknown) && !errors.Is(l2err, errVersionUnchecked) {
 		return perr
 	}
 	return errors.Join(l2err, perr)
