@@ -185,61 +185,73 @@ func (r *convRun) check(i int, got string, ownCommit, seenCommit, seenAt int64) 
 }
 
 // worker runs random operations on cache until stop.
-func (r *convRun) worker(cache *tiered.Cache[string], rng *rand.Rand, stop <-chan struct{}) {
-	ctx := context.Background()
-	var own [convKeys]int64 // versions of this worker's own returned writes
+func (r *convRun) worker(w *convWorker, stop <-chan struct{}) {
 	for {
 		select {
 		case <-stop:
 			return
 		default:
 		}
-		r.ops.Add(1)
-		i := rng.IntN(convKeys)
-		switch p := rng.IntN(100); {
-		case p < 45:
-			seen, at := r.db.commits[i].Load(), r.db.commitAt[i].Load()
-			v, err := cache.Get(ctx, convKey(i), r.db.load)
-			r.fail(err)
-			if err == nil {
-				r.check(i, v, own[i], seen, at)
-			}
-		case p < 55:
-			idx := []int{i, (i + 1 + rng.IntN(convKeys-1)) % convKeys}
-			keys := []string{convKey(idx[0]), convKey(idx[1])}
-			seen := []int64{r.db.commits[idx[0]].Load(), r.db.commits[idx[1]].Load()}
-			at := []int64{r.db.commitAt[idx[0]].Load(), r.db.commitAt[idx[1]].Load()}
-			m, err := cache.GetMany(ctx, keys, r.db.loadMany)
-			r.fail(err)
-			for j, k := range keys {
-				if v, ok := m[k]; ok {
-					r.check(idx[j], v, own[idx[j]], seen[j], at[j])
-				}
-			}
-		case p < 70:
-			r.write(&own, []int{i}, func() error {
-				v, _ := r.db.load(ctx, convKey(i))
-				return cache.Set(ctx, convKey(i), v)
-			})
-		case p < 82:
-			r.write(&own, []int{i}, func() error { return cache.Delete(ctx, convKey(i)) })
-		case p < 91:
-			var keys []int
-			for j := i % 3; j < convKeys; j += 3 {
-				keys = append(keys, j)
-			}
-			r.write(&own, keys, func() error { return cache.InvalidateTags(ctx, convTag(i)) })
-		case p < 97:
-			lo := i / 4 * 4 // k0-k3 or k4-k7
-			keys := []int{lo, lo + 1, lo + 2, lo + 3}
-			r.write(&own, keys, func() error { return cache.InvalidatePattern(ctx, fmt.Sprintf("k[%d-%d]", lo, lo+3)) })
-		default:
-			keys := make([]int, convKeys)
-			for j := range keys {
-				keys[j] = j
-			}
-			r.write(&own, keys, func() error { return cache.Clear(ctx) })
+		r.step(w, w.rng.IntN(convKeys), w.rng.IntN(100))
+	}
+}
+
+// convWorker is one goroutine's replica, random source and own writes.
+type convWorker struct {
+	cache *tiered.Cache[string]
+	rng   *rand.Rand
+	own   [convKeys]int64 // versions of this worker's own returned writes
+}
+
+// step runs operation p (a percentile: reads, then each kind of write) on
+// key i.
+func (r *convRun) step(w *convWorker, i, p int) {
+	ctx := context.Background()
+	cache, own := w.cache, &w.own
+	r.ops.Add(1)
+	switch {
+	case p < 45:
+		seen, at := r.db.commits[i].Load(), r.db.commitAt[i].Load()
+		v, err := cache.Get(ctx, convKey(i), r.db.load)
+		r.fail(err)
+		if err == nil {
+			r.check(i, v, own[i], seen, at)
 		}
+	case p < 55:
+		idx := []int{i, (i + 1 + w.rng.IntN(convKeys-1)) % convKeys}
+		keys := []string{convKey(idx[0]), convKey(idx[1])}
+		seen := []int64{r.db.commits[idx[0]].Load(), r.db.commits[idx[1]].Load()}
+		at := []int64{r.db.commitAt[idx[0]].Load(), r.db.commitAt[idx[1]].Load()}
+		m, err := cache.GetMany(ctx, keys, r.db.loadMany)
+		r.fail(err)
+		for j, k := range keys {
+			if v, ok := m[k]; ok {
+				r.check(idx[j], v, own[idx[j]], seen[j], at[j])
+			}
+		}
+	case p < 70:
+		r.write(own, []int{i}, func() error {
+			v, _ := r.db.load(ctx, convKey(i))
+			return cache.Set(ctx, convKey(i), v)
+		})
+	case p < 82:
+		r.write(own, []int{i}, func() error { return cache.Delete(ctx, convKey(i)) })
+	case p < 91:
+		var keys []int
+		for j := i % 3; j < convKeys; j += 3 {
+			keys = append(keys, j)
+		}
+		r.write(own, keys, func() error { return cache.InvalidateTags(ctx, convTag(i)) })
+	case p < 97:
+		lo := i / 4 * 4 // k0-k3 or k4-k7
+		keys := []int{lo, lo + 1, lo + 2, lo + 3}
+		r.write(own, keys, func() error { return cache.InvalidatePattern(ctx, fmt.Sprintf("k[%d-%d]", lo, lo+3)) })
+	default:
+		keys := make([]int, convKeys)
+		for j := range keys {
+			keys[j] = j
+		}
+		r.write(own, keys, func() error { return cache.Clear(ctx) })
 	}
 }
 
@@ -271,11 +283,14 @@ func (r *convRun) run(t *testing.T, clk *clock.Manual, d time.Duration, seed uin
 	t.Helper()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var workers []*convWorker
 	for n, c := range r.caches {
 		for w := range convWorkers {
-			rng := rand.New(rand.NewPCG(seed, uint64(n*convWorkers+w)))
-			wg.Go(func() { r.worker(c, rng, stop) })
+			workers = append(workers, &convWorker{cache: c, rng: rand.New(rand.NewPCG(seed, uint64(n*convWorkers+w)))})
 		}
+	}
+	for _, w := range workers {
+		wg.Go(func() { r.worker(w, stop) })
 	}
 	wg.Go(func() {
 		tick := time.NewTicker(10 * time.Millisecond)
@@ -292,6 +307,7 @@ func (r *convRun) run(t *testing.T, clk *clock.Manual, d time.Duration, seed uin
 	time.Sleep(d) // the workload's length, not a synchronisation
 	close(stop)
 	wg.Wait()
+	r.finale(workers)
 	// Guarantee 13: within the propagation bound, every replica answers
 	// what L2 holds. The clock stands still now, so nothing expires.
 	var diverged []string
@@ -310,6 +326,32 @@ func (r *convRun) run(t *testing.T, clk *clock.Manual, d time.Duration, seed uin
 	}
 	if n := r.staleLate.Load(); n > 0 {
 		t.Errorf("%d reads returned a value invalidated more than %v before they started", n, convLag)
+	}
+}
+
+// convFinaleRounds is how many rounds the finale runs.
+const convFinaleRounds = 100
+
+// finale ends a run with rounds in which every worker starts one operation
+// on one of two keys at the same moment: the last operations on a key are
+// what the end state is made of, and they race here as hard as the machine
+// lets them.
+func (r *convRun) finale(workers []*convWorker) {
+	for range convFinaleRounds {
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for _, w := range workers {
+			i, p := w.rng.IntN(2), w.rng.IntN(100)
+			if w.rng.IntN(2) == 0 {
+				p = 55 + p*42/100 // a write of one key or tag (Set, Delete, tags, pattern); no Clear
+			}
+			wg.Go(func() {
+				<-start
+				r.step(w, i, p)
+			})
+		}
+		close(start)
+		wg.Wait()
 	}
 }
 
