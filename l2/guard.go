@@ -118,7 +118,7 @@ func (n *node) DialHook(next redis.DialHook) redis.DialHook { return next }
 // ProcessHook implements redis.Hook.
 func (n *node) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if ctx.Value(maintenanceKey{}) != nil {
+		if ctx.Value(maintenanceKey{}) != nil || handshake(cmd) {
 			return next(ctx, cmd)
 		}
 		// An invalidation is published even on a server out of service for
@@ -141,7 +141,7 @@ func (n *node) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // ProcessPipelineHook implements redis.Hook.
 func (n *node) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if ctx.Value(maintenanceKey{}) != nil {
+		if ctx.Value(maintenanceKey{}) != nil || allHandshake(cmds) {
 			return next(ctx, cmds)
 		}
 		done, err := n.admit(false)
@@ -173,6 +173,36 @@ func (n *node) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 		}
 		return err
 	}
+}
+
+// handshake reports whether cmd sets up a connection: go-redis sends HELLO,
+// AUTH, SELECT, READONLY and CLIENT SETNAME / SETINFO / TRACKING through the
+// client's hooks while dialing (initConn), inside the command that needed
+// the connection. The breaker must neither refuse nor count them: the probe
+// of a half-open breaker holds its one slot, and a refused handshake failed
+// the probe, reopening the breaker for good. The command that dialed
+// counts, with the handshake's outcome.
+func handshake(cmd redis.Cmder) bool {
+	switch cmd.Name() {
+	case "hello", "auth", "select", "readonly":
+		return true
+	case "client":
+		sub, _ := cmd.Args()[min(1, len(cmd.Args())-1)].(string)
+		switch strings.ToLower(sub) {
+		case "setname", "setinfo", "tracking":
+			return true
+		}
+	}
+	return false
+}
+
+func allHandshake(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		if !handshake(c) {
+			return false
+		}
+	}
+	return len(cmds) > 0
 }
 
 // settle acts on a finished command: a write that did not happen (any error
