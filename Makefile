@@ -49,7 +49,7 @@ stress: deps
 	log=$$(mktemp); trap 'kill $$pids 2>/dev/null; rm -f $$log' EXIT INT TERM; \
 	$(GO) test -race -count=$(STRESS_COUNT) -timeout 60m -v \
 		-run 'TestConvergenceProperty|TestConcurrentSets|TestTagInvalidation|TestInvalidationEnds|TestSetRacing|TestReset' \
-		./tiered/ -args -convergence.duration=$(STRESS_DURATION) > $$log 2>&1; rc=$$?; \
+		./tiered/ -args -convergence.duration=$(STRESS_DURATION) -convergence.finale=200 > $$log 2>&1; rc=$$?; \
 	grep -E '^(--- FAIL|FAIL|ok)|seed [0-9]+:|not converged|failed;' $$log; exit $$rc
 
 bench:

@@ -27,8 +27,9 @@ import (
 // `make stress` runs it longer and repeatedly under CPU load.
 
 var (
-	convergenceDuration = flag.Duration("convergence.duration", 1500*time.Millisecond, "how long each convergence run lasts")
+	convergenceDuration = flag.Duration("convergence.duration", time.Second, "how long each convergence run lasts")
 	convergenceSeed     = flag.Uint64("convergence.seed", 0, "seed of the convergence runs; 0 picks one per run")
+	convergenceFinale   = flag.Int("convergence.finale", 50, "rounds of the finale, in which every worker hits one of two keys at once")
 )
 
 const (
@@ -329,15 +330,12 @@ func (r *convRun) run(t *testing.T, clk *clock.Manual, d time.Duration, seed uin
 	}
 }
 
-// convFinaleRounds is how many rounds the finale runs.
-const convFinaleRounds = 100
-
 // finale ends a run with rounds in which every worker starts one operation
 // on one of two keys at the same moment: the last operations on a key are
 // what the end state is made of, and they race here as hard as the machine
 // lets them.
 func (r *convRun) finale(workers []*convWorker) {
-	for range convFinaleRounds {
+	for range *convergenceFinale {
 		start := make(chan struct{})
 		var wg sync.WaitGroup
 		for _, w := range workers {
