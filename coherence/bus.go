@@ -238,7 +238,7 @@ func (b *Bus) Publish(ctx context.Context, kind Kind, namespace string, items []
 func (b *Bus) invalidation(ctx context.Context, kind Kind, namespace string, version uint64, ackWanted bool) Message {
 	return Message{
 		Origin: b.cfg.NodeID, Epoch: b.epoch, Kind: kind, Namespace: namespace,
-		Version: version, AckWanted: ackWanted, L2Missed: l2Missed(ctx),
+		Version: version, AckWanted: ackWanted, L2Missed: l2Missed(ctx), L2Server: l2Server(ctx),
 	}
 }
 
@@ -590,3 +590,14 @@ func WithL2Missed(ctx context.Context) context.Context {
 }
 
 func l2Missed(ctx context.Context) bool { return ctx.Value(l2MissedKey{}) != nil }
+
+// WithL2MissedOn is WithL2Missed naming the server whose write failed (see
+// Message.L2Server).
+func WithL2MissedOn(ctx context.Context, server string) context.Context {
+	return context.WithValue(ctx, l2MissedKey{}, server)
+}
+
+func l2Server(ctx context.Context) string {
+	s, _ := ctx.Value(l2MissedKey{}).(string)
+	return s
+}

@@ -64,6 +64,11 @@ type Message struct {
 	// Redis server that holds them may still have the old values, and
 	// receivers must not read them from it before it is cleaned.
 	L2Missed bool
+	// L2Server names, with L2Missed, the server whose write failed (its
+	// address as configured): a receiver takes that server out of service
+	// only if it still routes the items there. Empty means unknown: the
+	// server a receiver routes them to is taken out.
+	L2Server string
 }
 
 // Epochs: a receiver tracks one epoch per Origin, the largest heard. A
@@ -81,7 +86,8 @@ type Message struct {
 //	magic     2 bytes  0x53 0x49 ("SI")
 //	format    1 byte   1
 //	kind      1 byte   Kind
-//	flags     1 byte   bit 0: a MAC follows the body; bit 1: ack wanted; bit 2: L2 missed; other bits zero
+//	flags     1 byte   bit 0: a MAC follows the body; bit 1: ack wanted; bit 2: L2 missed;
+//	                   bit 3: an L2 server follows the items (only with bit 2); other bits zero
 //	epoch     uvarint  increasing per process start of the origin (see Epochs above)
 //	seq       uvarint
 //	version   uvarint
@@ -89,6 +95,7 @@ type Message struct {
 //	origin    uvarint length + bytes
 //	namespace uvarint length + bytes
 //	items     uvarint count, then each: uvarint length + bytes
+//	server    uvarint length + bytes; only with flag bit 3 (at most MaxOriginLen)
 //	mac       16 bytes HMAC-SHA-256 of everything before it, truncated; only with flag bit 0
 //
 // A producer without a key (a CDC consumer in another language, say) sends
@@ -100,6 +107,7 @@ const (
 	flagMAC       = 1 << 0
 	flagAck       = 1 << 1
 	flagL2Missed  = 1 << 2
+	flagL2Server  = 1 << 3
 	macLen        = 16
 	headerLen     = 5
 )
@@ -133,6 +141,9 @@ func Encode(m *Message, key []byte) []byte {
 	}
 	if m.L2Missed {
 		flags |= flagL2Missed
+		if m.L2Server != "" {
+			flags |= flagL2Server
+		}
 	}
 	b = append(b, magic0, magic1, formatVersion, byte(m.Kind), flags)
 	b = binary.AppendUvarint(b, m.Epoch)
@@ -144,6 +155,9 @@ func Encode(m *Message, key []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(m.Items)))
 	for _, it := range m.Items {
 		b = wire.AppendString(b, it)
+	}
+	if flags&flagL2Server != 0 {
+		b = wire.AppendString(b, m.L2Server)
 	}
 	if key != nil {
 		b = append(b, mac(key, b)...)
@@ -159,7 +173,7 @@ func Decode(b []byte, key []byte) (Message, error) {
 		return m, ErrMalformed
 	}
 	flags := b[4]
-	if flags&^(flagMAC|flagAck|flagL2Missed) != 0 {
+	if flags&^(flagMAC|flagAck|flagL2Missed|flagL2Server) != 0 || flags&flagL2Server != 0 && flags&flagL2Missed == 0 {
 		return m, ErrMalformed
 	}
 	body := b
@@ -189,6 +203,11 @@ func Decode(b []byte, key []byte) (Message, error) {
 		m.Items = make([]string, n)
 		for i := range m.Items {
 			m.Items[i] = r.String(MaxMessageSize)
+		}
+	}
+	if flags&flagL2Server != 0 {
+		if m.L2Server = r.String(MaxOriginLen); m.L2Server == "" {
+			return Message{}, ErrMalformed
 		}
 	}
 	if r.Bad || len(r.B) != 0 || m.Origin == "" || (m.Seq == 0 && m.Kind != KindHeartbeat && m.Kind != KindAck) {

@@ -14,6 +14,8 @@ func sampleMessages() []Message {
 		{Origin: "n", Epoch: 1, Seq: 2, Kind: KindPattern, Namespace: "ns", Items: []string{"user:*"}},
 		{Origin: "n", Epoch: 1, Seq: 3, Kind: KindClear, Namespace: "ns", Version: 12},
 		{Origin: "n", Epoch: 1, Seq: 0, Kind: KindHeartbeat, SentAt: -5},
+		{Origin: "n", Epoch: 1, Seq: 4, Kind: KindKeys, Namespace: "ns", Items: []string{"k"}, L2Missed: true},
+		{Origin: "n", Epoch: 1, Seq: 5, Kind: KindKeys, Namespace: "ns", Items: []string{"k"}, L2Missed: true, L2Server: "10.0.0.7:6379"},
 	}
 }
 
@@ -65,6 +67,9 @@ func TestMalformed(t *testing.T) {
 	for i := range valid {
 		cases["truncated at "+string(rune('0'+i%10))+string(rune('a'+i/10))] = valid[:i]
 	}
+	named := Encode(&sampleMessages()[6], nil)
+	named[4] &^= flagL2Missed
+	cases["server without L2 missed"] = named
 	for name, b := range cases {
 		if _, err := Decode(b, nil); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err = %v, want ErrMalformed", name, err)

@@ -53,3 +53,31 @@ func TestBreakerRecoversThroughNewConnections(t *testing.T) {
 		return err == nil && string(v) == "v"
 	}, "the master is served again once it answers")
 }
+
+// Issue 10, item 4: Server names where a key goes exactly as the commands'
+// routing does, and MarkDirty fences a named server only for keys routed to
+// it here.
+func TestMarkDirtyFencesOnlyTheNamedServer(t *testing.T) {
+	servers := redistest.StartShards(t, 3)
+	s := openOn(t, servers...)
+	keys := []string{"}x", "~z", "a}b", "plain", "k1", "k2", "k3", "k4", "k5", "k6"}
+	for _, k := range keys {
+		_, at, _ := s.route("ns", k)
+		if got, want := s.Server(k), s.set.nodes[at].addr; got != want {
+			t.Fatalf("Server(%q) = %s, route says %s", k, got, want)
+		}
+	}
+	k := "plain"
+	_, at, _ := s.route("ns", k)
+	other := s.set.nodes[(at+1)%3].addr
+	s.MarkDirty("ns", other, k) // a write of k failed on a server k does not go to here
+	for _, h := range s.Health() {
+		if !h.Serving {
+			t.Fatalf("MarkDirty naming %s fenced %s (%s)", other, h.Addr, h.Reason)
+		}
+	}
+	s.MarkDirty("ns", s.set.nodes[at].addr, k)
+	if h := s.Health()[at]; h.Serving {
+		t.Fatalf("MarkDirty naming k's own server left it serving")
+	}
+}

@@ -525,10 +525,14 @@ func (h *health) changed(reason string) {
 func (s *Store) Heals() bool { return s.health != nil }
 
 // MarkDirty records that writes of keys in namespace ns failed elsewhere
-// (another replica's L2 write, told on the invalidation bus): the server
-// that serves them here is taken out of service until they are deleted from
-// it. It does nothing when the store does not heal.
-func (s *Store) MarkDirty(ns string, keys ...string) {
+// (another replica's L2 write, told on the invalidation bus) on server (an
+// address, as Server returns; "" when the writer did not know it). The
+// server that serves a key here is taken out of service until the key is
+// deleted from it, if it is that server: a key this replica routes to
+// another server (a stand-in, say) is not where the write failed, and
+// fencing that healthy server would spread the fault. It does nothing when
+// the store does not heal.
+func (s *Store) MarkDirty(ns, server string, keys ...string) {
 	if s.health == nil {
 		return
 	}
@@ -538,10 +542,36 @@ func (s *Store) MarkDirty(ns string, keys ...string) {
 		if s.set != nil {
 			n = s.set.nodes[at]
 		}
+		if server != "" && n.addr != server {
+			continue
+		}
 		if n.markDirty([]string{k, k + leaseSuffix}, false) {
 			s.health.dirtied(n)
 		}
 	}
+}
+
+// Server returns the address of the server a key (of any namespace) is sent
+// to now, for naming it if the write fails (see MarkDirty): the configured
+// address of a single node or Ring shard, "" for a Redis Cluster or a
+// caller's client.
+func (s *Store) Server(key string) string {
+	switch {
+	case s.health == nil:
+		return ""
+	case s.set == nil:
+		return s.health.nodes[0].addr
+	}
+	tag := key
+	if key != "" && (key[0] == '}' || key[0] == '~') {
+		tag = "~" + key
+	}
+	// Cut where the Ring cuts a hash tag: at the first '}' (see route).
+	if i := strings.IndexByte(tag, '}'); i > 0 {
+		tag = tag[:i]
+	}
+	at, _, _ := s.set.place(tag)
+	return s.set.nodes[at].addr
 }
 
 // ServerHealth is one Redis server as the store sees it.

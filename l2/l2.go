@@ -517,9 +517,9 @@ func (s *Store) GetMany(ctx context.Context, ns string, keys []string) ([][]byte
 	return out, partial(failed, errs)
 }
 
-// PartialError is the error of a multi-key read some of whose keys could not
-// be read: Failed[i] tells whether keys[i]'s read failed (its nil value is
-// then not a miss).
+// PartialError is the error of a multi-key command some of whose keys
+// failed: Failed[i] tells whether keys[i]'s read or delete failed (for a
+// read, its nil value is then not a miss).
 type PartialError struct {
 	Failed []bool
 	Err    error
@@ -587,7 +587,8 @@ func (s *Store) SetMany(ctx context.Context, ns string, items []Item) error {
 
 // Delete removes keys and their load leases (so a fill of data loaded before
 // the delete fails), one DEL per key in one pipeline: a key and its lease
-// share a slot, different keys may not.
+// share a slot, different keys may not. When some deletes fail, the error is
+// a *PartialError naming them.
 func (s *Store) Delete(ctx context.Context, ns string, keys ...string) error {
 	if len(keys) == 1 {
 		k := s.Key(ns, keys[0])
@@ -598,7 +599,21 @@ func (s *Store) Delete(ctx context.Context, ns string, keys ...string) error {
 	s.pipelined(ctx, len(keys), shard, func(p redis.Pipeliner, i int) {
 		cmds[i] = p.Del(ctx, full[i], full[i]+leaseSuffix)
 	})
-	return cmdErrors(cmds)
+	return cmdPartial(cmds)
+}
+
+// cmdPartial is cmdErrors as a *PartialError naming the commands (one per
+// key) that failed.
+func cmdPartial[C redis.Cmder](cmds []C) error {
+	var failed []bool
+	var errs []error
+	for i, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			errs = append(errs, err)
+			failed = markFailed(failed, len(cmds), i)
+		}
+	}
+	return partial(failed, errs)
 }
 
 // DeleteSeeing is Delete that, on a single node, also reads the version of
@@ -619,7 +634,7 @@ func (s *Store) DeleteSeeing(ctx context.Context, ns, base string, keys ...strin
 		v = p.Get(ctx, s.versionKey(base))
 		return nil
 	})
-	if err := cmdErrors(cmds); err != nil {
+	if err := cmdPartial(cmds); err != nil {
 		return 0, false, err
 	}
 	version, err = v.Uint64()

@@ -174,7 +174,7 @@ func (c *Cache[V]) invalidate(m *coherence.Message) {
 	switch m.Kind {
 	case coherence.KindKeys:
 		if m.L2Missed && c.client.l2 != nil {
-			c.client.l2.MarkDirty(c.l2ns(), m.Items...)
+			c.client.l2.MarkDirty(c.l2ns(), m.L2Server, m.Items...)
 		}
 		for _, k := range m.Items {
 			c.dropL1(k)
@@ -232,19 +232,21 @@ func (c *Client) Invalidate(ctx context.Context, namespace string, keys ...strin
 		return err
 	}
 	defer done()
+	var cause error
+	var servers []string
 	if c.l2 != nil {
+		servers = c.serversOf(keys)
 		wctx := context.WithoutCancel(ctx)
-		err = c.inNamespace(wctx, namespace, func(l2ns string) error { return c.l2.Delete(wctx, l2ns, keys...) })
-		if err != nil {
-			err = fmt.Errorf("tiered: invalidate in L2: %w", err)
-			ctx = missed(ctx, err)
+		if cause = c.inNamespace(wctx, namespace, func(l2ns string) error { return c.l2.Delete(wctx, l2ns, keys...) }); cause != nil {
+			err = fmt.Errorf("tiered: invalidate in L2: %w", cause)
 		}
 	}
-	m := &coherence.Message{Kind: coherence.KindKeys, Namespace: namespace, Items: keys, L2Missed: err != nil && !errors.Is(err, errVersionUnchecked)}
+	// This replica's store recorded its own failed deletes already.
+	m := &coherence.Message{Kind: coherence.KindKeys, Namespace: namespace, Items: keys}
 	for _, cache := range c.cachesOf(namespace) {
 		cache.invalidate(m)
 	}
-	return errors.Join(err, c.publish(ctx, coherence.KindKeys, namespace, keys, uint64(c.clock.NowNano())))
+	return errors.Join(err, c.publishWrite(ctx, namespace, keys, servers, cause, uint64(c.clock.NowNano())))
 }
 
 // GossipAddr returns the address other replicas can join this one's gossip

@@ -7,6 +7,7 @@ import (
 
 	"github.com/strata-cache/strata/coherence"
 	"github.com/strata-cache/strata/l1"
+	"github.com/strata-cache/strata/l2"
 )
 
 // set is Set after validation: Writer, then L2, then L1.
@@ -34,13 +35,14 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	// Taken before the L2 write: a write or invalidation of the key (or of
 	// its tags) on this replica after it may have reached L2 after this one.
 	f := c.guard.begin(key)
-	var l2err error
+	var l2err, cause error
+	var servers []string
 	if store := c.client.l2; store != nil {
+		servers = c.client.serversOf([]string{key})
 		if l2err = c.versionReady(ctx); l2err == nil {
-			if err := c.underVersion(ctx, func(l2ns string) (uint64, bool, error) { return c.writeL2(ctx, l2ns, e, payload) }); err != nil {
-				c.reportL2(ctx, "set", err)
-				l2err = fmt.Errorf("tiered: set %q in L2: %w", key, err)
-				ctx = missed(ctx, err)
+			if cause = c.underVersion(ctx, func(l2ns string) (uint64, bool, error) { return c.writeL2(ctx, l2ns, e, payload) }); cause != nil {
+				c.reportL2(ctx, "set", cause)
+				l2err = fmt.Errorf("tiered: set %q in L2: %w", key, cause)
 			}
 		}
 	}
@@ -48,7 +50,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 		c.beforeSetInstall(key)
 	}
 	c.installWritten(f, e)
-	return c.degraded(l2err, c.client.publish(ctx, coherence.KindKeys, c.ns, []string{key}, e.Version))
+	return c.degraded(l2err, c.client.publishWrite(ctx, c.ns, []string{key}, servers, cause, e.Version))
 }
 
 // installWritten installs e, just written to L2, in L1. The install bumps
@@ -113,21 +115,22 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 		return err
 	}
 	defer done()
-	var l2err error
+	var l2err, cause error
+	var servers []string
 	if store := c.client.l2; store != nil {
+		servers = c.client.serversOf(keys)
 		if l2err = c.versionReady(ctx); l2err == nil {
 			wctx := context.WithoutCancel(ctx)
-			if err := c.underVersion(wctx, func(l2ns string) (uint64, bool, error) { return store.DeleteSeeing(wctx, l2ns, c.ns, keys...) }); err != nil {
-				c.reportL2(ctx, "delete", err)
-				l2err = fmt.Errorf("tiered: delete in L2: %w", err)
-				ctx = missed(ctx, err)
+			if cause = c.underVersion(wctx, func(l2ns string) (uint64, bool, error) { return store.DeleteSeeing(wctx, l2ns, c.ns, keys...) }); cause != nil {
+				c.reportL2(ctx, "delete", cause)
+				l2err = fmt.Errorf("tiered: delete in L2: %w", cause)
 			}
 		}
 	}
 	for _, k := range keys {
 		c.dropL1(k)
 	}
-	return c.degraded(l2err, c.client.publish(ctx, coherence.KindKeys, c.ns, keys, uint64(c.client.clock.NowNano())))
+	return c.degraded(l2err, c.client.publishWrite(ctx, c.ns, keys, servers, cause, uint64(c.client.clock.NowNano())))
 }
 
 // degraded is the result of a write whose L2 part failed with l2err (or
@@ -145,14 +148,56 @@ func (c *Cache[V]) degraded(l2err, perr error) error {
 	return errors.Join(l2err, perr)
 }
 
-// missed marks ctx's invalidation L2Missed for a failed L2 write: the
-// server that holds the keys may still have the old values. A write the
-// server took, whose namespace check alone failed, missed nothing there.
-func missed(ctx context.Context, err error) context.Context {
-	if errors.Is(err, errVersionUnchecked) {
-		return ctx
+// serversOf returns the server each key is sent to now, taken before a
+// write: a failed write may reroute its key at once (its server taken out
+// of service), and the invalidation must name the server that missed it.
+func (c *Client) serversOf(keys []string) []string {
+	if !c.l2.Heals() {
+		return nil // nothing to name: receivers' stores do not fence
 	}
-	return coherence.WithL2Missed(ctx)
+	servers := make([]string, len(keys))
+	for i, k := range keys {
+		servers[i] = c.l2.Server(k)
+	}
+	return servers
+}
+
+// publishWrite publishes a write or deletion of keys of ns whose L2 part
+// failed with cause (nil: it succeeded). Keys whose write failed go out
+// marked L2Missed, one message per server that missed them (servers, from
+// serversOf, names it; receivers fence only that server, and only if they
+// route the key there); the others, and all of them when the write reached
+// L2 and only its namespace check failed, go out plain.
+func (c *Client) publishWrite(ctx context.Context, ns string, keys, servers []string, cause error, version uint64) error {
+	if cause == nil || errors.Is(cause, errVersionUnchecked) {
+		return c.publish(ctx, coherence.KindKeys, ns, keys, version)
+	}
+	var failed func(i int) bool
+	if pe := (*l2.PartialError)(nil); errors.As(cause, &pe) && pe.Failed != nil {
+		failed = func(i int) bool { return pe.Failed[i] }
+	} else {
+		failed = func(int) bool { return true }
+	}
+	groups := map[string][]string{} // server -> keys that failed there
+	var plain []string
+	for i, k := range keys {
+		switch {
+		case !failed(i):
+			plain = append(plain, k)
+		case servers == nil:
+			groups[""] = append(groups[""], k)
+		default:
+			groups[servers[i]] = append(groups[servers[i]], k)
+		}
+	}
+	var errs []error
+	if len(plain) > 0 {
+		errs = append(errs, c.publish(ctx, coherence.KindKeys, ns, plain, version))
+	}
+	for server, ks := range groups {
+		errs = append(errs, c.publish(coherence.WithL2MissedOn(ctx, server), coherence.KindKeys, ns, ks, version))
+	}
+	return errors.Join(errs...)
 }
 
 // dropL1 removes key from L1 and fences off in-flight fills of it.
