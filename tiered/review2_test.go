@@ -2,9 +2,7 @@ package tiered_test
 
 import (
 	"context"
-	"errors"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,29 +12,6 @@ import (
 	"github.com/strata-cache/strata/l2"
 	"github.com/strata-cache/strata/tiered"
 )
-
-// failAfterOnce is a go-redis hook that, while armed, lets the first command
-// match accepts run on the server and then reports it failed, as when its
-// reply is lost (a timeout after the server executed it).
-type failAfterOnce struct {
-	match func(redis.Cmder) bool
-	armed atomic.Bool
-}
-
-func (h *failAfterOnce) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *failAfterOnce) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-func (h *failAfterOnce) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		if err == nil && h.match(cmd) && h.armed.CompareAndSwap(true, false) {
-			err = errors.New("review2: reply lost")
-			cmd.SetErr(err)
-		}
-		return err
-	}
-}
 
 // Review 2: a Clear whose version bump reached L2 but whose reply did not
 // (a timeout after INCR ran; on a Ring, BumpVersion failing on one shard
@@ -51,7 +26,7 @@ func TestReview2ClearWithLostReplyLeavesReplicasInOldNamespace(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	hooked := srv.Client(t)
-	incr := &failAfterOnce{match: func(cmd redis.Cmder) bool { return cmd.Name() == "incr" }}
+	incr := &failOnce{after: true, match: func(cmd redis.Cmder) bool { return cmd.Name() == "incr" }}
 	hooked.AddHook(incr)
 	ca := newClient(t, tiered.Config{Redis: l2.Config{Client: hooked}})
 	cb := newClient(t, tiered.Config{Redis: l2.Config{Addrs: []string{srv.Addr()}}})
@@ -144,28 +119,6 @@ func TestReview2GetManyLookupServesDeletedValueOnOtherKeysError(t *testing.T) {
 	}
 }
 
-// failInCtx is failOnce for commands sent with a context carrying key.
-type failInCtx struct {
-	key   any
-	match func(redis.Cmder) bool
-	armed atomic.Bool
-}
-
-func (h *failInCtx) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *failInCtx) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-func (h *failInCtx) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if ctx.Value(h.key) != nil && h.match(cmd) && h.armed.CompareAndSwap(true, false) {
-			err := errors.New("review2: injected failure")
-			cmd.SetErr(err)
-			return err
-		}
-		return next(ctx, cmd)
-	}
-}
-
 // isVersionRead matches a GET of a namespace version counter.
 func isVersionRead(cmd redis.Cmder) bool {
 	args := cmd.Args()
@@ -218,7 +171,7 @@ func TestReview2VersionReadBlipOnOneShardFlushesAnother(t *testing.T) {
 	// Only the Set's own version read fails (a background reread of the
 	// version must not take the failure).
 	type marker struct{}
-	blip := &failInCtx{key: marker{}, match: isVersionRead}
+	blip := &failOnce{ctxKey: marker{}, match: isVersionRead}
 	_ = a.L2().Client().(*redis.Ring).ForEachShard(ctx, func(_ context.Context, cl *redis.Client) error {
 		if cl.Options().Addr == x.Addr() {
 			cl.AddHook(blip)

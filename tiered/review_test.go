@@ -192,10 +192,14 @@ func TestReviewRetaggedKeyDivergesAfterOldTagInvalidation(t *testing.T) {
 }
 
 // failOnce is a go-redis hook that, while armed, fails the first command
-// match accepts without sending it.
+// match accepts (and, with ctxKey set, whose context carries that key):
+// without sending it, or with after, once the server ran it, as when its
+// reply is lost.
 type failOnce struct {
-	match func(redis.Cmder) bool
-	armed atomic.Bool
+	match  func(redis.Cmder) bool
+	ctxKey any
+	after  bool
+	armed  atomic.Bool
 }
 
 func (h *failOnce) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -204,12 +208,20 @@ func (h *failOnce) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 }
 func (h *failOnce) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if h.match(cmd) && h.armed.CompareAndSwap(true, false) {
+		hit := func() bool {
+			return (h.ctxKey == nil || ctx.Value(h.ctxKey) != nil) && h.match(cmd) && h.armed.CompareAndSwap(true, false)
+		}
+		if !h.after && hit() {
 			err := errors.New("review: injected failure")
 			cmd.SetErr(err)
 			return err
 		}
-		return next(ctx, cmd)
+		err := next(ctx, cmd)
+		if h.after && err == nil && hit() {
+			err = errors.New("review: reply lost")
+			cmd.SetErr(err)
+		}
+		return err
 	}
 }
 
