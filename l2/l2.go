@@ -531,6 +531,16 @@ func (e *PartialError) Error() string { return e.Err.Error() }
 // Unwrap returns the reads' errors.
 func (e *PartialError) Unwrap() error { return e.Err }
 
+// KeyFailed tells, from the error of a multi-key command, whether its i-th
+// key failed: as a *PartialError names them, else every key when err is not
+// nil.
+func KeyFailed(err error) func(i int) bool {
+	if pe := (*PartialError)(nil); errors.As(err, &pe) && pe.Failed != nil {
+		return func(i int) bool { return pe.Failed[i] }
+	}
+	return func(int) bool { return err != nil }
+}
+
 func markFailed(failed []bool, n, i int) []bool {
 	if failed == nil {
 		failed = make([]bool, n)

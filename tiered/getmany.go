@@ -83,13 +83,10 @@ func (c *Cache[V]) lookupMany(ctx context.Context, keys []string, out map[string
 	if c.versionKnown.Load() {
 		vals, err = store.GetMany(ctx, c.l2ns(), keys)
 	}
-	failed := func(int) bool { return err != nil } // every read, unless told which
 	if err != nil {
 		c.reportL2(ctx, "getmany", err)
-		if pe := (*l2.PartialError)(nil); errors.As(err, &pe) && pe.Failed != nil {
-			failed = func(i int) bool { return pe.Failed[i] }
-		}
 	}
+	failed := l2.KeyFailed(err)
 	now := c.client.clock.NowNano()
 	for i, k := range keys {
 		f := fetcher[V]{c: c, key: k, fence: fences[i]}

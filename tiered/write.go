@@ -172,12 +172,7 @@ func (c *Client) publishWrite(ctx context.Context, ns string, keys, servers []st
 	if cause == nil || errors.Is(cause, errVersionUnchecked) {
 		return c.publish(ctx, coherence.KindKeys, ns, keys, version)
 	}
-	var failed func(i int) bool
-	if pe := (*l2.PartialError)(nil); errors.As(cause, &pe) && pe.Failed != nil {
-		failed = func(i int) bool { return pe.Failed[i] }
-	} else {
-		failed = func(int) bool { return true }
-	}
+	failed := l2.KeyFailed(cause)
 	groups := map[string][]string{} // server -> keys that failed there
 	var plain []string
 	for i, k := range keys {
