@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/strata-cache/strata/coherence"
@@ -126,7 +125,7 @@ func (c *Cache[V]) version() uint64 { return c.at.Load().version }
 
 // setVersion moves the namespace to version v, if v is newer.
 func (c *Cache[V]) setVersion(v uint64) {
-	next := &nsVersion{version: v, name: c.ns + "#" + strconv.FormatUint(v, 10)}
+	next := &nsVersion{version: v, name: versioned(c.ns, v)}
 	for {
 		cur := c.at.Load()
 		if v <= cur.version || c.at.CompareAndSwap(cur, next) {
