@@ -38,6 +38,7 @@ type Cache[V any] struct {
 	extensions extensionLog            // sliding expiration: next extension per key
 	guard      fillGuard
 	stats      stats
+	longestTTL atomic.Int64 // the longest WithTTL a Set used (see longestLife)
 
 	// at is the namespace's version and its name in L2 keys (ns, or ns#N
 	// after the Clear that made version N), swapped together and only

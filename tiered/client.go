@@ -111,6 +111,7 @@ type Client struct {
 	trusted atomic.Bool    // some channel vouches for L1 (always, without channels)
 
 	l2Log rateLimitedLog
+	retry retrier // failed L2 writes tried again
 }
 
 // NewClient returns a Client configured by cfg. It does not wait for Redis: a
@@ -120,6 +121,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{cfg: cfg}
+	c.retry.c = c
 	if cfg.Redis.Enabled() {
 		redisCfg := cfg.Redis
 		user := redisCfg.OnRouteChange
@@ -213,6 +215,7 @@ func (c *Client) Close() error {
 	// Their invalidations go out before the bus's last heartbeat, which
 	// lets receivers notice one lost on both channels.
 	c.writes.Wait()
+	c.retry.close()
 	if c.bus != nil {
 		_ = c.bus.Close()
 	}

@@ -264,6 +264,8 @@ func (b *batch[V]) readOrLease(ctx context.Context, idx []int) (held, others []i
 	}
 	vals, granted, err := c.client.l2.GetOrLeaseMany(ctx, c.l2ns(), keys, b.token, c.opts.LeaseTTL)
 	if err != nil {
+		// Keys on servers that answered may be leased to this call now.
+		c.abandon(c.l2ns(), keys, b.token)
 		return nil, nil, err
 	}
 	for j, i := range idx {
@@ -277,6 +279,8 @@ func (b *batch[V]) readOrLease(ctx context.Context, idx []int) (held, others []i
 			// Present but expired or corrupt: lease it like an absent key.
 			ok, err := c.client.l2.TryLease(ctx, c.l2ns(), b.keys[i], b.token, c.opts.LeaseTTL)
 			if err != nil {
+				// The leases granted so far are abandoned with this call.
+				c.abandon(c.l2ns(), keys, b.token)
 				return nil, nil, err
 			}
 			if ok {
@@ -486,8 +490,8 @@ func (b *batch[V]) fill(ctx context.Context, idx []int, entries []*l1.Entry[V], 
 }
 
 func (b *batch[V]) release(ctx context.Context, keys []string) {
-	if err := b.c.client.l2.ReleaseMany(context.WithoutCancel(ctx), b.c.l2ns(), b.token, keys); err != nil {
-		b.c.reportL2(ctx, "release", err)
+	if len(keys) > 0 {
+		b.c.releaseMany(ctx, keys, b.token)
 	}
 }
 

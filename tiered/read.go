@@ -184,6 +184,7 @@ func (f *fetcher[V]) leased(ctx context.Context) (result[V], error) {
 	b, granted, err := c.client.l2.GetOrLease(ctx, c.l2ns(), f.key, f.token, c.opts.LeaseTTL)
 	if err != nil {
 		c.reportL2(ctx, "get", err)
+		c.leaseUnsure(c.l2ns(), []string{f.key}, f.token, err)
 		return f.withoutL2(ctx)
 	}
 	if b == nil {
@@ -195,6 +196,7 @@ func (f *fetcher[V]) leased(ctx context.Context) (result[V], error) {
 		}
 		if granted, err = c.client.l2.TryLease(ctx, c.l2ns(), f.key, f.token, c.opts.LeaseTTL); err != nil {
 			c.reportL2(ctx, "lease", err)
+			c.leaseUnsure(c.l2ns(), []string{f.key}, f.token, err)
 			return f.loadLocal(ctx)
 		}
 	}
@@ -242,9 +244,7 @@ func (f *fetcher[V]) loadAsHolder(ctx context.Context) (result[V], error) {
 	tf := c.readTagFence(settle)
 	e, payload, err := c.loadEntry(ctx, f.key, f.load)
 	if e == nil || payload == nil && !e.Negative {
-		if rerr := c.client.l2.Release(settle, c.l2ns(), f.key, f.token); rerr != nil {
-			c.reportL2(ctx, "release", rerr)
-		}
+		c.release(ctx, f.key, f.token)
 		if e == nil {
 			return f.failed(ctx, err)
 		}
@@ -258,9 +258,7 @@ func (f *fetcher[V]) loadAsHolder(ctx context.Context) (result[V], error) {
 	if errors.Is(ferr, errTagFenceMoved) {
 		// A tag invalidation ran while this loaded: the value may predate
 		// it. It answers this caller and is cached nowhere.
-		if rerr := c.client.l2.Release(settle, c.l2ns(), f.key, f.token); rerr != nil {
-			c.reportL2(ctx, "release", rerr)
-		}
+		c.release(ctx, f.key, f.token)
 		c.stats.fillsRejected.Add(1)
 		return f.loaded(e, err)
 	}
@@ -270,9 +268,9 @@ func (f *fetcher[V]) loadAsHolder(ctx context.Context) (result[V], error) {
 	switch {
 	case ferr != nil:
 		c.reportL2(ctx, "fill", ferr)
-		if rerr := c.client.l2.Release(settle, c.l2ns(), f.key, f.token); rerr != nil {
-			c.reportL2(ctx, "release", rerr)
-		}
+		// The server that failed the fill would likely fail the release
+		// too, at the cost of another timeout: it goes to the background.
+		c.abandon(c.l2ns(), []string{f.key}, f.token)
 		c.installL1(f.key, f.fence, e)
 	case !filled:
 		c.stats.fillsRejected.Add(1)
@@ -280,6 +278,76 @@ func (f *fetcher[V]) loadAsHolder(ctx context.Context) (result[V], error) {
 		c.installL1(f.key, f.fence, e)
 	}
 	return f.loaded(e, err)
+}
+
+// release ends the load lease token holds on key. When that fails the
+// lease would stay in L2, where other replicas wait for a fill that cannot
+// land: the release is tried again (see retrier) until the lease expires.
+func (c *Cache[V]) release(ctx context.Context, key, token string) {
+	c.releaseMany(ctx, []string{key}, token)
+}
+
+// releaseMany is release for several keys under one token.
+func (c *Cache[V]) releaseMany(ctx context.Context, keys []string, token string) {
+	settle := context.WithoutCancel(ctx)
+	l2ns := c.l2ns()
+	var err error
+	if len(keys) == 1 {
+		err = c.client.l2.Release(settle, l2ns, keys[0], token)
+	} else {
+		err = c.client.l2.ReleaseMany(settle, l2ns, token, keys)
+	}
+	if err == nil {
+		return
+	}
+	c.reportL2(ctx, "release", err)
+	failed := l2.KeyFailed(err)
+	var left []string
+	for i, k := range keys {
+		if failed(i) {
+			left = append(left, k)
+		}
+	}
+	c.abandon(l2ns, left, token)
+}
+
+// leaseUnsure handles a lease request for keys under token that failed
+// with err: a request that timed out may still run when the server
+// answers again, and grant a lease no caller holds, which others would
+// wait on for a fill that never comes. Its release is tried until the
+// lease would have expired (a release of a lease never granted does
+// nothing). A request refused before it was sent needs none.
+func (c *Cache[V]) leaseUnsure(l2ns string, keys []string, token string, err error) {
+	if unsent(err) {
+		return
+	}
+	c.abandon(l2ns, keys, token)
+}
+
+// abandon has the leases of keys under token (some perhaps never granted)
+// released in the background, off the caller's path, until they expire.
+func (c *Cache[V]) abandon(l2ns string, keys []string, token string) {
+	until := c.client.clock.NowNano() + int64(c.opts.LeaseTTL)
+	for _, k := range keys {
+		c.client.retry.spoolRelease(l2ns, k, token, until)
+	}
+}
+
+// unsent reports whether every error in err is a refusal to send
+// (l2.ErrUnavailable: breaker open, server out of service).
+func unsent(err error) bool {
+	if pe := (*l2.PartialError)(nil); errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !unsent(e) {
+				return false
+			}
+		}
+		return len(j.Unwrap()) > 0
+	}
+	return errors.Is(err, l2.ErrUnavailable)
 }
 
 // loaded turns a loaded entry into the call's answer.
@@ -330,6 +398,7 @@ func (f *fetcher[V]) awaitFill(ctx context.Context) (result[V], error) {
 		switch {
 		case err != nil:
 			c.reportL2(ctx, "get", err)
+			c.leaseUnsure(c.l2ns(), []string{f.key}, f.token, err)
 			return f.loadLocal(ctx)
 		case granted:
 			return f.loadAsHolder(ctx)
@@ -342,6 +411,7 @@ func (f *fetcher[V]) awaitFill(ctx context.Context) (result[V], error) {
 			took, err := c.client.l2.TryLease(ctx, c.l2ns(), f.key, f.token, c.opts.LeaseTTL)
 			if err != nil {
 				c.reportL2(ctx, "lease", err)
+				c.leaseUnsure(c.l2ns(), []string{f.key}, f.token, err)
 				return f.loadLocal(ctx)
 			}
 			if took {

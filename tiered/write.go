@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/strata-cache/strata/coherence"
 	"github.com/strata-cache/strata/l1"
@@ -24,6 +25,8 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	if err != nil {
 		return err
 	}
+	for t := c.longestTTL.Load(); int64(so.ttl) > t && !c.longestTTL.CompareAndSwap(t, int64(so.ttl)); t = c.longestTTL.Load() {
+	}
 	e := c.newEntry(key, v, false, so.ttl, 0)
 	e.Size = len(payload)
 	if e.Tags, err = c.tagsOf(key, v, so.tags); err != nil {
@@ -40,10 +43,12 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	if store := c.client.l2; store != nil {
 		servers = c.client.serversOf([]string{key})
 		if l2err = c.versionReady(ctx); l2err == nil {
-			if cause = c.underVersion(ctx, func(l2ns string) (uint64, bool, error) { return c.writeL2(ctx, l2ns, e, payload) }); cause != nil {
+			var l2ns string
+			if cause = c.underVersion(ctx, func(ns string) (uint64, bool, error) { l2ns = ns; return c.writeL2(ctx, ns, e, payload) }); cause != nil {
 				c.reportL2(ctx, "set", cause)
 				l2err = fmt.Errorf("tiered: set %q in L2: %w", key, cause)
 			}
+			c.spoolFailed(l2ns, []string{key}, cause)
 		}
 	}
 	if c.beforeSetInstall != nil {
@@ -121,16 +126,56 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 		servers = c.client.serversOf(keys)
 		if l2err = c.versionReady(ctx); l2err == nil {
 			wctx := context.WithoutCancel(ctx)
-			if cause = c.underVersion(wctx, func(l2ns string) (uint64, bool, error) { return store.DeleteSeeing(wctx, l2ns, c.ns, keys...) }); cause != nil {
+			var l2ns string
+			if cause = c.underVersion(wctx, func(ns string) (uint64, bool, error) { l2ns = ns; return store.DeleteSeeing(wctx, ns, c.ns, keys...) }); cause != nil {
 				c.reportL2(ctx, "delete", cause)
 				l2err = fmt.Errorf("tiered: delete in L2: %w", cause)
 			}
+			c.spoolFailed(l2ns, keys, cause)
 		}
 	}
 	for _, k := range keys {
 		c.dropL1(k)
 	}
 	return c.degraded(l2err, c.client.publishWrite(ctx, c.ns, keys, servers, cause, uint64(c.client.clock.NowNano())))
+}
+
+// spoolFailed hands the keys whose write under l2ns failed with cause (nil:
+// none failed) to the client's retries, when the store does not heal: their
+// old values stay readable in L2 until a delete lands (see retrier). A key
+// whose write landed needs no delete still waiting.
+func (c *Cache[V]) spoolFailed(l2ns string, keys []string, cause error) {
+	if c.client.l2.Heals() || l2ns == "" {
+		return
+	}
+	if cause == nil || errors.Is(cause, errVersionUnchecked) {
+		for _, k := range keys {
+			c.client.retry.forgetDelete(l2ns, k)
+		}
+		return
+	}
+	failed := l2.KeyFailed(cause)
+	var spooled []string
+	for i, k := range keys {
+		if failed(i) {
+			spooled = append(spooled, k)
+		} else {
+			c.client.retry.forgetDelete(l2ns, k)
+		}
+	}
+	var until int64
+	if !c.opts.Sliding { // reads of a sliding value keep it alive: no expiry bounds it
+		until = c.client.clock.NowNano() + int64(c.longestLife())
+	}
+	c.client.retry.spoolDeletes(c.ns, l2ns, spooled, until)
+}
+
+// longestLife bounds how long a value this cache wrote stays in L2: the
+// longest TTL it used (jittered), plus its stale windows.
+func (c *Cache[V]) longestLife() time.Duration {
+	ttl := time.Duration(max(c.longestTTL.Load(), int64(c.opts.TTL), int64(c.opts.NegativeTTL)))
+	jitter := max(c.opts.Jitter, 0)
+	return time.Duration(float64(ttl)*(1+jitter)) + max(c.opts.StaleWhileRevalidate, c.opts.StaleIfError) + time.Second
 }
 
 // degraded is the result of a write whose L2 part failed with l2err (or
