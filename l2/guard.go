@@ -53,6 +53,7 @@ type node struct {
 	// Owned by the health loop.
 	fails, oks, behind int
 	runID              string
+	marked             bool // this replica keeps an out marker for the node
 	flushing           atomic.Bool
 }
 

@@ -22,7 +22,9 @@ import (
 //     live.
 //   - A server that is out returns only after two good checks in a row (so
 //     the decision rests on epochs read after it answered again), with no
-//     live marker, and only once it is safe: a single node has the keys whose
+//     live marker (a replica that reaches it again removes its own at once,
+//     so markers hold it out only while some replica cannot reach it), and
+//     only once it is safe: a single node has the keys whose
 //     writes failed deleted from it (replay), or everything it holds under the
 //     prefix when they are not all known or it restarted (flush); a Ring
 //     shard is always flushed, and then stamped with the current epoch.
@@ -35,6 +37,7 @@ type health struct {
 	set      *shardSet // nil for a single node
 	prefix   string
 	epochKey string
+	id       string // this replica's name on the out markers it keeps
 	interval time.Duration
 	timeout  time.Duration
 	onChange func(reason string)
@@ -62,6 +65,14 @@ func epochKey(prefix string) string { return prefix + "#epoch" }
 // the shard, so replicas never disagree about where its keys live for longer
 // than a health round.
 func outKey(prefix, name string) string { return prefix + "#out:" + name }
+
+// unmarkScript: KEYS markers; ARGV id. Deletes each marker this replica
+// keeps (its id is the value): another replica's stays.
+var unmarkScript = redis.NewScript(`
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
+end
+return 1`)
 
 // outMarkerTTL is how long a marker outlives the last round that set it.
 func (h *health) outMarkerTTL() time.Duration { return max(time.Second, 4*h.interval+2*h.timeout) }
@@ -177,7 +188,7 @@ func (h *health) round(first bool) {
 		h.set.rebuild()
 		h.changed("routing epoch advanced")
 	}
-	var unreachable []string
+	var unreachable, reached []string
 	for i, n := range h.nodes {
 		r := res[i]
 		if r.err != nil {
@@ -187,11 +198,19 @@ func (h *health) round(first bool) {
 			}
 			if h.set != nil && !n.serving() && n.fails >= 2 {
 				unreachable = append(unreachable, markers[i])
+				n.marked = true
 			}
 			continue
 		}
 		n.fails = 0
 		n.oks++
+		if n.marked {
+			// Reached again: this replica's marker would only hold the
+			// shard out until it lapses. A replica that still cannot
+			// reach it keeps its own (the last one set stays).
+			n.marked = false
+			reached = append(reached, markers[i])
+		}
 		if n.runID != "" && r.runID != "" && r.runID != n.runID {
 			// Restarted: it may have reloaded a snapshot older than writes
 			// it acknowledged, or missed writes while down.
@@ -232,9 +251,9 @@ func (h *health) round(first bool) {
 		}
 		h.joinLocked(n, "answering again")
 	}
-	if len(unreachable) > 0 {
+	if len(unreachable) > 0 || len(reached) > 0 {
 		epoch := h.epoch()
-		h.wg.Go(func() { h.holdOut(unreachable, epoch) })
+		h.wg.Go(func() { h.holdOut(unreachable, reached, epoch) })
 	}
 }
 
@@ -277,8 +296,10 @@ func infoField(info, field string) string {
 }
 
 // holdOut refreshes this replica's out markers for the shards it cannot
-// reach, on every serving shard.
-func (h *health) holdOut(markers []string, epoch uint64) {
+// reach, and removes those it kept for shards it reaches again (its own
+// only: a marker holds the value of the replica that set it last), on every
+// serving shard.
+func (h *health) holdOut(markers, reached []string, epoch uint64) {
 	ttl := h.outMarkerTTL()
 	for _, n := range h.nodes {
 		if !n.serving() {
@@ -286,11 +307,16 @@ func (h *health) holdOut(markers []string, epoch uint64) {
 		}
 		ctx, cancel := context.WithTimeout(h.ctx, h.timeout)
 		_, _ = n.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
-			// The epoch first: a replica that sees the marker must not
-			// route to stand-in keys of an earlier outage.
-			setMaxScript.Eval(ctx, p, []string{h.epochKey}, epoch)
-			for _, m := range markers {
-				p.Set(ctx, m, "1", ttl)
+			if len(markers) > 0 {
+				// The epoch first: a replica that sees the marker must not
+				// route to stand-in keys of an earlier outage.
+				setMaxScript.Eval(ctx, p, []string{h.epochKey}, epoch)
+				for _, m := range markers {
+					p.Set(ctx, m, h.id, ttl)
+				}
+			}
+			if len(reached) > 0 {
+				unmarkScript.Eval(ctx, p, reached, h.id)
 			}
 			return nil
 		})

@@ -153,6 +153,44 @@ func TestOutMarkerMovesEveryReplicaOff(t *testing.T) {
 	redistest.WaitFor(t, 10*time.Second, func() bool { return s.Health()[0].Serving }, "shard0 returns once the marker lapses")
 }
 
+// A replica that reaches a stalled shard again removes the out markers it
+// kept for it, so the shard returns within health rounds, not the markers'
+// TTL; a marker another replica keeps (it still cannot reach the shard)
+// stays and holds the shard out.
+func TestReachedAgainRemovesOwnMarkerOnly(t *testing.T) {
+	servers := redistest.StartShards(t, 3)
+	a, b := openOn(t, servers...), openOn(t, servers...)
+	marker := outKey(a.prefix, "shard0")
+	markers := func() (n int) {
+		for _, srv := range servers[1:] {
+			if v, _ := srv.Do(t, "EXISTS", marker).(int64); v == 1 {
+				n++
+			}
+		}
+		return n
+	}
+	servers[0].Pause()
+	redistest.WaitFor(t, 10*time.Second, func() bool { return markers() == 2 }, "the replicas mark shard0 out on both serving shards")
+	servers[0].Resume()
+	for _, srv := range servers[1:] {
+		srv.Do(t, "PEXPIRE", marker, 60_000) // they must not merely lapse
+	}
+	redistest.WaitFor(t, 5*time.Second, func() bool { return markers() == 0 }, "the markers go once shard0 answers")
+	redistest.WaitFor(t, 5*time.Second, func() bool { return a.Health()[0].Serving && b.Health()[0].Serving }, "shard0 serves again")
+
+	// Another replica's marker, refreshed as if it could not reach shard0.
+	for _, srv := range servers[1:] {
+		srv.Do(t, "SET", marker, "another-replica", "PX", 60_000)
+	}
+	redistest.WaitFor(t, 5*time.Second, func() bool { return !a.Health()[0].Serving }, "another replica's marker takes shard0 out")
+	for range 5 {
+		a.health.round(false) // rounds that reach shard0 must leave the marker
+	}
+	if n := markers(); n != 2 || a.Health()[0].Serving {
+		t.Errorf("another replica's marker: %d of 2 left, shard0 serving %v; want both left, shard0 out", n, a.Health()[0].Serving)
+	}
+}
+
 func TestParseKey(t *testing.T) {
 	s := &Store{prefix: "strata"}
 	for _, tc := range []struct{ full, ns, key string }{

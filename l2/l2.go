@@ -14,7 +14,9 @@ package l2
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -304,10 +306,17 @@ func (c *Config) adminClient(o *redis.Options) *redis.Client {
 
 func (c *Config) health(s *Store, nodes []*node, set *shardSet) *health {
 	return &health{
-		nodes: nodes, set: set, prefix: c.Prefix, epochKey: epochKey(c.Prefix),
+		nodes: nodes, set: set, prefix: c.Prefix, epochKey: epochKey(c.Prefix), id: randomID(),
 		interval: c.HealthInterval, timeout: c.HealthTimeout, onChange: c.OnRouteChange,
 		onRepaired: c.OnRepaired, parse: s.parseKey,
 	}
+}
+
+// randomID names a store on the out markers it keeps: 16 random hex digits.
+func randomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // Store is the L2 tier. It is safe for concurrent use.
