@@ -71,7 +71,7 @@ func TestFaultsUnderWritesRing(t *testing.T) {
 	for i := range 3 {
 		c := newClient(t, tiered.Config{
 			NodeID: fmt.Sprintf("replica-%d", i),
-			Redis:  l2.Config{Addrs: addrs, Timeout: l2.DefaultTimeout, OnRouteChange: func(why string) {
+			Redis: l2.Config{Addrs: addrs, Timeout: l2.DefaultTimeout, OnRouteChange: func(why string) {
 				changes[i].Add(1)
 				reasonsMu.Lock()
 				reasons = append(reasons, change{time.Now(), fmt.Sprintf("replica %d: %s", i, why)})
