@@ -1,7 +1,9 @@
 package tiered_test
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -200,6 +202,168 @@ func TestFaultsUnderWritesRing(t *testing.T) {
 	}
 	if n := s.stale.Load(); n > 0 {
 		t.Errorf("%d stale reads (a version older than one acknowledged %v before the read began)", n, staleGrace)
+	}
+	s.converged(t)
+}
+
+// clusterRecoveryBound is how soon after a Cluster node answers again (a
+// stalled master resumed, or its replica promoted) every replica serves its
+// keys from L2 again: one breaker cool-down (DefaultBreakerCoolDown, 1 s)
+// and its probe, with slack for -race on two shared cores.
+const clusterRecoveryBound = l2.DefaultBreakerCoolDown + time.Second
+
+// TestFaultsUnderWritesCluster is the fault-under-writes test on a Redis
+// Cluster of 3 masters with a replica each: 3 replicas joined by gossip run
+// the soak workload while a master is stalled and resumed (twice), then the
+// master carrying the invalidation channel is killed, its replica promoted,
+// and it is restarted. Per fault: every replica serves the node's keys from
+// L2 again within clusterRecoveryBound of the node answering (breakers
+// recover, the topology is reloaded). Throughout: no Get fails; stale reads
+// happen only after writes the fault made fail, and stop once their retry
+// lands (within clusterRecoveryBound of the node answering), not at the
+// TTL; p99.9 of Get stays within 2 × the L2 timeout (the loader is in
+// memory); at the end every replica answers what the database holds.
+func TestFaultsUnderWritesCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("faults take half a minute")
+	}
+	waitGoroutinesGone(t)
+	ctx := context.Background()
+	rng := soakRand(t)
+	c := redistest.StartCluster(t, 3, redistest.WithReplicas(1))
+	raw := c.Client(t)
+	var clients []*tiered.Client
+	var caches, probes []*tiered.Cache[string]
+	seed := ""
+	for i := range 3 {
+		cl := newClient(t, tiered.Config{
+			NodeID: fmt.Sprintf("replica-%d", i),
+			Redis:  l2.Config{ClusterAddrs: c.Addrs(), Timeout: l2.DefaultTimeout},
+			Gossip: localGossip(seed),
+		})
+		if seed == "" {
+			seed = cl.GossipAddr()
+		}
+		clients = append(clients, cl)
+		caches = append(caches, newCache(t, cl, "users", tiered.Options[string]{TTL: 30 * time.Second, StaleWhileRevalidate: 5 * time.Second}))
+		probes = append(probes, newCache(t, cl, "probe", tiered.Options[string]{TTL: time.Minute, L1: tiered.L1Options{Disabled: true}}))
+	}
+	// probeKey returns a key of the probe namespace on master's slots.
+	probeKey := func(master string) string {
+		for _, k := range numberedKeys("probe", 1000) {
+			if slotMaster(t, raw, clients[0].L2().Key("probe", k)) == master {
+				return k
+			}
+		}
+		t.Fatalf("no probe key on %s", master)
+		return ""
+	}
+	// servedAgain waits until every replica writes and reads key through
+	// L2, and returns how long that took from since.
+	servedAgain := func(key string, since time.Time) time.Duration {
+		for i, p := range probes {
+			redistest.WaitFor(t, 20*time.Second, func() bool {
+				if p.Set(ctx, key, "x") != nil {
+					return false
+				}
+				_, info, err := p.GetWithInfo(ctx, key, nil)
+				return err == nil && info.Tier == tiered.TierL2
+			}, "replica %d serves %s from L2 again", i, key)
+		}
+		return time.Since(since)
+	}
+	noChanges := func() int64 { return 0 }
+	retries := func() (n uint64) {
+		for _, cl := range clients {
+			n += cl.RetryStats().Applied
+		}
+		return n
+	}
+
+	s := newSoak(t, caches, shardKeys(300))
+	s.start(4, rng.Uint64())
+	defer s.finish()
+	time.Sleep(time.Second) // warm-up: the workload runs
+	type allowed struct{ from, to time.Time }
+	var windows []allowed
+	var rows []faultRow
+	masters := func() []string {
+		var out []string
+		for _, m := range c.Masters {
+			out = append(out, m.Addr())
+		}
+		return out
+	}()
+	channelMaster := slotMaster(t, raw, clients[0].L2().Prefix()+":invalidations")
+	for _, kind := range []string{"stall", "stall", "kill"} {
+		target := masters[rng.IntN(len(masters))]
+		if kind == "kill" {
+			target = channelMaster
+		}
+		key := probeKey(target)
+		srv := serverAt(t, c, target)
+		r := faultRow{fault: kind, server: target}
+		from := s.sample(noChanges)
+		time.Sleep(time.Second) // the window before
+		r.pre = window{from, s.sample(noChanges)}
+		began := time.Now()
+		var answered time.Time
+		if kind == "stall" {
+			srv.Pause()
+			time.Sleep(min(*soakStall, 1500*time.Millisecond)) // below cluster-node-timeout: no failover
+			srv.Resume()
+			answered = time.Now()
+		} else {
+			srv.Kill()
+			promoted := serverAt(t, c, replicaOf(t, c)[target])
+			redistest.WaitFor(t, 30*time.Second, func() bool {
+				role, _ := promoted.Do(t, "ROLE").([]any)
+				return len(role) > 0 && role[0] == "master"
+			}, "the cluster promotes %s", promoted.Addr())
+			answered = time.Now()
+			r.server += " -> " + promoted.Addr()
+		}
+		r.during = window{r.pre.to, s.sample(noChanges)}
+		r.recovery = servedAgain(key, answered)
+		windows = append(windows, allowed{began, answered.Add(clusterRecoveryBound)})
+		if kind == "kill" {
+			srv.Restart() // it rejoins as a replica of the promoted node
+		}
+		from = s.sample(noChanges)
+		time.Sleep(time.Second) // the window after
+		r.post = window{from, s.sample(noChanges)}
+		rows = append(rows, r)
+		if r.recovery > clusterRecoveryBound {
+			t.Errorf("%s of %s: every replica served it from L2 again %v after it answered, want within %v", kind, r.server, r.recovery, clusterRecoveryBound)
+		}
+	}
+	s.finish()
+	logFaultTable(t, rows)
+	s.lat.report(t, "Gets")
+	s.lat.mu.Lock()
+	p999 := s.lat.d[int(0.999*float64(len(s.lat.d)-1))]
+	s.lat.mu.Unlock()
+	t.Logf("%d reads, %d writes (%d returned an error), %d loads, %d stale reads, %d failed writes retried until applied; Get p99.9 %v",
+		s.gets.Load(), s.writes.Load(), s.writeErrors.Load(), s.db.loads.Load(), s.stale.Load(), retries(), p999)
+	if n := s.getErrors.Load(); n > 0 {
+		t.Errorf("%d reads failed, the first: %s", n, *s.firstErr.Load())
+	}
+	s.mu.Lock()
+	for _, at := range s.staleAt {
+		if !slices.ContainsFunc(windows, func(w allowed) bool { return !at.Before(w.from) && at.Before(w.to) }) {
+			t.Errorf("a stale read began at %s, outside every fault and its retry bound (%s)", at.Format("15:04:05.000"), func() string {
+				var b strings.Builder
+				for _, w := range windows {
+					fmt.Fprintf(&b, " %s-%s", w.from.Format("15:04:05.000"), w.to.Format("15:04:05.000"))
+				}
+				return b.String()
+			}())
+			break
+		}
+	}
+	s.mu.Unlock()
+	if bound := 2 * l2.DefaultTimeout; p999 > bound {
+		t.Errorf("Get p99.9 %v, want within %v (2 × the L2 timeout; the loader is in memory)", p999, bound)
 	}
 	s.converged(t)
 }
