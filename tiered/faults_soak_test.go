@@ -336,6 +336,10 @@ func TestFaultsUnderWritesCluster(t *testing.T) {
 		if r.recovery > clusterRecoveryBound {
 			t.Errorf("%s of %s: every replica served it from L2 again %v after it answered, want within %v", kind, r.server, r.recovery, clusterRecoveryBound)
 		}
+		if bound := r.pre.loadRate() + (1.0/3+0.1)*r.pre.pastL1Rate(); r.during.loadRate() > bound {
+			t.Errorf("%s of %s: %.0f loads/s during the fault, want at most %.0f (%.0f before, %.0f reads/s past L1)",
+				kind, r.server, r.during.loadRate(), bound, r.pre.loadRate(), r.pre.pastL1Rate())
+		}
 	}
 	s.finish()
 	logFaultTable(t, rows)

@@ -133,3 +133,47 @@ func TestChannelOwnerRestartResubscribes(t *testing.T) {
 		t.Errorf("B's Get = %q, %v; want v", v, err)
 	}
 }
+
+// Issue 10 item 5 on a Cluster: the master carrying the invalidation
+// channel is killed while replicas keep reading its keys (their breakers for
+// it open) and restarted. Both replicas resubscribe through the guarded
+// client, and with no gossip, pub/sub carries invalidations again. (That
+// the handshake of a new connection never counts against or is refused by
+// a breaker is l2's TestBreakerRecoversThroughNewConnections.)
+func TestClusterChannelMasterRestartResubscribes(t *testing.T) {
+	waitGoroutinesGone(t)
+	ctx := context.Background()
+	c := redistest.StartCluster(t, 3)
+	p := newClusterPair(t, c)
+	a, b := p.caches(t, "users", tiered.Options[string]{TTL: time.Hour})
+	channelMaster := slotMaster(t, p.raw, p.a.L2().Prefix()+":invalidations")
+	var onIt []string
+	for _, k := range numberedKeys("user", 200) {
+		if slotMaster(t, p.raw, p.a.L2().Key("users", k)) == channelMaster {
+			onIt = append(onIt, k)
+		}
+	}
+	srv := serverAt(t, c, channelMaster)
+	srv.Kill()
+	for _, cl := range []*tiered.Client{p.a, p.b} {
+		openBreaker(t, cl, p.a.L2().Key("users", onIt[0]))
+	}
+	var l countingLoader
+	for _, k := range onIt[:10] { // reads go on without L2
+		if _, err := b.Get(ctx, k, l.load); err != nil {
+			t.Fatalf("Get of %s with its master down: %v", k, err)
+		}
+	}
+	srv.Restart()
+	applied := p.b.BusStats().Applied
+	redistest.WaitFor(t, 20*time.Second, func() bool {
+		if a.Set(ctx, onIt[0], "v") != nil {
+			return false // the breaker's cool-down may not be over
+		}
+		return p.b.BusStats().Applied > applied
+	}, "replica B receives A's invalidations over pub/sub again")
+	redistest.WaitFor(t, 10*time.Second, func() bool { return p.b.Bus().Trusted() && p.a.Bus().Trusted() }, "both replicas' channel vouches for L1 again")
+	if v, err := b.Get(ctx, onIt[0], nil); err != nil || v != "v" {
+		t.Errorf("B's Get = %q, %v; want v", v, err)
+	}
+}
