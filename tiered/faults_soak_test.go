@@ -203,6 +203,9 @@ func TestFaultsUnderWritesRing(t *testing.T) {
 	if n := s.stale.Load(); n > 0 {
 		t.Errorf("%d stale reads (a version older than one acknowledged %v before the read began)", n, staleGrace)
 	}
+	if n := s.writeErrors.Load(); n > 0 {
+		t.Errorf("%d writes returned an error: a ring heals, so a write that reached L1 and a channel is complete", n)
+	}
 	s.converged(t)
 }
 
