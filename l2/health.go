@@ -2,6 +2,7 @@ package l2
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,17 +61,55 @@ type health struct {
 // does not start with "prefix:", so no flush or pattern deletion removes it.
 func epochKey(prefix string) string { return prefix + "#epoch" }
 
-// outKey is the marker a replica that cannot reach shard name keeps on the
-// serving shards: prefix#out:name. While one is live, no replica routes to
-// the shard, so replicas never disagree about where its keys live for longer
-// than a health round.
+// outKey holds the markers replicas that cannot reach shard name keep on
+// the serving shards: prefix#out:name, a hash of replica id to the marker's
+// expiry in the holding server's clock. While one is live, no replica routes
+// to the shard, so replicas never disagree about where its keys live for
+// longer than a health round. Each replica's marker is its own field: a
+// replica that reaches the shard again removes its marker, never another's.
+// (A plain string there, as replicas before the hash set, counts as live
+// until it lapses.)
 func outKey(prefix, name string) string { return prefix + "#out:" + name }
 
-// unmarkScript: KEYS markers; ARGV id. Deletes each marker this replica
-// keeps (its id is the value): another replica's stays.
+// markScript: KEYS markers; ARGV id, ttl in ms. Sets this replica's marker
+// in each, to expire ttl from now in the server's clock, and keeps the key
+// as long as its newest marker.
+var markScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+for _, k in ipairs(KEYS) do
+  if redis.call('TYPE', k).ok ~= 'string' then
+    redis.call('HSET', k, ARGV[1], now + tonumber(ARGV[2]))
+    redis.call('PEXPIRE', k, ARGV[2])
+  end
+end
+return 1`)
+
+// liveScript: KEYS markers. For each, 1 if some replica's marker in it is
+// live, else 0; lapsed markers are removed.
+var liveScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local out = {}
+for i, k in ipairs(KEYS) do
+  local typ = redis.call('TYPE', k).ok
+  out[i] = 0
+  if typ == 'string' then
+    out[i] = 1
+  elseif typ == 'hash' then
+    local kv = redis.call('HGETALL', k)
+    for j = 1, #kv, 2 do
+      if tonumber(kv[j + 1]) > now then out[i] = 1 else redis.call('HDEL', k, kv[j]) end
+    end
+  end
+end
+return out`)
+
+// unmarkScript: KEYS markers; ARGV id. Removes this replica's marker from
+// each: other replicas' stay.
 var unmarkScript = redis.NewScript(`
 for _, k in ipairs(KEYS) do
-  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
+  if redis.call('TYPE', k).ok == 'hash' then redis.call('HDEL', k, ARGV[1]) end
 end
 return 1`)
 
@@ -260,27 +299,40 @@ func (h *health) round(first bool) {
 // probe reads n's epoch, its run ID and, on a Ring, the out markers it
 // holds, in one round trip.
 func (h *health) probe(ctx context.Context, n *node, markers []string) probe {
-	var vals *redis.SliceCmd
+	var epoch *redis.SliceCmd
+	var live *redis.Cmd
 	var info *redis.StringCmd
 	_, _ = n.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
-		vals = p.MGet(ctx, append([]string{h.epochKey}, markers...)...)
+		// MGET, not GET: tests count the GETs of cache reads.
+		epoch = p.MGet(ctx, h.epochKey)
+		if len(markers) > 0 {
+			live = liveScript.Eval(ctx, p, markers)
+		}
 		info = p.Info(ctx, "server")
 		return nil
 	})
 	// A server without INFO (a Redis-compatible one) has no run ID to watch.
-	err := vals.Err()
+	err := epoch.Err()
 	if err != nil {
 		return probe{err: err}
 	}
 	p := probe{out: make([]bool, len(markers)), runID: infoField(info.Val(), "run_id")}
-	v := vals.Val()
-	if s, ok := v[0].(string); ok {
-		if p.epoch, err = strconv.ParseUint(s, 10, 64); err != nil {
+	if v, ok := epoch.Val()[0].(string); ok {
+		if p.epoch, err = strconv.ParseUint(v, 10, 64); err != nil {
 			return probe{err: err}
 		}
 	}
-	for j, m := range v[1:] {
-		p.out[j] = m != nil
+	if live != nil {
+		marks, err := live.Int64Slice()
+		if err == nil && len(marks) != len(markers) {
+			err = fmt.Errorf("l2: out markers: %d answers for %d", len(marks), len(markers))
+		}
+		if err != nil {
+			return probe{err: err}
+		}
+		for j, m := range marks {
+			p.out[j] = m == 1
+		}
 	}
 	return p
 }
@@ -296,8 +348,7 @@ func infoField(info, field string) string {
 }
 
 // holdOut refreshes this replica's out markers for the shards it cannot
-// reach, and removes those it kept for shards it reaches again (its own
-// only: a marker holds the value of the replica that set it last), on every
+// reach, and removes its markers for shards it reaches again, on every
 // serving shard.
 func (h *health) holdOut(markers, reached []string, epoch uint64) {
 	ttl := h.outMarkerTTL()
@@ -311,9 +362,7 @@ func (h *health) holdOut(markers, reached []string, epoch uint64) {
 				// The epoch first: a replica that sees the marker must not
 				// route to stand-in keys of an earlier outage.
 				setMaxScript.Eval(ctx, p, []string{h.epochKey}, epoch)
-				for _, m := range markers {
-					p.Set(ctx, m, h.id, ttl)
-				}
+				markScript.Eval(ctx, p, markers, h.id, ttl.Milliseconds())
 			}
 			if len(reached) > 0 {
 				unmarkScript.Eval(ctx, p, reached, h.id)
@@ -549,6 +598,17 @@ func (h *health) changed(reason string) {
 // that Strata connected). For a Redis Cluster or a caller's client a failed
 // write may leave the old value readable.
 func (s *Store) Heals() bool { return s.health != nil }
+
+// Settled reports whether a key's server now is where the key will be read
+// later, so a write that lands now repairs what a failed one left behind.
+// It is false while a caller's own Ring routes around shards it holds down:
+// their keys go elsewhere until they return, with whatever they held.
+// (Strata's own routing cleans a returning server first; a Cluster moves a
+// slot with its data.)
+func (s *Store) Settled() bool {
+	ring, ok := s.client.(*redis.Ring)
+	return !ok || s.set != nil || ring.Len() >= len(ring.Options().Addrs)
+}
 
 // MarkDirty records that writes of keys in namespace ns failed elsewhere
 // (another replica's L2 write, told on the invalidation bus) on server (an

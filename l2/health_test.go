@@ -178,9 +178,10 @@ func TestReachedAgainRemovesOwnMarkerOnly(t *testing.T) {
 	redistest.WaitFor(t, 5*time.Second, func() bool { return markers() == 0 }, "the markers go once shard0 answers")
 	redistest.WaitFor(t, 5*time.Second, func() bool { return a.Health()[0].Serving && b.Health()[0].Serving }, "shard0 serves again")
 
-	// Another replica's marker, refreshed as if it could not reach shard0.
+	// Another replica's marker, as if it could not reach shard0.
 	for _, srv := range servers[1:] {
-		srv.Do(t, "SET", marker, "another-replica", "PX", 60_000)
+		srv.Do(t, "HSET", marker, "another-replica", int64(1)<<50)
+		srv.Do(t, "PEXPIRE", marker, 60_000)
 	}
 	redistest.WaitFor(t, 5*time.Second, func() bool { return !a.Health()[0].Serving }, "another replica's marker takes shard0 out")
 	for range 5 {
@@ -188,6 +189,12 @@ func TestReachedAgainRemovesOwnMarkerOnly(t *testing.T) {
 	}
 	if n := markers(); n != 2 || a.Health()[0].Serving {
 		t.Errorf("another replica's marker: %d of 2 left, shard0 serving %v; want both left, shard0 out", n, a.Health()[0].Serving)
+	}
+	// A's own marker beside it goes, and the other stays.
+	servers[1].Do(t, "HSET", marker, a.health.id, int64(1)<<50)
+	a.health.holdOut(nil, []string{marker}, 0)
+	if v, _ := servers[1].Do(t, "HLEN", marker).(int64); v != 1 {
+		t.Errorf("after A removed its marker: %d markers, want the other replica's only", v)
 	}
 }
 

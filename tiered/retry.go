@@ -14,7 +14,7 @@ import (
 // its promoted replica) answers.
 const retryInterval = 25 * time.Millisecond
 
-// maxRetries bounds how many failed writes wait at once. Past it the oldest
+// maxRetries bounds how many failed writes wait at once. Past it some
 // are given up (and counted): the spool must not grow without bound while a
 // server stays away.
 const maxRetries = 100_000
@@ -50,9 +50,10 @@ type retrier struct {
 type retryKey struct{ l2ns, key string }
 
 type retryDelete struct {
-	ns    string // the cache's namespace, for the publication
-	until int64  // after this (clock nanoseconds) the old value expired anyway; 0: never
-	seq   uint64 // tells a delete spooled again apart from the one a round tried
+	ns    string        // the cache's namespace, for the publication
+	at    func() string // the namespace's name in L2 now: readers look there, after a Clear too
+	until int64         // after this (clock nanoseconds) the old value expired anyway; 0: never
+	seq   uint64        // tells a delete spooled again apart from the one a round tried
 }
 
 type retryRelease struct {
@@ -83,8 +84,9 @@ func (c *Client) RetryStats() RetryStats {
 }
 
 // spoolDeletes keeps the deletes of keys (of cache namespace ns, named l2ns
-// in L2) to try again until until (0: until they apply).
-func (r *retrier) spoolDeletes(ns, l2ns string, keys []string, until int64) {
+// in L2 when they failed, at() now) to try again until until (0: until they
+// apply).
+func (r *retrier) spoolDeletes(ns, l2ns string, at func() string, keys []string, until int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -95,7 +97,7 @@ func (r *retrier) spoolDeletes(ns, l2ns string, keys []string, until int64) {
 	}
 	r.seq++
 	for _, k := range keys {
-		r.deletes[retryKey{l2ns, k}] = retryDelete{ns: ns, until: until, seq: r.seq}
+		r.deletes[retryKey{l2ns, k}] = retryDelete{ns: ns, at: at, until: until, seq: r.seq}
 	}
 	r.trimLocked()
 	r.startLocked()
@@ -127,28 +129,23 @@ func (r *retrier) spoolRelease(l2ns, key, token string, until int64) {
 	r.startLocked()
 }
 
-// trimLocked gives up the waiting writes past maxRetries, soonest to expire
-// first (the ones without an expiry last).
+// trimLocked gives up waiting writes past maxRetries: lease releases first
+// (a lease expires by itself within LeaseTTL), then deletes in no order.
+// Each costs O(1): a full spool under a long outage must not make every
+// failed write scan it.
 func (r *retrier) trimLocked() {
-	for len(r.deletes)+len(r.releases) > maxRetries {
-		var victim retryKey
-		var soonest int64 = -1
-		release := false
-		for k, d := range r.deletes {
-			if soonest < 0 || d.until != 0 && d.until < soonest {
-				victim, soonest = k, d.until
-			}
+	for k := range r.releases {
+		if len(r.deletes)+len(r.releases) <= maxRetries {
+			return
 		}
-		for k, l := range r.releases {
-			if soonest < 0 || l.until < soonest {
-				victim, soonest, release = k, l.until, true
-			}
+		delete(r.releases, k)
+		r.dropped++
+	}
+	for k := range r.deletes {
+		if len(r.deletes) <= maxRetries {
+			return
 		}
-		if release {
-			delete(r.releases, victim)
-		} else {
-			delete(r.deletes, victim)
-		}
+		delete(r.deletes, k)
 		r.dropped++
 	}
 }
@@ -178,13 +175,14 @@ func (r *retrier) loop() {
 	}
 }
 
-// round tries every waiting write once. It reports whether any still waits;
-// when none does, the loop ends (under mu, so a write spooled meanwhile
-// starts a new one).
+// round tries every waiting write once. It reports whether any still waits
+// (see pending).
 func (r *retrier) round() bool {
 	now := r.c.clock.NowNano()
 	r.mu.Lock()
-	deletes := map[string][]string{} // l2ns -> keys
+	// By the namespace's name in L2 now: a Clear since the failure moved
+	// readers to a new name, and the old one is read by no one.
+	deletes := map[string][]retryKey{}
 	namespaces := map[string]string{}
 	seqs := map[retryKey]uint64{}
 	for k, d := range r.deletes {
@@ -193,8 +191,12 @@ func (r *retrier) round() bool {
 			r.expired++
 			continue
 		}
-		deletes[k.l2ns] = append(deletes[k.l2ns], k.key)
-		namespaces[k.l2ns] = d.ns
+		at := k.l2ns
+		if d.at != nil {
+			at = d.at()
+		}
+		deletes[at] = append(deletes[at], k)
+		namespaces[at] = d.ns
 		seqs[k] = d.seq
 	}
 	releases := map[retryKey]string{}
@@ -209,20 +211,31 @@ func (r *retrier) round() bool {
 	r.mu.Unlock()
 
 	store := r.c.l2
+	if !store.Settled() {
+		// A write landing now may land where the key is not read once
+		// its server is back: wait for it.
+		return r.pending()
+	}
 	ctx, cancel := context.WithTimeout(r.c.ctx, time.Second)
 	defer cancel()
-	for l2ns, keys := range deletes {
-		err := store.Delete(ctx, l2ns, keys...)
+	for at, rks := range deletes {
+		keys := make([]string, len(rks))
+		for i, rk := range rks {
+			keys[i] = rk.key
+		}
+		err := store.Delete(ctx, at, keys...)
 		failed := l2.KeyFailed(err)
 		var done []string
-		for i, k := range keys {
+		var settled []retryKey
+		for i, rk := range rks {
 			if err == nil || !failed(i) {
-				done = append(done, k)
+				done = append(done, rk.key)
+				settled = append(settled, rk)
 			}
 		}
-		r.settleDeletes(l2ns, done, seqs)
+		r.settleDeletes(settled, seqs)
 		if len(done) > 0 {
-			r.c.repaired(namespaces[l2ns], done)
+			r.c.repaired(namespaces[at], done)
 		}
 	}
 	for k, token := range releases {
@@ -236,6 +249,13 @@ func (r *retrier) round() bool {
 		}
 	}
 
+	return r.pending()
+}
+
+// pending reports whether any write still waits; when none does (or the
+// client closed), the loop ends, under mu, so a write spooled meanwhile
+// starts a new one.
+func (r *retrier) pending() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.deletes)+len(r.releases) == 0 || r.closed {
@@ -248,11 +268,10 @@ func (r *retrier) round() bool {
 // settleDeletes removes the deletes of keys that applied, unless one was
 // spooled again since the round read it (seqs): that write failed after the
 // retry, and L2 may hold what it replaced.
-func (r *retrier) settleDeletes(l2ns string, keys []string, seqs map[retryKey]uint64) {
+func (r *retrier) settleDeletes(rks []retryKey, seqs map[retryKey]uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, k := range keys {
-		rk := retryKey{l2ns, k}
+	for _, rk := range rks {
 		if d, ok := r.deletes[rk]; ok && d.seq == seqs[rk] {
 			delete(r.deletes, rk)
 			r.applied++

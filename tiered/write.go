@@ -167,7 +167,7 @@ func (c *Cache[V]) spoolFailed(l2ns string, keys []string, cause error) {
 	if !c.opts.Sliding { // reads of a sliding value keep it alive: no expiry bounds it
 		until = c.client.clock.NowNano() + int64(c.longestLife())
 	}
-	c.client.retry.spoolDeletes(c.ns, l2ns, spooled, until)
+	c.client.retry.spoolDeletes(c.ns, l2ns, c.l2ns, spooled, until)
 }
 
 // longestLife bounds how long a value this cache wrote stays in L2: the
