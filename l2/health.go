@@ -73,14 +73,16 @@ func outKey(prefix, name string) string { return prefix + "#out:" + name }
 
 // markScript: KEYS markers; ARGV id, ttl in ms. Sets this replica's marker
 // in each, to expire ttl from now in the server's clock, and keeps the key
-// as long as its newest marker.
+// at least that long: never shorter, since replicas with other health
+// settings hold longer markers in the same key.
 var markScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local ttl = tonumber(ARGV[2])
 for _, k in ipairs(KEYS) do
   if redis.call('TYPE', k).ok ~= 'string' then
-    redis.call('HSET', k, ARGV[1], now + tonumber(ARGV[2]))
-    redis.call('PEXPIRE', k, ARGV[2])
+    redis.call('HSET', k, ARGV[1], now + ttl)
+    if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
   end
 end
 return 1`)
