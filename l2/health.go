@@ -172,6 +172,17 @@ func (h *health) close() {
 	close(h.stop)
 	h.cancel()
 	h.wg.Wait()
+	// A closed replica holds no shard out: its markers go (the rounds are
+	// over, so n.marked is read alone).
+	var mine []string
+	for _, n := range h.nodes {
+		if n.marked {
+			mine = append(mine, outKey(h.prefix, n.name))
+		}
+	}
+	if len(mine) > 0 {
+		h.holdOut(maintenance(context.Background()), nil, mine, 0)
+	}
 	for _, n := range h.nodes {
 		if n.admin != nil {
 			_ = n.admin.Close()
@@ -294,7 +305,7 @@ func (h *health) round(first bool) {
 	}
 	if len(unreachable) > 0 || len(reached) > 0 {
 		epoch := h.epoch()
-		h.wg.Go(func() { h.holdOut(unreachable, reached, epoch) })
+		h.wg.Go(func() { h.holdOut(h.ctx, unreachable, reached, epoch) })
 	}
 }
 
@@ -352,13 +363,14 @@ func infoField(info, field string) string {
 // holdOut refreshes this replica's out markers for the shards it cannot
 // reach, and removes its markers for shards it reaches again, on every
 // serving shard.
-func (h *health) holdOut(markers, reached []string, epoch uint64) {
+func (h *health) holdOut(ctx context.Context, markers, reached []string, epoch uint64) {
 	ttl := h.outMarkerTTL()
+	parent := ctx
 	for _, n := range h.nodes {
 		if !n.serving() {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(h.ctx, h.timeout)
+		ctx, cancel := context.WithTimeout(parent, h.timeout)
 		_, _ = n.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
 			if len(markers) > 0 {
 				// The epoch first: a replica that sees the marker must not

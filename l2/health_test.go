@@ -192,9 +192,33 @@ func TestReachedAgainRemovesOwnMarkerOnly(t *testing.T) {
 	}
 	// A's own marker beside it goes, and the other stays.
 	servers[1].Do(t, "HSET", marker, a.health.id, int64(1)<<50)
-	a.health.holdOut(nil, []string{marker}, 0)
+	a.health.holdOut(context.Background(), nil, []string{marker}, 0)
 	if v, _ := servers[1].Do(t, "HLEN", marker).(int64); v != 1 {
 		t.Errorf("after A removed its marker: %d markers, want the other replica's only", v)
+	}
+}
+
+// A replica that closes holds no shard out: it removes its markers, and
+// another replica's stay.
+func TestCloseRemovesOwnMarkers(t *testing.T) {
+	servers := redistest.StartShards(t, 3)
+	a, b := openOn(t, servers...), openOn(t, servers...)
+	marker := outKey(a.prefix, "shard0")
+	fields := func() int64 { v, _ := servers[1].Do(t, "HLEN", marker).(int64); return v }
+	servers[0].Pause()
+	defer servers[0].Resume()
+	redistest.WaitFor(t, 10*time.Second, func() bool { return fields() == 2 }, "both replicas mark shard0 out")
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := fields(); n != 1 {
+		t.Fatalf("after A closed: %d markers, want B's only", n)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := fields(); n != 0 {
+		t.Errorf("after both closed: %d markers, want none", n)
 	}
 }
 

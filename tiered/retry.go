@@ -178,6 +178,13 @@ func (r *retrier) loop() {
 // round tries every waiting write once. It reports whether any still waits
 // (see pending).
 func (r *retrier) round() bool {
+	store := r.c.l2
+	if !store.Settled() {
+		// A write landing now may land where the key is not read once
+		// its server is back: wait for it. (Expired writes are dropped
+		// once it is; trimLocked bounds the spool meanwhile.)
+		return r.pending()
+	}
 	now := r.c.clock.NowNano()
 	r.mu.Lock()
 	// By the namespace's name in L2 now: a Clear since the failure moved
@@ -210,12 +217,6 @@ func (r *retrier) round() bool {
 	}
 	r.mu.Unlock()
 
-	store := r.c.l2
-	if !store.Settled() {
-		// A write landing now may land where the key is not read once
-		// its server is back: wait for it.
-		return r.pending()
-	}
 	ctx, cancel := context.WithTimeout(r.c.ctx, time.Second)
 	defer cancel()
 	for at, rks := range deletes {
