@@ -252,6 +252,12 @@ func TestShardFlapBackNeverServesOverwrittenValue(t *testing.T) {
 	}
 	owner := f.owner(t, a, "users", key)
 	owner.Pause()
+	// The overwrite lands once both replicas route around the owner, so it
+	// never reaches it (a write sent to the paused owner would run when it
+	// resumes): the owner keeps v1, and only its cleaning stands between
+	// its return and v1.
+	redistest.WaitFor(t, 10*time.Second, func() bool { return !serving(a, owner.Addr()) && !serving(b, owner.Addr()) },
+		"A and B take the owner out")
 	db.Store("v2")
 	if err := ca.Set(ctx, key, "v2"); err != nil {
 		t.Fatalf("Set while the owner is paused: %v", err)
