@@ -96,6 +96,14 @@ func maintenance(ctx context.Context) context.Context {
 	return context.WithValue(ctx, maintenanceKey{}, true)
 }
 
+// Unguarded returns ctx marked so that the store's commands under it pass
+// every server's guard: neither refused by an open breaker or an
+// out-of-service fence nor counted by the breaker. It is for background
+// repairs (retried deletes and lease releases) that must land as soon as a
+// server answers again, not a cool-down later; they wait out each timeout
+// themselves, off callers' paths. Routing is unchanged.
+func Unguarded(ctx context.Context) context.Context { return maintenance(ctx) }
+
 // admit lets a command through, or returns why not; done must be called with
 // the outcome when it is non-nil. Past the fence only the breaker applies.
 func (n *node) admit(pastFence bool) (done func(error), err error) {

@@ -217,7 +217,9 @@ func (r *retrier) round() bool {
 	}
 	r.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(r.c.ctx, time.Second)
+	// Past the breakers: a retry lands as soon as the server answers, and a
+	// lease others wait on is released then, not a cool-down later.
+	ctx, cancel := context.WithTimeout(l2.Unguarded(r.c.ctx), time.Second)
 	defer cancel()
 	for at, rks := range deletes {
 		keys := make([]string, len(rks))
