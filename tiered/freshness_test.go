@@ -201,3 +201,41 @@ func TestSlidingExpiration(t *testing.T) {
 		t.Errorf("PTTL %d ms after the last extension, want about a minute", pttl)
 	}
 }
+
+// Keys GetMany filled refresh early (XFetch) like keys Get filled: both
+// carry their load's duration. The clock is manual (a load takes a second
+// of it) and Rand draws the smallest number, so a hit inside the XFetch
+// horizon always refreshes.
+func TestGetManyFilledKeysRefreshEarly(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewManual(time.Unix(1_700_000_000, 0))
+	srv := redistest.Start(t)
+	c := newClient(t, tiered.Config{Redis: l2.Config{Addrs: []string{srv.Addr()}}, Clock: clk, Rand: func() float64 { return 1e-9 }})
+	cache := newCache(t, c, "users", tiered.Options[string]{TTL: time.Minute, Jitter: -1})
+	load := func(context.Context, string) (string, error) { clk.Advance(time.Second); return "v", nil }
+	loadMany := func(_ context.Context, keys []string) (map[string]string, error) {
+		clk.Advance(time.Second)
+		out := map[string]string{}
+		for _, k := range keys {
+			out[k] = "v"
+		}
+		return out, nil
+	}
+	if _, err := cache.Get(ctx, "by-get", load); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cache.GetMany(ctx, []string{"by-getmany"}, loadMany); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(50 * time.Second) // fresh for about 10 s more: inside the horizon (30 × 1 s)
+	for i, key := range []string{"by-get", "by-getmany"} {
+		before := cache.Stats().Refreshes
+		if _, err := cache.Get(ctx, key, load); err != nil {
+			t.Fatal(err)
+		}
+		if n := cache.Stats().Refreshes - before; n != 1 {
+			t.Errorf("key %d (%s): %d early refreshes near expiry, want 1", i, key, n)
+		}
+		redistest.WaitFor(t, 5*time.Second, func() bool { return cache.Stats().Loads == uint64(3+i) }, "the refresh of %s loads", key)
+	}
+}

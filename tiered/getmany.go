@@ -370,7 +370,7 @@ func (b *batch[V]) loadAndCache(ctx context.Context, idx []int, mode caching) er
 	if mode == fillLeased {
 		tf = c.readTagFence(context.WithoutCancel(ctx))
 	}
-	found, err := c.runBatchLoader(ctx, keys, b.load)
+	found, d, err := c.runBatchLoader(ctx, keys, b.load)
 	if err != nil {
 		if mode == fillLeased {
 			b.release(ctx, keys)
@@ -380,7 +380,7 @@ func (b *batch[V]) loadAndCache(ctx context.Context, idx []int, mode caching) er
 		}
 		return err
 	}
-	entries, payloads := b.entries(idx, found)
+	entries, payloads := b.entries(idx, found, d)
 	switch mode {
 	case fillLeased:
 		b.fill(ctx, idx, entries, payloads, tf)
@@ -397,7 +397,9 @@ func (b *batch[V]) loadAndCache(ctx context.Context, idx []int, mode caching) er
 // entries builds the entry of each key idx from the loader's map and resolves
 // the keys. An entry is nil when there is nothing to cache (not found without
 // NegativeTTL, or a value too large); a payload is nil for negative entries.
-func (b *batch[V]) entries(idx []int, found map[string]V) ([]*l1.Entry[V], [][]byte) {
+// Each entry carries the batch's load duration d, which XFetch weighs: one
+// key costs a refresh at most what the batch cost.
+func (b *batch[V]) entries(idx []int, found map[string]V, d time.Duration) ([]*l1.Entry[V], [][]byte) {
 	c := b.c
 	entries, payloads := make([]*l1.Entry[V], len(idx)), make([][]byte, len(idx))
 	for j, i := range idx {
@@ -406,11 +408,11 @@ func (b *batch[V]) entries(idx []int, found map[string]V) ([]*l1.Entry[V], [][]b
 		if !ok {
 			b.resolve(i, result[V]{}, ErrNotFound)
 			if c.opts.NegativeTTL > 0 {
-				entries[j] = c.newEntry(key, v, true, c.opts.NegativeTTL, 0)
+				entries[j] = c.newEntry(key, v, true, c.opts.NegativeTTL, d)
 			}
 			continue
 		}
-		e := c.newEntry(key, v, false, c.opts.TTL, 0)
+		e := c.newEntry(key, v, false, c.opts.TTL, d)
 		b.resolve(i, result[V]{e: e, info: Info{Tier: TierLoader}}, nil)
 		payload, err := c.encode(v)
 		if err == nil {
@@ -505,11 +507,11 @@ func (b *batch[V]) collect(out map[string]V) {
 }
 
 // runBatchLoader calls load under the client's load tracking, turning a panic
-// into a *PanicError, and counts it.
-func (c *Cache[V]) runBatchLoader(ctx context.Context, keys []string, load BatchLoader[V]) (map[string]V, error) {
+// into a *PanicError, and counts it. It returns how long the load took.
+func (c *Cache[V]) runBatchLoader(ctx context.Context, keys []string, load BatchLoader[V]) (map[string]V, time.Duration, error) {
 	ctx, done, err := c.client.beginLoad(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer done()
 	elapsed := c.client.stopwatch()
@@ -520,7 +522,7 @@ func (c *Cache[V]) runBatchLoader(ctx context.Context, keys []string, load Batch
 		c.stats.loadErrors.Add(1)
 	}
 	c.observe(ctx, Event{Kind: EventLoad, Tier: TierLoader, Duration: d, Err: err})
-	return found, err
+	return found, d, err
 }
 
 // callBatchLoader runs load, turning a panic into a *PanicError.
