@@ -312,10 +312,10 @@ func (b *batch[V]) resolve(i int, r result[V], err error) {
 // unresolved after LeaseWait are loaded and not cached.
 func (b *batch[V]) await(ctx context.Context, idx []int) error {
 	c := b.c
-	deadline := time.Now().Add(c.opts.LeaseWait)
+	deadline := c.client.clock.NowNano() + int64(c.opts.LeaseWait) // on the injected clock, as TTLs are
 	var errs []error
 	for backoff := time.Millisecond; len(idx) > 0; backoff = min(2*backoff, maxPoll) {
-		wait := min(backoff, time.Until(deadline))
+		wait := min(backoff, time.Duration(deadline-c.client.clock.NowNano()))
 		if wait <= 0 {
 			c.stats.leaseTimeouts.Add(uint64(len(idx)))
 			return errors.Join(append(errs, b.loadAndCache(ctx, idx, cacheNothing))...)

@@ -91,7 +91,8 @@ type Options[V any] struct {
 	// cluster-wide load lease. Zero means DefaultLeaseTTL.
 	LeaseTTL time.Duration
 	// LeaseWait is how long a caller waits for another replica's load before
-	// loading itself (without caching the result). Zero means LeaseTTL.
+	// loading itself (without caching the result), on Config.Clock. Zero
+	// means LeaseTTL.
 	LeaseWait time.Duration
 	// RefreshTimeout bounds a background refresh (early refresh and
 	// stale-while-revalidate). Zero means LeaseTTL.

@@ -379,12 +379,12 @@ func (f *fetcher[V]) failed(ctx context.Context, err error) (result[V], error) {
 func (f *fetcher[V]) awaitFill(ctx context.Context) (result[V], error) {
 	c := f.c
 	c.stats.leaseWaits.Add(1)
-	deadline := time.Now().Add(c.opts.LeaseWait)
+	deadline := c.client.clock.NowNano() + int64(c.opts.LeaseWait) // on the injected clock, as TTLs are
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
 	for backoff := time.Millisecond; ; backoff = min(2*backoff, maxPoll) {
-		wait := min(backoff, time.Until(deadline))
+		wait := min(backoff, time.Duration(deadline-c.client.clock.NowNano()))
 		if wait <= 0 {
 			break
 		}

@@ -292,3 +292,45 @@ func TestFillBetweenL1CheckAndFlightIsFreshHit(t *testing.T) {
 		}
 	}
 }
+
+// LeaseWait runs on the injected clock, as TTLs do (issue 11): with a
+// manual clock, a waiter gives up on another replica's lease (LeaseWait a
+// minute, the lease held by a gated loader) once the clock passes LeaseWait,
+// for Get and for GetMany, and loads itself without caching.
+func TestLeaseWaitRunsOnTheInjectedClock(t *testing.T) {
+	ctx := context.Background()
+	caches, clk, _ := manualReplicas(t, 2, tiered.Options[string]{TTL: time.Hour, LeaseTTL: time.Hour, LeaseWait: time.Minute})
+	a, b := caches[0], caches[1]
+	g := newGate("a")
+	defer close(g.open)
+	for i, key := range []string{"by-get", "by-getmany"} {
+		go func() { _, _ = a.Get(ctx, key, g.load) }()
+		redistest.WaitFor(t, 5*time.Second, func() bool { return g.calls.Load() == int64(i+1) }, "A holds the lease of %s", key)
+		done := make(chan string, 1)
+		go func() {
+			if key == "by-get" {
+				v, _ := b.Get(ctx, key, func(context.Context, string) (string, error) { return "b", nil })
+				done <- v
+				return
+			}
+			m, _ := b.GetMany(ctx, []string{key}, func(_ context.Context, keys []string) (map[string]string, error) {
+				return map[string]string{keys[0]: "b"}, nil
+			})
+			done <- m[key]
+		}()
+		redistest.WaitFor(t, 5*time.Second, func() bool { return b.Stats().LeaseWaits == uint64(i+1) }, "B waits on A's lease of %s", key)
+		clk.Advance(2 * time.Minute)
+		var got string
+		redistest.WaitFor(t, 10*time.Second, func() bool {
+			select {
+			case got = <-done:
+				return true
+			default:
+				return false
+			}
+		}, "B gives up waiting for %s once the clock passes LeaseWait", key)
+		if got != "b" || b.Stats().LeaseTimeouts != uint64(i+1) {
+			t.Errorf("%s: B answered %q with %d lease timeouts; want its own load, %d", key, got, b.Stats().LeaseTimeouts, i+1)
+		}
+	}
+}
