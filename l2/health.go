@@ -57,20 +57,6 @@ type health struct {
 	wg     sync.WaitGroup
 }
 
-// epochKey is the Redis key of a server's routing epoch: prefix#epoch. It
-// does not start with "prefix:", so no flush or pattern deletion removes it.
-func epochKey(prefix string) string { return prefix + "#epoch" }
-
-// outKey holds the markers replicas that cannot reach shard name keep on
-// the serving shards: prefix#out:name, a hash of replica id to the marker's
-// expiry in the holding server's clock. While one is live, no replica routes
-// to the shard, so replicas never disagree about where its keys live for
-// longer than a health round. Each replica's marker is its own field: a
-// replica that reaches the shard again removes its marker, never another's.
-// (A plain string there, as replicas before the hash set, counts as live
-// until it lapses.)
-func outKey(prefix, name string) string { return prefix + "#out:" + name }
-
 // markScript: KEYS markers; ARGV id, ttl in ms. Sets this replica's marker
 // in each, to expire ttl from now in the server's clock, and keeps the key
 // at least that long: never shorter, since replicas with other health
@@ -564,21 +550,6 @@ func (h *health) flush(ctx context.Context, n *node) (int, error) {
 	return total, nil
 }
 
-// dataKeys keeps the value and lease keys of keys, dropping tag sets
-// (prefix:ns#tag:{tag}) and namespace versions (prefix:ns#version), which
-// are not cached data and must survive a flush.
-func dataKeys(keys []string) []string {
-	out := keys[:0]
-	for _, k := range keys {
-		open := strings.IndexByte(k, '{')
-		if open < 0 || strings.HasSuffix(k[:open], "#tag:") {
-			continue
-		}
-		out = append(out, k)
-	}
-	return out
-}
-
 // repaired tells onRepaired which value keys a replay deleted.
 func (h *health) repaired(keys []string) {
 	if h.onRepaired == nil || h.parse == nil {
@@ -662,15 +633,8 @@ func (s *Store) Server(key string) string {
 	case s.set == nil:
 		return s.health.nodes[0].addr
 	}
-	tag := key
-	if key != "" && (key[0] == '}' || key[0] == '~') {
-		tag = "~" + key
-	}
-	// Cut where the Ring cuts a hash tag: at the first '}' (see route).
-	if i := strings.IndexByte(tag, '}'); i > 0 {
-		tag = tag[:i]
-	}
-	at, _, _ := s.set.place(tag)
+	// Routed by the value key's hash tag, as route does.
+	at, _, _ := s.set.place(hashTag("{" + keyTag(key) + "}"))
 	return s.set.nodes[at].addr
 }
 

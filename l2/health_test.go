@@ -222,25 +222,6 @@ func TestCloseRemovesOwnMarkers(t *testing.T) {
 	}
 }
 
-func TestParseKey(t *testing.T) {
-	s := &Store{prefix: "strata"}
-	for _, tc := range []struct{ full, ns, key string }{
-		{"strata:users:{k1}", "users", "k1"},
-		{"strata:users#3:{k1}", "users", "k1"},
-		{"strata@7:users:{~}x}", "users", "}x"},
-		{"strata:users:{a:b}", "users", "a:b"},
-	} {
-		if ns, key, ok := s.parseKey(tc.full); !ok || ns != tc.ns || key != tc.key {
-			t.Errorf("parseKey(%q) = %q, %q, %v", tc.full, ns, key, ok)
-		}
-	}
-	for _, full := range []string{"strata:users:{k}:lease", "strata#epoch", "other:users:{k}", "strata:users#tag:{t}", "strata:users#2#tag:{t}"} {
-		if _, _, ok := s.parseKey(full); ok {
-			t.Errorf("parseKey(%q) accepted a key that is not a value key", full)
-		}
-	}
-}
-
 // A write or a pipelined delete that times out leaves the server dirty, out
 // of service until the keys are deleted from it.
 func TestFailedWritesAreReplayed(t *testing.T) {

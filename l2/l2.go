@@ -361,21 +361,6 @@ func (s *Store) Prefix() string { return s.prefix }
 // a hook on the Ring itself sees only single-key commands.
 func (s *Store) Client() redis.UniversalClient { return s.client }
 
-// Key returns the Redis key of key in namespace ns: prefix:ns:{key}. The braces
-// are a Redis Cluster hash tag (go-redis's Ring honours it too), so a key's
-// value and its helper keys share a slot and a shard while different keys
-// spread. A key starting with '}' or '~' gets a '~' in front inside the tag,
-// so the tag of a non-empty key is never empty and the mapping stays
-// one-to-one.
-//
-// While a Ring shard is out of service, its keys live on stand-in shards
-// under the routing epoch's prefix (prefix@epoch:ns:{key}), so a stand-in
-// copy is never read in a later outage, when it may be old.
-func (s *Store) Key(ns, key string) string {
-	k, _ := s.locate(ns, key)
-	return k
-}
-
 // locate returns key's Redis key and whether it is on a stand-in shard.
 func (s *Store) locate(ns, key string) (string, bool) {
 	k, _, standIn := s.route(ns, key)
@@ -402,10 +387,7 @@ func (s *Store) routeAll(ns string, keys []string) (full []string, shard func(i 
 // route is locate that also returns the index of the Ring shard serving the
 // key (0 without a Ring), from the same routing decision.
 func (s *Store) route(ns, key string) (k string, at int, standIn bool) {
-	tag := key
-	if key != "" && (key[0] == '}' || key[0] == '~') {
-		tag = "~" + key
-	}
+	tag := keyTag(key)
 	k = s.prefix + ":" + ns + ":{" + tag + "}"
 	if s.set != nil {
 		// Routed by the key's hash tag exactly as the Ring routes it (a key
@@ -416,36 +398,6 @@ func (s *Store) route(ns, key string) (k string, at int, standIn bool) {
 		}
 	}
 	return k, at, false
-}
-
-// parseKey splits a value key, plain or stand-in, into its namespace
-// (without a version) and key. Leases and other keys are not value keys.
-func (s *Store) parseKey(full string) (ns, key string, ok bool) {
-	rest, found := strings.CutPrefix(full, s.prefix)
-	if !found || rest == "" {
-		return "", "", false
-	}
-	if rest[0] == '@' { // stand-in: prefix@epoch:
-		i := strings.IndexByte(rest, ':')
-		if i < 0 {
-			return "", "", false
-		}
-		rest = rest[i:]
-	}
-	rest, found = strings.CutPrefix(rest, ":")
-	open := strings.Index(rest, ":{")
-	if !found || open < 0 || !strings.HasSuffix(rest, "}") {
-		return "", "", false
-	}
-	ns, key = rest[:open], rest[open+2:len(rest)-1]
-	if strings.HasSuffix(ns, "#tag") {
-		return "", "", false // a tag set
-	}
-	ns, _, _ = strings.Cut(ns, "#")
-	if strings.HasPrefix(key, "~") {
-		key = key[1:]
-	}
-	return ns, key, ns != "" && key != ""
 }
 
 // ttl caps ttl for a key on a stand-in shard.
@@ -711,13 +663,6 @@ func (s *Store) Close() error {
 	})
 	return s.closeErr
 }
-
-// versionSuffix names a namespace's version counter: prefix:ns#version.
-// Namespaces cannot contain '#', so it collides with no namespace's keys.
-const versionSuffix = "#version"
-
-// versionKey is the Redis key of ns's version counter.
-func (s *Store) versionKey(ns string) string { return s.prefix + ":" + ns + versionSuffix }
 
 // NamespaceVersion returns ns's version: 0 until the first BumpVersion. On
 // shards it is the largest copy on a serving shard: each shard holds one, so

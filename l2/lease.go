@@ -10,14 +10,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Lease keys sit beside their value key, in its hash slot: Key(ns, k)+":lease".
-// A value key always ends in '}', a lease key never does, so they cannot
-// collide.
-const leaseSuffix = ":lease"
-
-// LeaseKey returns the Redis key of key's load lease.
-func (s *Store) LeaseKey(ns, key string) string { return s.Key(ns, key) + leaseSuffix }
-
 // The scripts run atomically on the server and touch only keys of one slot.
 // go-redis's Script.Run sends EVALSHA and falls back to EVAL on NOSCRIPT.
 var (

@@ -1,8 +1,6 @@
 package l2
 
 import (
-	"strconv"
-	"strings"
 	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
@@ -41,17 +39,6 @@ func mix64(x uint64) uint64 {
 	x ^= x << 25
 	x ^= x >> 27
 	return x * 2685821657736338717
-}
-
-// hashTag returns the part of a Redis key that decides its slot or shard: the
-// text between the first '{' and the next '}', when non-empty, else the key.
-func hashTag(key string) string {
-	if s := strings.IndexByte(key, '{'); s >= 0 {
-		if e := strings.IndexByte(key[s+1:], '}'); e > 0 {
-			return key[s+1 : s+1+e]
-		}
-	}
-	return key
 }
 
 // shardSet routes keys over the shards of a Ring. go-redis's Ring sends each
@@ -124,10 +111,4 @@ func (s *shardSet) placeIn(l *liveShards, tag string) (at int, standIn bool) {
 func (s *shardSet) Get(key string) string {
 	at, _, _ := s.place(key)
 	return s.nodes[at].name
-}
-
-// standInPrefix is the key prefix for data written to a stand-in shard in
-// routing generation epoch: prefix@epoch.
-func standInPrefix(prefix string, epoch uint64) string {
-	return prefix + "@" + strconv.FormatUint(epoch, 10)
 }

@@ -9,11 +9,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// TagKey returns the Redis key of the set of ns's keys tagged tag:
-// prefix:ns#tag:{tag}. Namespaces cannot contain '#', so it collides with no
-// value key.
-func (s *Store) TagKey(ns, tag string) string { return s.prefix + ":" + ns + "#tag:{" + tag + "}" }
-
 // AddTags adds key to the set of each of its tags, and makes each set live
 // at least ttl. Writers call it before writing the value, so that a tag
 // invalidation running in between finds the key (and ends its lease).
