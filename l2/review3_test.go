@@ -24,6 +24,47 @@ func openWith(t *testing.T, cfg Config, servers ...*redistest.Server) *Store {
 	return s
 }
 
+// partition is three replicas of one Ring whose shard0 R1 and R3 reach
+// each through their own server (a0, c0; paused to cut them off) while R2
+// reaches the real one, and k, a key of shard0.
+type partition struct {
+	shards     []*redistest.Server
+	a0, c0     *redistest.Server
+	r1, r2, r3 *Store
+	k          string
+}
+
+// newPartition opens the replicas, R3 with health interval slow (R1 and R2
+// 50 ms), waits until all serve, then pauses a0 and c0 and waits until every
+// replica holds shard0 out and sends k to one stand-in.
+func newPartition(t *testing.T, slow time.Duration) *partition {
+	t.Helper()
+	p := &partition{shards: redistest.StartShards(t, 3), a0: redistest.Start(t), c0: redistest.Start(t)}
+	fast := Config{HealthInterval: 50 * time.Millisecond}
+	p.r1 = openWith(t, fast, p.a0, p.shards[1], p.shards[2])
+	p.r2 = openWith(t, fast, p.shards...)
+	p.r3 = openWith(t, Config{HealthInterval: slow}, p.c0, p.shards[1], p.shards[2])
+	redistest.WaitFor(t, 10*time.Second, func() bool { return p.serving(p.r1) && p.serving(p.r2) && p.serving(p.r3) }, "all serve")
+	for i := 0; ; i++ {
+		if p.k = fmt.Sprint("k", i); p.r2.Server(p.k) == p.shards[0].Addr() {
+			break
+		}
+	}
+	p.a0.Pause()
+	p.c0.Pause()
+	redistest.WaitFor(t, 20*time.Second, func() bool {
+		return !p.serving(p.r1) && !p.serving(p.r2) && !p.serving(p.r3) && p.agree() && strings.Contains(p.r2.Key("ns", p.k), "@")
+	}, "shard0 out on every replica, one stand-in for k")
+	return p
+}
+
+func (p *partition) serving(s *Store) bool { return s.Health()[0].Serving }
+
+// agree reports whether every replica sends k to the same Redis key.
+func (p *partition) agree() bool {
+	return p.r1.Key("ns", p.k) == p.r2.Key("ns", p.k) && p.r2.Key("ns", p.k) == p.r3.Key("ns", p.k)
+}
+
 // Three replicas of one Ring. R1 and R3 lose shard0 (each through its own
 // path: here its own server for the name shard0, paused), R2 still reaches
 // it and is held out by their markers. R1 reaches shard0 again and removes
@@ -35,39 +76,17 @@ func openWith(t *testing.T, cfg Config, servers ...*redistest.Server) *Store {
 // its own marker (a hash field): R3's holds shard0 out until R3 reaches it.
 func TestReview3MarkerRemovalErasesAnotherReplicasHold(t *testing.T) {
 	ctx := context.Background()
-	shards := redistest.StartShards(t, 3)
-	a0, c0 := redistest.Start(t), redistest.Start(t)
-	fast := Config{HealthInterval: 50 * time.Millisecond}
-	slow := Config{HealthInterval: time.Second}
-	r1 := openWith(t, fast, a0, shards[1], shards[2])
-	r2 := openWith(t, fast, shards...)
-	r3 := openWith(t, slow, c0, shards[1], shards[2])
+	p := newPartition(t, time.Second)
+	r1, r2, r3, k := p.r1, p.r2, p.r3, p.k
 	all := []*Store{r1, r2, r3}
-	serving := func(s *Store) bool { return s.Health()[0].Serving }
-	redistest.WaitFor(t, 5*time.Second, func() bool { return serving(r1) && serving(r2) && serving(r3) }, "all serve")
-
-	var k string
-	for i := 0; ; i++ {
-		if k = fmt.Sprint("k", i); r2.Server(k) == shards[0].Addr() {
-			break
-		}
-	}
-	agree := func() bool {
-		return r1.Key("ns", k) == r2.Key("ns", k) && r2.Key("ns", k) == r3.Key("ns", k)
-	}
-
-	a0.Pause()
-	c0.Pause()
-	redistest.WaitFor(t, 10*time.Second, func() bool {
-		return !serving(r1) && !serving(r2) && !serving(r3) && agree() && strings.Contains(r2.Key("ns", k), "@")
-	}, "shard0 out on every replica, one stand-in for k")
+	serving, agree := p.serving, p.agree
 	standIn := r2.Key("ns", k)
 	t.Logf("outage: k at %s on every replica", standIn)
 	if err := r2.Write(ctx, "ns", k, []byte("v1"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 
-	a0.Resume() // R1 reaches shard0 again; R3 still cannot
+	p.a0.Resume() // R1 reaches shard0 again; R3 still cannot
 	// shard0 must stay out while R3 cannot reach it; with the shared
 	// marker removed, R2 returned it within a few rounds.
 	if eventually(1500*time.Millisecond, func() bool { return serving(r2) }) {

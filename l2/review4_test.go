@@ -2,8 +2,6 @@ package l2
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,38 +19,17 @@ import (
 // never shortens the key's life.
 func TestReview4FastReplicasTTLDropsSlowReplicasMarker(t *testing.T) {
 	ctx := context.Background()
-	shards := redistest.StartShards(t, 3)
-	a0, c0 := redistest.Start(t), redistest.Start(t)
-	fast := Config{HealthInterval: 50 * time.Millisecond}
-	slow := Config{HealthInterval: 2500 * time.Millisecond}
-	r1 := openWith(t, fast, a0, shards[1], shards[2])
-	r2 := openWith(t, fast, shards...)
-	r3 := openWith(t, slow, c0, shards[1], shards[2])
+	p := newPartition(t, 2500*time.Millisecond)
+	r1, r2, r3, k := p.r1, p.r2, p.r3, p.k
 	all := []*Store{r1, r2, r3}
-	serving := func(s *Store) bool { return s.Health()[0].Serving }
-	redistest.WaitFor(t, 10*time.Second, func() bool { return serving(r1) && serving(r2) && serving(r3) }, "all serve")
-
-	var k string
-	for i := 0; ; i++ {
-		if k = fmt.Sprint("k", i); r2.Server(k) == shards[0].Addr() {
-			break
-		}
-	}
-	agree := func() bool {
-		return r1.Key("ns", k) == r2.Key("ns", k) && r2.Key("ns", k) == r3.Key("ns", k)
-	}
-	a0.Pause()
-	c0.Pause()
-	redistest.WaitFor(t, 20*time.Second, func() bool {
-		return !serving(r1) && !serving(r2) && !serving(r3) && agree() && strings.Contains(r2.Key("ns", k), "@")
-	}, "shard0 out on every replica")
+	serving, agree := p.serving, p.agree
 	if err := r2.Write(ctx, "ns", k, []byte("v1"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 
 	// Resume R1's shard0 just after R3, then R1, refreshed their markers on
 	// shard1.
-	raw := shards[1].Client(t)
+	raw := p.shards[1].Client(t)
 	marker := outKey(r3.health.prefix, "shard0")
 	field := r3.health.id
 	first := raw.HGet(ctx, marker, field).Val()
@@ -67,7 +44,7 @@ func TestReview4FastReplicasTTLDropsSlowReplicasMarker(t *testing.T) {
 		return err == nil && v != mine
 	}, "R1 refreshes its marker after R3")
 	t.Logf("R3's field %s; PTTL of %s: %v", raw.HGet(ctx, marker, field).Val(), marker, raw.PTTL(ctx, marker).Val())
-	a0.Resume()
+	p.a0.Resume()
 
 	// R3 still cannot reach shard0 and its field says so for 10 s: no
 	// replica may serve shard0.
@@ -87,5 +64,5 @@ func TestReview4FastReplicasTTLDropsSlowReplicasMarker(t *testing.T) {
 			}
 		}
 	}
-	c0.Resume()
+	p.c0.Resume()
 }

@@ -327,10 +327,7 @@ func (c *Cache[V]) leaseUnsure(l2ns string, keys []string, token string, err err
 // abandon has the leases of keys under token (some perhaps never granted)
 // released in the background, off the caller's path, until they expire.
 func (c *Cache[V]) abandon(l2ns string, keys []string, token string) {
-	until := c.client.clock.NowNano() + int64(c.opts.LeaseTTL)
-	for _, k := range keys {
-		c.client.retry.spoolRelease(l2ns, k, token, until)
-	}
+	c.client.retry.spoolReleases(l2ns, token, keys, c.client.clock.NowNano()+int64(c.opts.LeaseTTL))
 }
 
 // unsent reports whether every error in err is a refusal to send

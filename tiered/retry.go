@@ -113,18 +113,20 @@ func (r *retrier) forgetDelete(l2ns, key string) {
 	r.mu.Unlock()
 }
 
-// spoolRelease keeps the release of key's load lease token, until the
-// lease expires at until.
-func (r *retrier) spoolRelease(l2ns, key, token string, until int64) {
+// spoolReleases keeps the releases of the load leases token holds on keys,
+// until the leases expire at until.
+func (r *retrier) spoolReleases(l2ns, token string, keys []string, until int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed {
+	if r.closed || len(keys) == 0 {
 		return
 	}
 	if r.releases == nil {
 		r.releases = map[retryKey]retryRelease{}
 	}
-	r.releases[retryKey{l2ns, key}] = retryRelease{token: token, until: until}
+	for _, k := range keys {
+		r.releases[retryKey{l2ns, k}] = retryRelease{token: token, until: until}
+	}
 	r.trimLocked()
 	r.startLocked()
 }

@@ -10,7 +10,7 @@ import (
 func TestRetrySpoolIsBounded(t *testing.T) {
 	r := &retrier{running: true} // no loop: only the bookkeeping
 	for i := range 10 {
-		r.spoolRelease("ns", fmt.Sprint("lease", i), "token", 1)
+		r.spoolReleases("ns", "token", []string{fmt.Sprint("lease", i)}, 1)
 	}
 	keys := make([]string, maxRetries)
 	for i := range keys {

@@ -25,7 +25,10 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	if err != nil {
 		return err
 	}
-	for t := c.longestTTL.Load(); int64(so.ttl) > t && !c.longestTTL.CompareAndSwap(t, int64(so.ttl)); t = c.longestTTL.Load() {
+	for t := c.longestTTL.Load(); int64(so.ttl) > t; t = c.longestTTL.Load() {
+		if c.longestTTL.CompareAndSwap(t, int64(so.ttl)) {
+			break
+		}
 	}
 	e := c.newEntry(key, v, false, so.ttl, 0)
 	e.Size = len(payload)
