@@ -96,407 +96,87 @@ func (c *Cache[V]) servedStale(ctx context.Context, e *l1.Entry[V], tier Tier, c
 	return result[V]{e: e, info: Info{Tier: tier, Stale: true, Cause: cause}}
 }
 
-// fetch is one flight: L2 (taking the load lease on a miss), then the loader.
+// fetch is one flight of Get: L2 (taking the load lease on a miss), then
+// the loader.
 func (c *Cache[V]) fetch(ctx context.Context, key string, load Loader[V]) (result[V], error) {
-	f := fetcher[V]{c: c, key: key, load: load, fence: c.guard.begin(key)}
+	r := c.oneLease(key, load)
+	s := &r.slots[0]
 	if e, ok := c.staleL1(key); ok {
-		f.stale = e
+		s.stale = e
 	}
-	if c.client.l2 == nil {
-		// Only a vouched-for copy: with no L2 to fall back on from a lost
-		// invalidation, an unvouched one is reloaded (as Get's own L1 check
-		// would).
-		if r, ok := f.freshL1(ctx, false); ok {
-			return r, nil
+	switch {
+	case c.client.l2 == nil || !c.versionKnown.Load():
+		// Without L2, only a vouched-for copy: with no L2 to fall back on
+		// from a lost invalidation, an unvouched one is reloaded (as Get's
+		// own L1 check would). Before the namespace version is known (its
+		// read failed; it is retried), which keys are the namespace's is
+		// not known: L2 is as good as down, and any fresh copy will do.
+		if res, ok := c.freshL1(ctx, key, c.client.l2 != nil); ok {
+			return res, nil
 		}
 		if load == nil {
-			return f.miss()
+			return c.miss()
 		}
-		return f.loadLocal(ctx)
+		_ = r.run(ctx)
+	case load == nil:
+		return c.lookupL2(ctx, key, s.fence)
+	default:
+		_ = r.leased(ctx)
 	}
-	if !c.versionKnown.Load() {
-		// Which keys are the namespace's is not known yet (the version
-		// read failed; it is retried): L2 is as good as down.
-		if load == nil {
-			if r, ok := f.freshL1(ctx, true); ok {
-				return r, nil
-			}
-			return f.miss()
-		}
-		return f.withoutL2(ctx)
-	}
-	if load == nil {
-		return f.lookup(ctx)
-	}
-	return f.leased(ctx)
+	return s.res, s.err
 }
 
-// fetcher carries one flight's state through its steps.
-type fetcher[V any] struct {
-	c     *Cache[V]
-	key   string
-	load  Loader[V]
-	fence fence        // fill guard at the start
-	stale *l1.Entry[V] // newest stale copy seen, for stale-if-error
-	token string       // lease token, once one is asked for
-}
-
-func (f *fetcher[V]) miss() (result[V], error) {
-	f.c.stats.misses.Add(1)
+func (c *Cache[V]) miss() (result[V], error) {
+	c.stats.misses.Add(1)
 	return result[V]{}, ErrNotFound
 }
 
-// lookup reads L2 without a loader: a fresh value or ErrNotFound. When L2
+// lookupL2 reads L2 without a loader: a fresh value or ErrNotFound. When L2
 // fails, a fresh L1 copy answers, as it would with a loader (see withoutL2).
-func (f *fetcher[V]) lookup(ctx context.Context) (result[V], error) {
-	e, err := f.c.readL2(ctx, f.key)
+func (c *Cache[V]) lookupL2(ctx context.Context, key string, f fence) (result[V], error) {
+	e, err := c.readL2(ctx, key)
 	if err != nil {
-		if r, ok := f.freshL1(ctx, true); ok {
+		if r, ok := c.freshL1(ctx, key, true); ok {
 			return r, nil
 		}
 	}
-	if e == nil || f.c.client.clock.NowNano() >= e.FreshUntil {
-		f.c.observe(ctx, Event{Kind: EventMiss})
-		return f.miss()
+	if e == nil || c.client.clock.NowNano() >= e.FreshUntil {
+		c.observe(ctx, Event{Kind: EventMiss})
+		return c.miss()
 	}
-	return f.hitL2(ctx, e), nil
+	return c.hitL2(ctx, key, f, e, nil), nil
 }
 
-func (f *fetcher[V]) hitL2(ctx context.Context, e *l1.Entry[V]) result[V] {
-	now := f.c.client.clock.NowNano()
-	if f.load != nil && now >= e.RefreshFrom {
-		f.c.earlyRefresh(ctx, e, now, f.load)
+// hitL2 answers a fresh L2 value e of key, read after f was taken, starting
+// an early refresh (with load) or a sliding extension where due.
+func (c *Cache[V]) hitL2(ctx context.Context, key string, f fence, e *l1.Entry[V], load Loader[V]) result[V] {
+	now := c.client.clock.NowNano()
+	if load != nil && now >= e.RefreshFrom {
+		c.earlyRefresh(ctx, e, now, load)
 	}
-	if f.c.opts.Sliding && !e.Negative {
-		f.c.slide(ctx, e, now)
+	if c.opts.Sliding && !e.Negative {
+		c.slide(ctx, e, now)
 	}
-	f.c.stats.l2Hits.Add(1)
-	f.c.observe(ctx, Event{Kind: EventHit, Tier: TierL2})
-	f.c.installL1(f.key, f.fence, e)
+	c.stats.l2Hits.Add(1)
+	c.observe(ctx, Event{Kind: EventHit, Tier: TierL2})
+	c.installL1(key, f, e)
 	return result[V]{e: e, info: Info{Tier: TierL2}}
 }
 
-// leased reads L2 and takes the key's load lease in one step when the key is
-// absent, then loads as the lease holder or waits for the holder's fill.
-func (f *fetcher[V]) leased(ctx context.Context) (result[V], error) {
-	c := f.c
-	f.token = newToken()
-	b, granted, err := c.client.l2.GetOrLease(ctx, c.l2ns(), f.key, f.token, c.opts.LeaseTTL)
-	if err != nil {
-		c.reportL2(ctx, "get", err)
-		c.leaseUnsure(c.l2ns(), []string{f.key}, f.token, err)
-		return f.withoutL2(ctx)
-	}
-	if b == nil {
-		// L2 has nothing: an L1 copy may have been deleted since.
-		f.stale = nil
-	} else {
-		if r, done, err := f.present(ctx, b); done {
-			return r, err
-		}
-		if granted, err = c.client.l2.TryLease(ctx, c.l2ns(), f.key, f.token, c.opts.LeaseTTL); err != nil {
-			c.reportL2(ctx, "lease", err)
-			c.leaseUnsure(c.l2ns(), []string{f.key}, f.token, err)
-			return f.loadLocal(ctx)
-		}
-	}
-	c.stats.misses.Add(1)
-	c.observe(ctx, Event{Kind: EventMiss})
-	if granted {
-		return f.loadAsHolder(ctx)
-	}
-	return f.awaitFill(ctx)
-}
-
-// present handles a value found in L2. It reports done when the value
-// answers the call: fresh, or stale inside the stale-while-revalidate window.
-// Otherwise the value is expired (kept as a stale-if-error fallback) or was
-// corrupt (deleted), and the caller must load.
-func (f *fetcher[V]) present(ctx context.Context, b []byte) (result[V], bool, error) {
-	c := f.c
-	e, err := c.decode(f.key, b)
-	if err != nil {
-		c.corrupt(ctx, f.key, b, err)
-		return result[V]{}, false, nil
-	}
-	now := c.client.clock.NowNano()
-	switch {
-	case now < e.FreshUntil:
-		return f.hitL2(ctx, e), true, nil
-	case c.inSWR(e, now):
-		c.installL1(f.key, f.fence, e)
-		c.refreshAsync(ctx, f.key, e.Version, f.load)
-		return c.servedStale(ctx, e, TierL2, nil), true, nil
-	}
-	if c.inSIE(e, now) && (f.stale == nil || e.Version >= f.stale.Version) {
-		f.stale = e
-	}
-	return result[V]{}, false, nil
-}
-
-// loadAsHolder loads while holding the lease and fills L2 with a
-// compare-and-set on the lease token: if a Set or Delete removed the lease
-// meanwhile, the value goes back to this caller but is cached nowhere.
-func (f *fetcher[V]) loadAsHolder(ctx context.Context) (result[V], error) {
-	c := f.c
-	// The caller's ctx may be over; the lease must still be settled.
-	settle := context.WithoutCancel(ctx)
-	tf := c.readTagFence(settle)
-	e, payload, err := c.loadEntry(ctx, f.key, f.load)
-	if e == nil || payload == nil && !e.Negative {
-		c.release(ctx, f.key, f.token)
-		if e == nil {
-			return f.failed(ctx, err)
-		}
-		return result[V]{e: e, info: Info{Tier: TierLoader}}, nil
-	}
-	var filled bool
-	ferr := c.addTags(settle, e)
-	if ferr == nil {
-		ferr = c.checkTagFence(settle, tf, e)
-	}
-	if errors.Is(ferr, errTagFenceMoved) {
-		// A tag invalidation ran while this loaded: the value may predate
-		// it. It answers this caller and is cached nowhere.
-		c.release(ctx, f.key, f.token)
-		c.stats.fillsRejected.Add(1)
-		return f.loaded(e, err)
-	}
-	if ferr == nil {
-		filled, ferr = c.client.l2.Fill(settle, c.l2ns(), f.key, f.token, envelope(e, payload), c.l2TTL(e))
-	}
-	switch {
-	case ferr != nil:
-		c.reportL2(ctx, "fill", ferr)
-		// The server that failed the fill would likely fail the release
-		// too, at the cost of another timeout: it goes to the background.
-		c.abandon(c.l2ns(), []string{f.key}, f.token)
-		c.installL1(f.key, f.fence, e)
-	case !filled:
-		c.stats.fillsRejected.Add(1)
-	default:
-		c.installL1(f.key, f.fence, e)
-	}
-	return f.loaded(e, err)
-}
-
-// release ends the load lease token holds on key. When that fails the
-// lease would stay in L2, where other replicas wait for a fill that cannot
-// land: the release is tried again (see retrier) until the lease expires.
-func (c *Cache[V]) release(ctx context.Context, key, token string) {
-	c.releaseMany(ctx, []string{key}, token)
-}
-
-// releaseMany is release for several keys under one token.
-func (c *Cache[V]) releaseMany(ctx context.Context, keys []string, token string) {
-	settle := context.WithoutCancel(ctx)
-	l2ns := c.l2ns()
-	var err error
-	if len(keys) == 1 {
-		err = c.client.l2.Release(settle, l2ns, keys[0], token)
-	} else {
-		err = c.client.l2.ReleaseMany(settle, l2ns, token, keys)
-	}
-	if err == nil {
-		return
-	}
-	c.reportL2(ctx, "release", err)
-	failed := l2.KeyFailed(err)
-	var left []string
-	for i, k := range keys {
-		if failed(i) {
-			left = append(left, k)
-		}
-	}
-	c.abandon(l2ns, left, token)
-}
-
-// leaseUnsure handles a lease request for keys under token that failed
-// with err: a request that timed out may still run when the server
-// answers again, and grant a lease no caller holds, which others would
-// wait on for a fill that never comes. Its release is tried until the
-// lease would have expired (a release of a lease never granted does
-// nothing). A request refused before it was sent needs none.
-func (c *Cache[V]) leaseUnsure(l2ns string, keys []string, token string, err error) {
-	if unsent(err) {
-		return
-	}
-	c.abandon(l2ns, keys, token)
-}
-
-// abandon has the leases of keys under token (some perhaps never granted)
-// released in the background, off the caller's path, until they expire.
-func (c *Cache[V]) abandon(l2ns string, keys []string, token string) {
-	c.client.retry.spoolReleases(l2ns, token, keys, c.client.clock.NowNano()+int64(c.opts.LeaseTTL))
-}
-
-// unsent reports whether every error in err is a refusal to send
-// (l2.ErrUnavailable: breaker open, server out of service).
-func unsent(err error) bool {
-	if pe := (*l2.PartialError)(nil); errors.As(err, &pe) {
-		err = pe.Err
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range j.Unwrap() {
-			if !unsent(e) {
-				return false
-			}
-		}
-		return len(j.Unwrap()) > 0
-	}
-	return errors.Is(err, l2.ErrUnavailable)
-}
-
-// loaded turns a loaded entry into the call's answer.
-func (f *fetcher[V]) loaded(e *l1.Entry[V], err error) (result[V], error) {
-	if e.Negative {
-		return result[V]{}, err
-	}
-	return result[V]{e: e, info: Info{Tier: TierLoader}}, nil
-}
-
-// failed answers a failed load: the stale copy inside the stale-if-error
-// window, or the error.
-func (f *fetcher[V]) failed(ctx context.Context, err error) (result[V], error) {
-	// A write or invalidation since the flight began makes the copy void:
-	// expiry is not invalidation, but this was one.
-	if f.stale != nil && f.c.guard.moved(f.key, f.fence, f.stale.Tags) {
-		f.stale = nil
-	}
-	if f.stale != nil && !errors.Is(err, ErrNotFound) && f.c.inSIE(f.stale, f.c.client.clock.NowNano()) {
-		return f.c.servedStale(ctx, f.stale, TierL2, err), nil
-	}
-	return result[V]{}, err
-}
-
-// awaitFill waits for the lease holder's fill, polling with a back-off that
-// starts at a millisecond and doubles up to maxPoll. A lease that ends without
-// a fill (holder failed, cancelled or died) is taken over. Past LeaseWait the
-// caller loads itself and caches nothing, as nginx's cache lock does.
-func (f *fetcher[V]) awaitFill(ctx context.Context) (result[V], error) {
-	c := f.c
-	c.stats.leaseWaits.Add(1)
-	deadline := c.client.clock.NowNano() + int64(c.opts.LeaseWait) // on the injected clock, as TTLs are
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	<-timer.C
-	for backoff := time.Millisecond; ; backoff = min(2*backoff, maxPoll) {
-		wait := min(backoff, time.Duration(deadline-c.client.clock.NowNano()))
-		if wait <= 0 {
-			break
-		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return result[V]{}, ctx.Err()
-		case <-timer.C:
-		}
-		b, granted, err := c.client.l2.GetOrLease(ctx, c.l2ns(), f.key, f.token, c.opts.LeaseTTL)
-		switch {
-		case err != nil:
-			c.reportL2(ctx, "get", err)
-			c.leaseUnsure(c.l2ns(), []string{f.key}, f.token, err)
-			return f.loadLocal(ctx)
-		case granted:
-			return f.loadAsHolder(ctx)
-		case b != nil:
-			if r, done, err := f.present(ctx, b); done {
-				return r, err
-			}
-			// Present but expired: GetOrLease never grants on it, so a
-			// failed or dead holder is taken over here.
-			took, err := c.client.l2.TryLease(ctx, c.l2ns(), f.key, f.token, c.opts.LeaseTTL)
-			if err != nil {
-				c.reportL2(ctx, "lease", err)
-				c.leaseUnsure(c.l2ns(), []string{f.key}, f.token, err)
-				return f.loadLocal(ctx)
-			}
-			if took {
-				return f.loadAsHolder(ctx)
-			}
-		default:
-			f.stale = nil // L2 has nothing: an L1 copy may have been deleted since
-		}
-	}
-	c.stats.leaseTimeouts.Add(1)
-	e, _, err := c.loadEntry(ctx, f.key, f.load)
-	if e == nil {
-		return f.failed(ctx, err)
-	}
-	return f.loaded(e, err)
-}
-
-// maxPoll caps the lease-wait back-off: a fill is noticed at most this late.
-const maxPoll = 32 * time.Millisecond
-
-// withoutL2 answers when L2 failed: from L1 even if no channel vouches for
-// it (L2, the truth it would be checked against, is out of reach), else by
-// loading.
-func (f *fetcher[V]) withoutL2(ctx context.Context) (result[V], error) {
-	if r, ok := f.freshL1(ctx, true); ok {
-		return r, nil
-	}
-	return f.loadLocal(ctx)
-}
-
-// freshL1 answers from a fresh L1 copy; unvouched tells whether one no
-// channel vouches for will do. A flight that began just after an earlier
+// freshL1 answers from a fresh L1 copy of key; unvouched tells whether one
+// no channel vouches for will do. A flight that began just after an earlier
 // one filled L1 finds that fill here.
-func (f *fetcher[V]) freshL1(ctx context.Context, unvouched bool) (result[V], bool) {
-	c := f.c
+func (c *Cache[V]) freshL1(ctx context.Context, key string, unvouched bool) (result[V], bool) {
 	if c.l1 == nil || !unvouched && !c.client.trusted.Load() {
 		return result[V]{}, false
 	}
-	e, ok := c.l1.Get(f.key)
+	e, ok := c.l1.Get(key)
 	if !ok || c.client.clock.NowNano() >= e.LocalFreshUntil {
 		return result[V]{}, false
 	}
 	c.stats.l1Hits.add()
 	c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
 	return result[V]{e: e, info: Info{Tier: TierL1}}, true
-}
-
-// loadLocal loads without L2 (none configured, or it failed) and caches in L1.
-func (f *fetcher[V]) loadLocal(ctx context.Context) (result[V], error) {
-	c := f.c
-	e, payload, err := c.loadEntry(ctx, f.key, f.load)
-	if e == nil {
-		return f.failed(ctx, err)
-	}
-	if payload != nil || e.Negative { // too large or unencodable: not cached
-		c.installL1(f.key, f.fence, e)
-	}
-	return f.loaded(e, err)
-}
-
-// loadEntry calls the loader and builds the entry to cache: a value entry
-// with its encoded payload, or a negative entry for ErrNotFound when
-// NegativeTTL is set (err is then the loader's). A nil entry means nothing to
-// answer with: err says why. A value entry with a nil payload is not
-// cacheable (too large or not encodable) but answers the caller.
-func (c *Cache[V]) loadEntry(ctx context.Context, key string, load Loader[V]) (*l1.Entry[V], []byte, error) {
-	v, d, err := c.runLoader(ctx, key, load)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		if c.opts.NegativeTTL == 0 {
-			return nil, nil, err
-		}
-		return c.newEntry(key, v, true, c.opts.NegativeTTL, d), nil, err
-	case err != nil:
-		return nil, nil, err
-	}
-	e := c.newEntry(key, v, false, c.opts.TTL, d)
-	payload, perr := c.encode(v)
-	if perr == nil {
-		e.Tags, perr = c.tagsOf(key, v, nil)
-	}
-	if perr != nil {
-		c.stats.uncached.Add(1)
-		c.client.cfg.Logger.Warn("strata: loaded value not cached", "namespace", c.ns, "key", key, "err", perr)
-		return e, nil, nil
-	}
-	e.Size = len(payload)
-	return e, payload, nil
 }
 
 // runLoader calls load under the client's load tracking (Close cancels and

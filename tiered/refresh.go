@@ -37,27 +37,20 @@ func (c *Cache[V]) refreshAsync(ctx context.Context, key string, seen uint64, lo
 // loading under the load lease. A failed refresh leaves the current value
 // alone; runLoader counts and reports it.
 func (c *Cache[V]) refresh(ctx context.Context, key string, seen uint64, load Loader[V]) {
-	f := fetcher[V]{c: c, key: key, load: load, fence: c.guard.begin(key)}
-	store := c.client.l2
-	if store == nil {
-		_, _ = f.loadLocal(ctx)
+	r := c.oneLease(key, load)
+	switch {
+	case c.client.l2 == nil:
+		_ = r.run(ctx)
 		return
-	}
-	if !c.versionKnown.Load() {
+	case !c.versionKnown.Load():
 		return
 	}
 	if e, _ := c.readL2(ctx, key); e != nil && e.Version > seen && c.client.clock.NowNano() < e.FreshUntil {
-		c.installL1(key, f.fence, e)
+		c.installL1(key, r.slots[0].fence, e)
 		return
 	}
-	f.token = newToken()
-	granted, err := store.TryLease(ctx, c.l2ns(), key, f.token, c.opts.LeaseTTL)
-	if err != nil {
-		c.reportL2(ctx, "lease", err)
-		return
-	}
-	if granted {
-		_, _ = f.loadAsHolder(ctx)
+	if r.tryLease(ctx, 0) {
+		_ = r.loadKeys(ctx, oneKey, fillLeased)
 	}
 }
 
