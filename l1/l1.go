@@ -25,38 +25,33 @@ const (
 	entryOverhead = 128
 )
 
-// Entry is what L1 stores: the decoded value and its freshness metadata.
+// Entry is what L1 stores: a value, its key, its deadlines and its tags.
+// Times are Unix nanoseconds, on whatever clock the caller passes to Set.
 //
-// Entries are shared between goroutines once stored and must not be modified.
+// An entry belongs to the cache once stored and must not be modified: it is
+// shared between the goroutines that Get it.
 type Entry[V any] struct {
 	// Key is the entry's own key. Ristretto keeps only hashes, so Get compares
 	// it to make a hash collision a miss instead of another key's value.
 	Key string
-	// Value is the decoded value; the zero value when Negative.
+	// Value is the cached value.
 	Value V
-	// Negative marks a cached "not found".
-	Negative bool
-	// Version is the L2 version the value came from.
-	Version uint64
-	// FreshUntil is when the value stops being fresh, in Unix nanoseconds.
+	// FreshUntil is when the value stops being fresh.
 	FreshUntil int64
-	// StaleUntil is when the value may no longer be served even as stale, in
-	// Unix nanoseconds; it is never before FreshUntil.
+	// StaleUntil is when the value may no longer be served even as stale
+	// (for example while it is revalidated); the cache drops the entry then.
+	// A StaleUntil before FreshUntil counts as FreshUntil.
 	StaleUntil int64
-	// LocalFreshUntil and LocalStaleUntil are FreshUntil and StaleUntil capped
-	// at install time + MaxTTL: how long this process may serve the entry
-	// without looking at L2. Set fills them in.
+	// LocalFreshUntil and LocalStaleUntil are FreshUntil and StaleUntil
+	// capped at install time + MaxTTL: how long this process may serve the
+	// entry without asking the tier behind it. Set fills them in; readers
+	// check them.
 	LocalFreshUntil int64
 	LocalStaleUntil int64
-	// RefreshFrom is the earliest time (Unix nanoseconds) at which a hit
-	// should consider refreshing the value early; math.MaxInt64 for never.
-	// The cache does not read it; the caller that builds the entry sets it.
-	RefreshFrom int64
-	// LoadDuration is how long the load that produced the value took.
-	LoadDuration time.Duration
-	// Tags are the invalidation tags of the value.
+	// Tags are the value's invalidation tags (see KeysWithTag).
 	Tags []string
-	// Size is the encoded size of the value in bytes; it is the entry's cost.
+	// Size is the value's size in bytes, as the caller measures it (encoded,
+	// say): with the key and a fixed overhead, it is the entry's cost.
 	Size int
 }
 

@@ -34,7 +34,6 @@ func entry(key, value string, now int64) *l1.Entry[string] {
 	return &l1.Entry[string]{
 		Key:        key,
 		Value:      value,
-		Version:    uint64(now),
 		FreshUntil: now + int64(10*time.Second),
 		StaleUntil: now + int64(20*time.Second),
 		Size:       len(value),

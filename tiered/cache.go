@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"math"
 	"sync/atomic"
+	"time"
 
 	"github.com/strata-cache/strata/internal/flight"
 	"github.com/strata-cache/strata/l1"
@@ -30,7 +31,7 @@ type Cache[V any] struct {
 	client *Client
 	ns     string
 	opts   Options[V]
-	l1     *l1.Cache[V] // nil when disabled
+	l1     *l1.Cache[cached[V]] // nil when disabled
 
 	loads      flight.Group[result[V]] // Gets with a loader
 	lookup     flight.Group[result[V]] // Gets without one: they must not answer a loader's waiters
@@ -72,7 +73,7 @@ func NewCache[V any](c *Client, namespace string, opts Options[V]) (*Cache[V], e
 	cache.guard.seed = maphash.MakeSeed()
 	cache.extensions.seed = maphash.MakeSeed()
 	if !opts.L1.Disabled {
-		local, err := l1.New[V](opts.l1Config())
+		local, err := l1.New[cached[V]](opts.l1Config())
 		if err != nil {
 			return nil, fmt.Errorf("tiered: %w", err)
 		}
@@ -143,19 +144,19 @@ func (c *Cache[V]) GetWithInfo(ctx context.Context, key string, load Loader[V]) 
 }
 
 // hitL1 answers a fresh L1 hit, starting an early refresh when XFetch says so.
-func (c *Cache[V]) hitL1(ctx context.Context, e *l1.Entry[V], now int64, load Loader[V]) (V, error) {
+func (c *Cache[V]) hitL1(ctx context.Context, e *entry[V], now int64, load Loader[V]) (V, error) {
 	c.countL1Hit(ctx, e, now, load)
 	return c.result(e)
 }
 
 // countL1Hit counts and reports a fresh L1 hit, starting an early refresh or
 // a sliding extension where due.
-func (c *Cache[V]) countL1Hit(ctx context.Context, e *l1.Entry[V], now int64, load Loader[V]) {
+func (c *Cache[V]) countL1Hit(ctx context.Context, e *entry[V], now int64, load Loader[V]) {
 	c.stats.l1Hits.add()
-	if now >= e.RefreshFrom && load != nil {
+	if now >= e.Value.refreshFrom && load != nil {
 		c.earlyRefresh(ctx, e, now, load)
 	}
-	if c.opts.Sliding && !e.Negative {
+	if c.opts.Sliding && !e.Value.negative {
 		c.slide(ctx, e, now)
 	}
 	c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
@@ -205,7 +206,7 @@ func (c *Cache[V]) check(key string) error {
 }
 
 // getL1 returns the L1 entry of key if it is fresh.
-func (c *Cache[V]) getL1(key string) (*l1.Entry[V], bool) {
+func (c *Cache[V]) getL1(key string) (*entry[V], bool) {
 	if c.l1 == nil || !c.client.trusted.Load() {
 		return nil, false
 	}
@@ -217,13 +218,13 @@ func (c *Cache[V]) getL1(key string) (*l1.Entry[V], bool) {
 }
 
 // result turns an entry into Get's results.
-func (c *Cache[V]) result(e *l1.Entry[V]) (V, error) {
-	if e.Negative {
+func (c *Cache[V]) result(e *entry[V]) (V, error) {
+	if e.Value.negative {
 		c.stats.negativeHits.Add(1)
 		var zero V
 		return zero, ErrNotFound
 	}
-	return e.Value, nil
+	return e.Value.v, nil
 }
 
 func (c *Cache[V]) observe(ctx context.Context, e Event) {
@@ -248,3 +249,19 @@ func (c *Cache[V]) close() {
 		c.l1.Close()
 	}
 }
+
+// cached is what an L1 entry of a Cache[V] holds: the value, and what the
+// read paths need to know about it.
+type cached[V any] struct {
+	v        V
+	negative bool   // a cached "not found": v is the zero value
+	version  uint64 // the version the value came from (its write time in ns)
+	// refreshFrom is the earliest time (Unix ns) at which a hit should
+	// consider refreshing the value early (XFetch); math.MaxInt64 for never.
+	refreshFrom int64
+	// loadDuration is how long the load that produced the value took.
+	loadDuration time.Duration
+}
+
+// entry is an L1 entry of a Cache[V]; L2 holds the same as an l2.Envelope.
+type entry[V any] = l1.Entry[cached[V]]

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/strata-cache/strata/internal/flight"
-	"github.com/strata-cache/strata/l1"
 	"github.com/strata-cache/strata/l2"
 )
 
@@ -92,8 +91,8 @@ func (c *Cache[V]) lookupMany(ctx context.Context, keys []string, out map[string
 		if vals[i] == nil && failed(i) {
 			// Maybe not a miss: a fresh L1 copy answers, as Get's would.
 			if r, ok := c.freshL1(ctx, k, true); ok {
-				if !r.e.Negative {
-					out[k] = r.e.Value
+				if !r.e.Value.negative {
+					out[k] = r.e.Value.v
 				}
 				continue
 			}
@@ -103,14 +102,14 @@ func (c *Cache[V]) lookupMany(ctx context.Context, keys []string, out map[string
 			c.stats.misses.Add(1)
 			continue
 		}
-		if r := c.hitL2(ctx, k, fences[i], e, nil); !r.e.Negative {
-			out[k] = r.e.Value
+		if r := c.hitL2(ctx, k, fences[i], e, nil); !r.e.Value.negative {
+			out[k] = r.e.Value.v
 		}
 	}
 }
 
 // decodeOrDelete decodes b (nil for a miss), deleting it from L2 if corrupt.
-func (c *Cache[V]) decodeOrDelete(ctx context.Context, key string, b []byte) *l1.Entry[V] {
+func (c *Cache[V]) decodeOrDelete(ctx context.Context, key string, b []byte) *entry[V] {
 	if b == nil {
 		return nil
 	}
@@ -147,8 +146,8 @@ func (c *Cache[V]) loadMany(ctx context.Context, keys []string, load BatchLoader
 			r, err = c.getSlow(ctx, k, singleLoader(load))
 		}
 		switch {
-		case err == nil && r.e != nil && !r.e.Negative:
-			out[k] = r.e.Value
+		case err == nil && r.e != nil && !r.e.Value.negative:
+			out[k] = r.e.Value.v
 		case err != nil && !errors.Is(err, ErrNotFound):
 			errs = append(errs, err)
 		}
@@ -167,8 +166,8 @@ func (c *Cache[V]) leadMany(ctx context.Context, keys []string, calls []*flight.
 	}()
 	err := r.run(ctx)
 	for _, s := range r.slots {
-		if s.err == nil && s.res.e != nil && !s.res.e.Negative {
-			out[s.key] = s.res.e.Value
+		if s.err == nil && s.res.e != nil && !s.res.e.Value.negative {
+			out[s.key] = s.res.e.Value.v
 		}
 	}
 	return err

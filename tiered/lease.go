@@ -6,7 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/strata-cache/strata/l1"
 	"github.com/strata-cache/strata/l2"
 )
 
@@ -40,8 +39,8 @@ type leases[V any] struct {
 // slot is one key's state in a run.
 type slot[V any] struct {
 	key   string
-	fence fence        // the fill guard, taken before the first read
-	stale *l1.Entry[V] // newest stale copy seen, for stale-if-error (Get)
+	fence fence     // the fill guard, taken before the first read
+	stale *entry[V] // newest stale copy seen, for stale-if-error (Get)
 	res   result[V]
 	err   error // the key's answer: ErrNotFound until resolved
 	done  bool
@@ -198,11 +197,11 @@ func (r *leases[V]) present(ctx context.Context, i int, b []byte) bool {
 		return true
 	case c.inSWR(e, now):
 		c.installL1(s.key, s.fence, e)
-		c.refreshAsync(ctx, s.key, e.Version, r.loader())
+		c.refreshAsync(ctx, s.key, e.Value.version, r.loader())
 		r.answer(i, c.servedStale(ctx, e, TierL2, nil), nil)
 		return true
 	}
-	if c.inSIE(e, now) && (s.stale == nil || e.Version >= s.stale.Version) {
+	if c.inSIE(e, now) && (s.stale == nil || e.Value.version >= s.stale.Value.version) {
 		s.stale = e
 	}
 	return false
@@ -335,7 +334,7 @@ func (r *leases[V]) loadKeys(ctx context.Context, idx []int, mode caching) error
 // batch cost). When the load failed it returns no entries and the error,
 // with which the keys are answered (Get's, under StaleIfError, with a stale
 // copy instead).
-func (r *leases[V]) loadEntries(ctx context.Context, idx []int) ([]*l1.Entry[V], [][]byte, error) {
+func (r *leases[V]) loadEntries(ctx context.Context, idx []int) ([]*entry[V], [][]byte, error) {
 	c := r.c
 	if r.load != nil {
 		s := &r.slots[idx[0]]
@@ -345,7 +344,7 @@ func (r *leases[V]) loadEntries(ctx context.Context, idx []int) ([]*l1.Entry[V],
 			return nil, nil, err
 		}
 		e, payload := c.entry(s.key, v, err != nil, d)
-		if e.Negative {
+		if e.Value.negative {
 			r.answer(idx[0], result[V]{}, err)
 		} else {
 			r.answer(idx[0], result[V]{e: e, info: Info{Tier: TierLoader}}, nil)
@@ -353,7 +352,7 @@ func (r *leases[V]) loadEntries(ctx context.Context, idx []int) ([]*l1.Entry[V],
 				e = nil
 			}
 		}
-		return []*l1.Entry[V]{e}, [][]byte{payload}, nil
+		return []*entry[V]{e}, [][]byte{payload}, nil
 	}
 	found, d, err := c.runBatchLoader(ctx, r.keysOf(idx), r.loadN)
 	if err != nil {
@@ -362,7 +361,7 @@ func (r *leases[V]) loadEntries(ctx context.Context, idx []int) ([]*l1.Entry[V],
 		}
 		return nil, nil, err
 	}
-	entries, payloads := make([]*l1.Entry[V], len(idx)), make([][]byte, len(idx))
+	entries, payloads := make([]*entry[V], len(idx)), make([][]byte, len(idx))
 	for j, i := range idx {
 		key := r.slots[i].key
 		v, ok := found[key]
@@ -386,7 +385,7 @@ func (r *leases[V]) loadEntries(ctx context.Context, idx []int) ([]*l1.Entry[V],
 // found), loaded in d, with its payload: nil for a negative entry, and for a
 // value that cannot be cached (too large or unencodable), which is counted
 // and logged.
-func (c *Cache[V]) entry(key string, v V, negative bool, d time.Duration) (*l1.Entry[V], []byte) {
+func (c *Cache[V]) entry(key string, v V, negative bool, d time.Duration) (*entry[V], []byte) {
 	if negative {
 		return c.newEntry(key, v, true, c.opts.NegativeTTL, d), nil
 	}
@@ -412,12 +411,12 @@ func (c *Cache[V]) entry(key string, v V, negative bool, d time.Duration) (*l1.E
 // without L2, and the leases are released in the background: the server that
 // failed the fill would likely fail the release too, at the cost of another
 // timeout.
-func (r *leases[V]) fill(ctx context.Context, idx []int, entries []*l1.Entry[V], payloads [][]byte, tf tagFence) {
+func (r *leases[V]) fill(ctx context.Context, idx []int, entries []*entry[V], payloads [][]byte, tf tagFence) {
 	c := r.c
 	settle := context.WithoutCancel(ctx)
 	var release []int     // keys, to release now
 	var items, lost []int // positions in idx, to fill or to keep in L1 only
-	var tagged *l1.Entry[V]
+	var tagged *entry[V]
 	var lostErr error
 	for j, i := range idx {
 		switch e := entries[j]; {
@@ -473,7 +472,7 @@ func (r *leases[V]) fill(ctx context.Context, idx []int, entries []*l1.Entry[V],
 
 // fillL2 stores the entries at positions items of idx in L2 under the run's
 // leases and reports per item whether it was stored.
-func (r *leases[V]) fillL2(ctx context.Context, idx, items []int, entries []*l1.Entry[V], payloads [][]byte) ([]bool, error) {
+func (r *leases[V]) fillL2(ctx context.Context, idx, items []int, entries []*entry[V], payloads [][]byte) ([]bool, error) {
 	c := r.c
 	switch len(items) {
 	case 0:

@@ -10,7 +10,6 @@ import (
 
 	mathrand "math/rand/v2"
 
-	"github.com/strata-cache/strata/l1"
 	"github.com/strata-cache/strata/l2"
 )
 
@@ -28,7 +27,7 @@ type Info struct {
 
 // result is what a flight hands to every caller waiting on it.
 type result[V any] struct {
-	e    *l1.Entry[V]
+	e    *entry[V]
 	info Info
 }
 
@@ -49,7 +48,7 @@ func (c *Cache[V]) getSlow(ctx context.Context, key string, load Loader[V]) (res
 			c.countL1Hit(ctx, e, now, load)
 			return result[V]{e: e, info: Info{Tier: TierL1}}, nil
 		case load != nil && now >= e.FreshUntil && c.inSWR(e, now):
-			c.refreshAsync(ctx, key, e.Version, load)
+			c.refreshAsync(ctx, key, e.Value.version, load)
 			return c.servedStale(ctx, e, TierL1, nil), nil
 		}
 		// Past L1's own deadline (MaxTTL) but fresh in L2's terms: the
@@ -66,7 +65,7 @@ func (c *Cache[V]) getSlow(ctx context.Context, key string, load Loader[V]) (res
 }
 
 // staleL1 returns key's L1 entry if it may still be served as stale.
-func (c *Cache[V]) staleL1(key string) (*l1.Entry[V], bool) {
+func (c *Cache[V]) staleL1(key string) (*entry[V], bool) {
 	if c.l1 == nil || !c.client.trusted.Load() {
 		return nil, false
 	}
@@ -77,16 +76,16 @@ func (c *Cache[V]) staleL1(key string) (*l1.Entry[V], bool) {
 	return e, true
 }
 
-func (c *Cache[V]) inSWR(e *l1.Entry[V], now int64) bool {
+func (c *Cache[V]) inSWR(e *entry[V], now int64) bool {
 	return now < e.FreshUntil+int64(c.opts.StaleWhileRevalidate) && now < e.StaleUntil
 }
 
-func (c *Cache[V]) inSIE(e *l1.Entry[V], now int64) bool {
+func (c *Cache[V]) inSIE(e *entry[V], now int64) bool {
 	return now < e.FreshUntil+int64(c.opts.StaleIfError) && now < e.StaleUntil
 }
 
 // servedStale counts and reports a stale answer.
-func (c *Cache[V]) servedStale(ctx context.Context, e *l1.Entry[V], tier Tier, cause error) result[V] {
+func (c *Cache[V]) servedStale(ctx context.Context, e *entry[V], tier Tier, cause error) result[V] {
 	if cause == nil {
 		c.stats.staleHits.Add(1)
 	} else {
@@ -149,12 +148,12 @@ func (c *Cache[V]) lookupL2(ctx context.Context, key string, f fence) (result[V]
 
 // hitL2 answers a fresh L2 value e of key, read after f was taken, starting
 // an early refresh (with load) or a sliding extension where due.
-func (c *Cache[V]) hitL2(ctx context.Context, key string, f fence, e *l1.Entry[V], load Loader[V]) result[V] {
+func (c *Cache[V]) hitL2(ctx context.Context, key string, f fence, e *entry[V], load Loader[V]) result[V] {
 	now := c.client.clock.NowNano()
-	if load != nil && now >= e.RefreshFrom {
+	if load != nil && now >= e.Value.refreshFrom {
 		c.earlyRefresh(ctx, e, now, load)
 	}
-	if c.opts.Sliding && !e.Negative {
+	if c.opts.Sliding && !e.Value.negative {
 		c.slide(ctx, e, now)
 	}
 	c.stats.l2Hits.Add(1)
@@ -214,7 +213,7 @@ func newToken() string {
 // readL2 returns key's entry from L2 whatever its freshness, or nil on a
 // miss, an L2 error (reported and returned) or corrupt bytes (deleted and
 // counted).
-func (c *Cache[V]) readL2(ctx context.Context, key string) (*l1.Entry[V], error) {
+func (c *Cache[V]) readL2(ctx context.Context, key string) (*entry[V], error) {
 	b, err := c.client.l2.Get(ctx, c.l2ns(), key)
 	if err != nil {
 		c.reportL2(ctx, "get", err)
@@ -224,17 +223,17 @@ func (c *Cache[V]) readL2(ctx context.Context, key string) (*l1.Entry[V], error)
 }
 
 // decode turns L2 bytes into an entry.
-func (c *Cache[V]) decode(key string, b []byte) (*l1.Entry[V], error) {
+func (c *Cache[V]) decode(key string, b []byte) (*entry[V], error) {
 	env, err := l2.Decode(b)
 	if err != nil {
 		return nil, err
 	}
-	e := &l1.Entry[V]{
-		Key: key, Negative: env.Negative, Version: env.Version, FreshUntil: env.FreshUntil,
-		StaleUntil: env.StaleUntil, LoadDuration: env.LoadDuration, Size: len(env.Payload), Tags: env.Tags,
+	e := &entry[V]{
+		Key: key, FreshUntil: env.FreshUntil, StaleUntil: env.StaleUntil, Size: len(env.Payload), Tags: env.Tags,
+		Value: cached[V]{negative: env.Negative, version: env.Version, loadDuration: env.LoadDuration},
 	}
 	if !env.Negative {
-		if e.Value, err = unmarshal(c.opts.Codec, env.Payload); err != nil {
+		if e.Value.v, err = unmarshal(c.opts.Codec, env.Payload); err != nil {
 			return nil, errors.Join(l2.ErrCorrupt, err)
 		}
 		if c.opts.Sliding {
@@ -244,7 +243,7 @@ func (c *Cache[V]) decode(key string, b []byte) (*l1.Entry[V], error) {
 			e.StaleUntil = e.FreshUntil + int64(max(c.opts.StaleWhileRevalidate, c.opts.StaleIfError))
 		}
 	}
-	e.RefreshFrom = c.refreshFrom(e)
+	e.Value.refreshFrom = c.refreshFrom(e)
 	return e, nil
 }
 
@@ -268,15 +267,16 @@ func (c *Cache[V]) reportL2(ctx context.Context, op string, err error) {
 // newEntry builds an entry fresh for ttl (jittered) from now. A value entry
 // may be served stale for max(StaleWhileRevalidate, StaleIfError) after; a
 // negative entry never is.
-func (c *Cache[V]) newEntry(key string, v V, negative bool, ttl time.Duration, d time.Duration) *l1.Entry[V] {
+func (c *Cache[V]) newEntry(key string, v V, negative bool, ttl time.Duration, d time.Duration) *entry[V] {
 	now := c.client.clock.NowNano()
 	fresh := now + c.jitter(int64(ttl))
-	e := &l1.Entry[V]{Key: key, Negative: negative, Version: uint64(now), FreshUntil: fresh, StaleUntil: fresh, LoadDuration: d}
+	e := &entry[V]{Key: key, FreshUntil: fresh, StaleUntil: fresh,
+		Value: cached[V]{negative: negative, version: uint64(now), loadDuration: d}}
 	if !negative {
-		e.Value = v
+		e.Value.v = v
 		e.StaleUntil += int64(max(c.opts.StaleWhileRevalidate, c.opts.StaleIfError))
 	}
-	e.RefreshFrom = c.refreshFrom(e)
+	e.Value.refreshFrom = c.refreshFrom(e)
 	return e
 }
 
@@ -286,25 +286,25 @@ func (c *Cache[V]) newEntry(key string, v V, negative bool, ttl time.Duration, d
 const xfetchHorizon = 30
 
 // refreshFrom is when hits on e start the XFetch draw.
-func (c *Cache[V]) refreshFrom(e *l1.Entry[V]) int64 {
+func (c *Cache[V]) refreshFrom(e *entry[V]) int64 {
 	beta := c.opts.EarlyRefreshBeta
-	if beta == 0 || e.Negative || e.LoadDuration <= 0 {
+	if beta == 0 || e.Value.negative || e.Value.loadDuration <= 0 {
 		return math.MaxInt64
 	}
-	return e.FreshUntil - int64(xfetchHorizon*beta*float64(e.LoadDuration))
+	return e.FreshUntil - int64(xfetchHorizon*beta*float64(e.Value.loadDuration))
 }
 
 // earlyRefresh is XFetch on a fresh hit: refresh in the background when due.
-func (c *Cache[V]) earlyRefresh(ctx context.Context, e *l1.Entry[V], now int64, load Loader[V]) {
+func (c *Cache[V]) earlyRefresh(ctx context.Context, e *entry[V], now int64, load Loader[V]) {
 	if c.xfetchDue(e, now) {
-		c.refreshAsync(ctx, e.Key, e.Version, load)
+		c.refreshAsync(ctx, e.Key, e.Value.version, load)
 	}
 }
 
 // xfetchDue draws whether now - delta·beta·ln(rand) >= expiry: the chance is
 // exp(-(expiry-now)/(delta·beta)), rising as expiry nears.
-func (c *Cache[V]) xfetchDue(e *l1.Entry[V], now int64) bool {
-	gap := -float64(e.LoadDuration) * c.opts.EarlyRefreshBeta * math.Log(c.client.cfg.Rand())
+func (c *Cache[V]) xfetchDue(e *entry[V], now int64) bool {
+	gap := -float64(e.Value.loadDuration) * c.opts.EarlyRefreshBeta * math.Log(c.client.cfg.Rand())
 	return float64(now)+gap >= float64(e.FreshUntil)
 }
 
@@ -321,22 +321,22 @@ func (c *Cache[V]) encode(v V) ([]byte, error) {
 }
 
 // envelope is e's L2 form around payload.
-func envelope[V any](e *l1.Entry[V], payload []byte) []byte {
+func envelope[V any](e *entry[V], payload []byte) []byte {
 	env := l2.Envelope{
-		Negative: e.Negative, Version: e.Version, Created: int64(e.Version),
-		FreshUntil: e.FreshUntil, StaleUntil: e.StaleUntil, LoadDuration: e.LoadDuration, Tags: e.Tags, Payload: payload,
+		Negative: e.Value.negative, Version: e.Value.version, Created: int64(e.Value.version),
+		FreshUntil: e.FreshUntil, StaleUntil: e.StaleUntil, LoadDuration: e.Value.loadDuration, Tags: e.Tags, Payload: payload,
 	}
 	return env.Encode()
 }
 
 // l2TTL is how long Redis keeps e: until it may no longer be served at all.
-func (c *Cache[V]) l2TTL(e *l1.Entry[V]) time.Duration {
+func (c *Cache[V]) l2TTL(e *entry[V]) time.Duration {
 	return time.Duration(e.StaleUntil - c.client.clock.NowNano())
 }
 
 // installL1 puts e, read after f was taken, in L1 unless key or one of e's
 // tags was written or invalidated since.
-func (c *Cache[V]) installL1(key string, f fence, e *l1.Entry[V]) {
+func (c *Cache[V]) installL1(key string, f fence, e *entry[V]) {
 	if c.l1 == nil {
 		return
 	}

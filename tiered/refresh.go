@@ -45,7 +45,7 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, seen uint64, load Lo
 	case !c.versionKnown.Load():
 		return
 	}
-	if e, _ := c.readL2(ctx, key); e != nil && e.Version > seen && c.client.clock.NowNano() < e.FreshUntil {
+	if e, _ := c.readL2(ctx, key); e != nil && e.Value.version > seen && c.client.clock.NowNano() < e.FreshUntil {
 		c.installL1(key, r.slots[0].fence, e)
 		return
 	}

@@ -4,15 +4,13 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
-
-	"github.com/strata-cache/strata/l1"
 )
 
 // slide extends e's life in L2 after an access, at most once per TTL/2 per
 // key on this replica, and its tag sets' with it (a set that expired first
 // would hide the key from tag invalidations): the PEXPIREs go out in the
 // background, so a hit stays a hit.
-func (c *Cache[V]) slide(ctx context.Context, e *l1.Entry[V], now int64) {
+func (c *Cache[V]) slide(ctx context.Context, e *entry[V], now int64) {
 	store := c.client.l2
 	half := int64(c.opts.TTL / 2)
 	if store == nil || !c.extensions.due(e.Key, now, half) {

@@ -8,7 +8,6 @@ import (
 	"strconv"
 
 	"github.com/strata-cache/strata/coherence"
-	"github.com/strata-cache/strata/l1"
 	"github.com/strata-cache/strata/l2"
 )
 
@@ -103,12 +102,12 @@ func (c *Cache[V]) userTags(key string, v V) (tags []string, err error) {
 // addTags records e's key in the L2 set of each of its tags. A failure is
 // returned: the value must then not be in L2, where a tag invalidation could
 // not find it.
-func (c *Cache[V]) addTags(ctx context.Context, e *l1.Entry[V]) error {
+func (c *Cache[V]) addTags(ctx context.Context, e *entry[V]) error {
 	return c.addTagsIn(ctx, c.l2ns(), e)
 }
 
 // addTagsIn is addTags under the namespace's L2 name l2ns.
-func (c *Cache[V]) addTagsIn(ctx context.Context, l2ns string, e *l1.Entry[V]) error {
+func (c *Cache[V]) addTagsIn(ctx context.Context, l2ns string, e *entry[V]) error {
 	if len(e.Tags) == 0 || c.client.l2 == nil {
 		return nil
 	}
@@ -187,7 +186,7 @@ func (c *Cache[V]) readTagFence(ctx context.Context) tagFence {
 // checkTagFence fails with errTagFenceMoved when the tag fence moved since
 // t was read, for an entry with tags; an L2 error, t's or this reading's,
 // is returned as is.
-func (c *Cache[V]) checkTagFence(ctx context.Context, t tagFence, e *l1.Entry[V]) error {
+func (c *Cache[V]) checkTagFence(ctx context.Context, t tagFence, e *entry[V]) error {
 	if !t.needed || len(e.Tags) == 0 {
 		return nil
 	}

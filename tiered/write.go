@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/strata-cache/strata/coherence"
-	"github.com/strata-cache/strata/l1"
 	"github.com/strata-cache/strata/l2"
 )
 
@@ -58,7 +57,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 		c.beforeSetInstall(key)
 	}
 	c.installWritten(f, e)
-	return c.degraded(l2err, c.client.publishWrite(ctx, c.ns, []string{key}, servers, cause, e.Version))
+	return c.degraded(l2err, c.client.publishWrite(ctx, c.ns, []string{key}, servers, cause, e.Value.version))
 }
 
 // installWritten installs e, just written to L2, in L1. The install bumps
@@ -66,7 +65,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 // another write or invalidation of the key (or of e's tags) came in since f,
 // L2 may hold its result instead: the L1 copy is dropped, and the next read
 // asks L2. Without L2, L1 is the truth, and the last install wins.
-func (c *Cache[V]) installWritten(f fence, e *l1.Entry[V]) {
+func (c *Cache[V]) installWritten(f fence, e *entry[V]) {
 	if c.client.l2 == nil {
 		c.guard.write(e.Key, func() { c.forgetFlights(e.Key); c.setL1(e) })
 		return
@@ -100,7 +99,7 @@ func (c *Cache[V]) write(ctx context.Context, key string, v V) (err error) {
 //
 // It returns the namespace version the write saw, when the store can read it
 // with the write (see l2.Store.WriteSeeing).
-func (c *Cache[V]) writeL2(ctx context.Context, l2ns string, e *l1.Entry[V], payload []byte) (uint64, bool, error) {
+func (c *Cache[V]) writeL2(ctx context.Context, l2ns string, e *entry[V], payload []byte) (uint64, bool, error) {
 	ctx = context.WithoutCancel(ctx)
 	store := c.client.l2
 	version, seen, err := store.WriteSeeing(ctx, l2ns, e.Key, envelope(e, payload), c.l2TTL(e), c.ns)
@@ -251,7 +250,7 @@ func (c *Cache[V]) dropL1(key string) {
 	})
 }
 
-func (c *Cache[V]) setL1(e *l1.Entry[V]) {
+func (c *Cache[V]) setL1(e *entry[V]) {
 	if c.l1 != nil {
 		c.l1.Set(e, c.client.clock.NowNano())
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/strata-cache/strata/internal/clock"
-	"github.com/strata-cache/strata/l1"
 )
 
 // TestXFetchTriggerFrequency checks, with a manual clock and a seeded random
@@ -34,7 +33,7 @@ func TestXFetchTriggerFrequency(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e := &l1.Entry[string]{Key: "k", LoadDuration: delta, FreshUntil: clk.NowNano() + int64(remaining)}
+			e := &entry[string]{Key: "k", Value: cached[string]{loadDuration: delta}, FreshUntil: clk.NowNano() + int64(remaining)}
 			const draws = 20000
 			hits := 0
 			for range draws {
