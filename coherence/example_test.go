@@ -32,7 +32,7 @@ import (
 // Large invalidations: a message may be at most MaxMessageSize bytes with at
 // most MaxItems items; receivers drop larger ones (and see the sequence as
 // lost). Split a larger invalidation into several messages, each with its
-// own Seq, as Bus.Publish does.
+// own Seq, as Strata's replicas do.
 //
 // Heartbeats: a lost message is noticed only once something later names its
 // sequence, so a producer that wants gap detection for its own messages

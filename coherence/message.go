@@ -1,6 +1,13 @@
-// Package coherence is Strata's invalidation bus: the wire format of an
-// invalidation, and a bus that sends each one over Redis pub/sub and
-// memberlist gossip and applies what it receives exactly once.
+// Package coherence is the wire format of Strata's invalidations: the
+// Message every replica sends over Redis pub/sub and memberlist gossip when
+// it changes or invalidates keys, its binary encoding (Encode, Decode), the
+// limits a receiver enforces, and the counters a replica keeps about its
+// traffic (Stats).
+//
+// A producer outside Strata (a database change-data-capture consumer, a
+// script, a port in another language) builds and sends messages with it;
+// see the example. The bus that sends and receives them on a replica is
+// internal to Strata (tiered.Client runs it).
 package coherence
 
 import (
@@ -9,8 +16,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
-	"math/bits"
 
 	"github.com/strata-cache/strata/internal/wire"
 )
@@ -226,64 +231,6 @@ func itemsLen(items []string) int {
 	n := 0
 	for _, it := range items {
 		n += len(it) + binary.MaxVarintLen32
-	}
-	return n
-}
-
-// part is one message's share of an invalidation's items.
-type part struct {
-	items    []string
-	tooLarge bool // one item, or the message without items, exceeds the limit
-}
-
-// splitItems cuts items into parts of at most MaxItems items whose encoded
-// size is at most budget bytes. An item larger than budget is a part of its
-// own, marked too large. There is always at least one part.
-func splitItems(items []string, budget int) []part {
-	if budget < 0 {
-		return []part{{items: items, tooLarge: true}}
-	}
-	var parts []part
-	start, size := 0, 0
-	for i, it := range items {
-		n := itemLen(it)
-		if i > start && (i-start == MaxItems || size+n > budget || n > budget) {
-			parts = append(parts, part{items: items[start:i]})
-			start, size = i, 0
-		}
-		if n > budget {
-			parts = append(parts, part{items: items[i : i+1], tooLarge: true})
-			start = i + 1
-			continue
-		}
-		size += n
-	}
-	if start < len(items) || len(parts) == 0 {
-		parts = append(parts, part{items: items[start:]})
-	}
-	return parts
-}
-
-// itemBudget is how many bytes of encoded items a message like m may carry
-// within MaxMessageSize: everything else is set aside at its largest (every
-// varint at full width, an item count of MaxItems, the MAC).
-func itemBudget(m *Message, key []byte) int {
-	widest := *m
-	widest.Epoch, widest.Seq, widest.Version, widest.SentAt = math.MaxUint64, math.MaxUint64, math.MaxUint64, math.MinInt64
-	widest.Items = nil // encoded as a one-byte count
-	return MaxMessageSize - (len(Encode(&widest, key)) - 1 + uvarintLen(MaxItems))
-}
-
-// itemLen is the encoded size of one item.
-func itemLen(it string) int { return uvarintLen(uint64(len(it))) + len(it) }
-
-// uvarintLen is the encoded size of x as a uvarint: 7 bits a byte.
-func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
-
-func longest(items []string) int {
-	n := 0
-	for _, it := range items {
-		n = max(n, len(it))
 	}
 	return n
 }

@@ -64,11 +64,11 @@ type Config struct {
 	// DefaultMaxTTL.
 	MaxTTL time.Duration
 	// NumCounters is the number of TinyLFU admission counters. Zero means
-	// MaxCost/100: ten counters per entry of about 1 KiB, as ristretto advises.
+	// max(MaxCost/100, 1000): ten counters per entry of about 1 KiB, as
+	// ristretto advises.
 	NumCounters int64
-	// KeyToHash replaces ristretto's key hash. Nil means ristretto's default;
-	// tests set it to force collisions.
-	KeyToHash func(key string) (uint64, uint64)
+
+	keyToHash func(key string) (uint64, uint64) // tests force collisions with it
 }
 
 func (c *Config) setDefaults() error {
@@ -89,14 +89,20 @@ func (c *Config) setDefaults() error {
 
 // Cache is the local tier for values of type V.
 //
-// Unlike a bare ristretto cache, Set and Delete are synchronous: when they
-// return, every Get on this process sees their effect. A Set that ristretto
-// drops removes any older copy, so a Get never returns a value older than the
-// last Set.
+// Unlike a bare ristretto cache, writes are synchronous: when Set, Delete,
+// InvalidateTags or Clear return, every Get on this process sees their
+// effect. A Set that ristretto drops removes any older copy, so a Get never
+// returns a value older than the last Set.
+//
+// Its fill guard keeps a stale fill from landing: a reader that fills L1
+// from the tier behind it takes a Fence (Begin) before it reads, and
+// installs with SetIf, which refuses data read before a write or an
+// invalidation of the key or of one of its tags.
 type Cache[V any] struct {
 	rc     *ristretto.Cache[string, *Entry[V]]
 	maxTTL time.Duration
 	tags   tagIndex[V]
+	guard  *Guard
 	// life orders writes against Close: ristretto's Close is not safe
 	// against a concurrent Set, Del or Wait (a Wait queued after its
 	// processor stopped blocks forever; a send after it panics). Writes hold
@@ -110,12 +116,12 @@ func New[V any](cfg Config) (*Cache[V], error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	c := &Cache[V]{maxTTL: cfg.MaxTTL}
+	c := &Cache[V]{maxTTL: cfg.MaxTTL, guard: NewGuard()}
 	rc, err := ristretto.NewCache(&ristretto.Config[string, *Entry[V]]{
 		NumCounters:        cfg.NumCounters,
 		MaxCost:            cfg.MaxCost,
 		BufferItems:        64, // ristretto's recommended value
-		KeyToHash:          cfg.KeyToHash,
+		KeyToHash:          cfg.keyToHash,
 		IgnoreInternalCost: true, // entryOverhead already counts it
 		// Every way out (delete, overwrite, eviction, rejection, expiry,
 		// Clear) passes here: the tag index follows the cache.
@@ -140,11 +146,70 @@ func (c *Cache[V]) Get(key string) (*Entry[V], bool) {
 	return e, true
 }
 
-// Set installs e, read at now (Unix nanoseconds). It sets e's local deadlines
-// (FreshUntil and StaleUntil capped at now+MaxTTL): e belongs to the cache
-// from here on and must not be changed. When Set returns, a Get sees e, or (if ristretto dropped or
+// Guard returns the cache's fill guard.
+func (c *Cache[V]) Guard() *Guard { return c.guard }
+
+// Begin returns the fence for a read of key from the tier behind L1, to
+// present to SetIf (or SetAfter) with what it read.
+func (c *Cache[V]) Begin(key string) Fence { return c.guard.Begin(key) }
+
+// SetIf installs e, a fill read at now after f was taken (Begin), unless
+// e's key or one of its tags was written or invalidated on this cache since:
+// by Set, SetAfter, Delete, InvalidateTags or Clear. It reports whether e
+// was installed.
+func (c *Cache[V]) SetIf(e *Entry[V], f Fence, now int64) bool {
+	return c.guard.install(e.Key, f, e.Tags, false, func() { c.put(e, now) }, func() { c.remove(e.Key) })
+}
+
+// Set installs e, read at now, as a write: fills of its key read before it
+// are refused. It sets e's local deadlines (FreshUntil and StaleUntil capped
+// at now+MaxTTL): e belongs to the cache from here on and must not be
+// changed. When Set returns, a Get sees e, or (if ristretto dropped or
 // rejected it) no entry for the key at all.
 func (c *Cache[V]) Set(e *Entry[V], now int64) {
+	c.guard.write(e.Key, func() { c.put(e, now) })
+}
+
+// SetAfter is Set for a write that reached the tier behind L1 after f was
+// taken: if another write or invalidation of e's key (or of its tags) came
+// in since, that tier may hold the other one's result, so e is not
+// installed and the key is removed instead. It reports whether e was
+// installed.
+func (c *Cache[V]) SetAfter(e *Entry[V], f Fence, now int64) bool {
+	return c.guard.install(e.Key, f, e.Tags, true, func() { c.put(e, now) }, func() { c.remove(e.Key) })
+}
+
+// Delete removes keys, and refuses fills of them read before. When it
+// returns, no Get sees them, and no Set that returned before Delete was
+// called can bring them back.
+func (c *Cache[V]) Delete(keys ...string) {
+	for _, k := range keys {
+		c.guard.write(k, func() { c.remove(k) })
+	}
+}
+
+// InvalidateTags removes the entries tagged with any of tags, and refuses
+// fills of data tagged with them read before.
+func (c *Cache[V]) InvalidateTags(tags ...string) {
+	c.guard.InvalidateTags(tags...)
+	for _, t := range tags {
+		c.Delete(c.tags.keys(t)...)
+	}
+}
+
+// Clear removes every entry, and refuses every fill read before.
+func (c *Cache[V]) Clear() {
+	c.guard.writeAll(func() {
+		c.life.RLock()
+		defer c.life.RUnlock()
+		if !c.closed {
+			c.rc.Clear()
+		}
+	})
+}
+
+// put stores e, read at now.
+func (c *Cache[V]) put(e *Entry[V], now int64) {
 	c.life.RLock()
 	defer c.life.RUnlock()
 	if c.closed {
@@ -170,33 +235,18 @@ func (c *Cache[V]) Set(e *Entry[V], now int64) {
 	c.rc.Wait()
 }
 
-// Delete removes keys. When it returns, no Get sees them, and no Set that
-// returned before Delete was called can bring them back.
-func (c *Cache[V]) Delete(keys ...string) {
+// remove deletes key.
+func (c *Cache[V]) remove(key string) {
 	c.life.RLock()
 	defer c.life.RUnlock()
 	if !c.closed {
-		c.delete(keys...)
+		c.delete(key)
 	}
 }
 
-func (c *Cache[V]) delete(keys ...string) {
-	for _, k := range keys {
-		c.rc.Del(k)
-	}
+func (c *Cache[V]) delete(key string) {
+	c.rc.Del(key)
 	c.rc.Wait()
-}
-
-// KeysWithTag returns the keys of the entries tagged tag.
-func (c *Cache[V]) KeysWithTag(tag string) []string { return c.tags.keys(tag) }
-
-// Clear removes every entry.
-func (c *Cache[V]) Clear() {
-	c.life.RLock()
-	defer c.life.RUnlock()
-	if !c.closed {
-		c.rc.Clear()
-	}
 }
 
 // Close stops the cache's goroutines, after the writes in progress. Writes

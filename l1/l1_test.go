@@ -247,7 +247,7 @@ func TestHashCollisionIsAMiss(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// Every key hashes alike, so ristretto cannot tell them apart.
-			c := newCache(t, l1.Config{KeyToHash: func(string) (uint64, uint64) { return 1, 1 }})
+			c := newCache(t, l1.WithKeyToHash(l1.Config{}, func(string) (uint64, uint64) { return 1, 1 }))
 			for i, o := range tt.ops {
 				if o.set != "" {
 					c.Set(entry(o.set, "v"+o.set, now()), now())

@@ -37,7 +37,7 @@ type Cache[V any] struct {
 	lookup     flight.Group[result[V]] // Gets without one: they must not answer a loader's waiters
 	refreshing keySet                  // keys with a background refresh running
 	extensions extensionLog            // sliding expiration: next extension per key
-	guard      fillGuard
+	guard      *l1.Guard               // the fill guard: L1's, or its own when L1 is disabled
 	stats      stats
 	longestTTL atomic.Int64 // the longest WithTTL a Set used (see longestLife)
 
@@ -70,7 +70,6 @@ func NewCache[V any](c *Client, namespace string, opts Options[V]) (*Cache[V], e
 	}
 	cache := &Cache[V]{client: c, ns: namespace, opts: opts}
 	cache.at.Store(&nsVersion{name: namespace})
-	cache.guard.seed = maphash.MakeSeed()
 	cache.extensions.seed = maphash.MakeSeed()
 	if !opts.L1.Disabled {
 		local, err := l1.New[cached[V]](opts.l1Config())
@@ -78,6 +77,9 @@ func NewCache[V any](c *Client, namespace string, opts Options[V]) (*Cache[V], e
 			return nil, fmt.Errorf("tiered: %w", err)
 		}
 		cache.l1 = local
+		cache.guard = local.Guard()
+	} else {
+		cache.guard = l1.NewGuard()
 	}
 	if err := c.register(cache); err != nil {
 		cache.close()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/strata-cache/strata/cluster"
 	"github.com/strata-cache/strata/coherence"
+	"github.com/strata-cache/strata/internal/bus"
 	"github.com/strata-cache/strata/internal/clock"
 	"github.com/strata-cache/strata/l2"
 )
@@ -106,9 +107,9 @@ type Client struct {
 	mu     sync.Mutex
 	caches []registeredCache
 
-	bus     *coherence.Bus // nil without any invalidation channel
-	gossip  *cluster.Node  // nil without Config.Gossip
-	trusted atomic.Bool    // some channel vouches for L1 (always, without channels)
+	bus     *bus.Bus      // nil without any invalidation channel
+	gossip  *cluster.Node // nil without Config.Gossip
+	trusted atomic.Bool   // some channel vouches for L1 (always, without channels)
 
 	l2Log rateLimitedLog
 	retry retrier // failed L2 writes tried again

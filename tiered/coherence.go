@@ -11,6 +11,7 @@ import (
 	"github.com/strata-cache/strata/cluster"
 
 	"github.com/strata-cache/strata/coherence"
+	"github.com/strata-cache/strata/internal/bus"
 )
 
 // registeredCache is what the client needs of each Cache: closing it and
@@ -30,7 +31,7 @@ func (c *Client) startBus() error {
 		c.trusted.Store(true)
 		return nil
 	}
-	cfg := coherence.Config{
+	cfg := bus.Config{
 		NodeID:  c.cfg.NodeID,
 		Key:     c.cfg.InvalidationKey,
 		Handler: (*busHandler)(c),
@@ -43,16 +44,16 @@ func (c *Client) startBus() error {
 	// The gossip node delivers to the bus, which needs the node: messages
 	// that arrive before the bus exists are dropped (the bus is not trusted
 	// yet, and its first trust drops L1 anyway).
-	var bus atomic.Pointer[coherence.Bus]
+	var started atomic.Pointer[bus.Bus]
 	if c.cfg.Gossip != nil {
 		node, err := cluster.Start(*c.cfg.Gossip, c.cfg.NodeID,
 			func(msg []byte) {
-				if b := bus.Load(); b != nil {
-					b.Deliver(msg, coherence.Gossip)
+				if b := started.Load(); b != nil {
+					b.Deliver(msg, bus.Gossip)
 				}
 			},
 			func() {
-				if b := bus.Load(); b != nil {
+				if b := started.Load(); b != nil {
 					b.ResetL1("gossip receive queue overflow")
 				}
 			})
@@ -61,11 +62,11 @@ func (c *Client) startBus() error {
 		}
 		c.gossip, cfg.Gossip = node, node
 	}
-	b, err := coherence.New(cfg)
+	b, err := bus.New(cfg)
 	if err != nil {
 		return fmt.Errorf("tiered: %w", err)
 	}
-	bus.Store(b)
+	started.Store(b)
 	c.bus = b
 	// Serving L1 needs a channel that vouches for it; the subscription takes
 	// a round trip. A Redis that is down does not hold the start up: reads
@@ -206,12 +207,12 @@ func (c *Cache[V]) reset() {
 
 // dropAll empties L1 and fences off every fill in flight.
 func (c *Cache[V]) dropAll() {
-	c.guard.writeAll(func() {
-		c.forgetAllFlights()
-		if c.l1 != nil {
-			c.l1.Clear()
-		}
-	})
+	c.forgetAllFlights()
+	if c.l1 == nil {
+		c.guard.WriteAll()
+		return
+	}
+	c.l1.Clear()
 }
 
 // Invalidate deletes keys of namespace from L2 and from every replica's L1,

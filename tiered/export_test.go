@@ -2,13 +2,6 @@ package tiered
 
 import "context"
 
-// L1WithKeyToHash returns o with ristretto's key hash replaced, so tests can
-// force hash collisions.
-func L1WithKeyToHash(o L1Options, f func(string) (uint64, uint64)) L1Options {
-	o.keyToHash = f
-	return o
-}
-
 // SetBeforeInstall makes c call f between reading a value (L2 or loader) and
 // installing it in L1, so tests can land an invalidation in between.
 func SetBeforeInstall[V any](c *Cache[V], f func(key string)) { c.beforeInstall = f }

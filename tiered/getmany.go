@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/strata-cache/strata/internal/flight"
+	"github.com/strata-cache/strata/l1"
 	"github.com/strata-cache/strata/l2"
 )
 
@@ -73,9 +74,9 @@ func (c *Cache[V]) lookupMany(ctx context.Context, keys []string, out map[string
 		c.stats.misses.Add(uint64(len(keys)))
 		return
 	}
-	fences := make([]fence, len(keys)) // before the read: writes after it win
+	fences := make([]l1.Fence, len(keys)) // before the read: writes after it win
 	for i, k := range keys {
-		fences[i] = c.guard.begin(k)
+		fences[i] = c.guard.Begin(k)
 	}
 	vals := make([][]byte, len(keys))
 	err := ErrVersionUnknown

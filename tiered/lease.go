@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/strata-cache/strata/l1"
 	"github.com/strata-cache/strata/l2"
 )
 
@@ -39,7 +40,7 @@ type leases[V any] struct {
 // slot is one key's state in a run.
 type slot[V any] struct {
 	key   string
-	fence fence     // the fill guard, taken before the first read
+	fence l1.Fence  // the fill guard, taken before the first read
 	stale *entry[V] // newest stale copy seen, for stale-if-error (Get)
 	res   result[V]
 	err   error // the key's answer: ErrNotFound until resolved
@@ -69,14 +70,14 @@ const (
 
 // oneLease returns a run over key alone, its fill guard taken.
 func (c *Cache[V]) oneLease(key string, load Loader[V]) leases[V] {
-	return leases[V]{c: c, load: load, slots: []slot[V]{{key: key, fence: c.guard.begin(key), err: ErrNotFound}}}
+	return leases[V]{c: c, load: load, slots: []slot[V]{{key: key, fence: c.guard.Begin(key), err: ErrNotFound}}}
 }
 
 // manyLeases returns a run over keys loaded by load, their fill guards taken.
 func (c *Cache[V]) manyLeases(keys []string, load BatchLoader[V]) *leases[V] {
 	r := &leases[V]{c: c, loadN: load, slots: make([]slot[V], len(keys))}
 	for i, k := range keys {
-		r.slots[i] = slot[V]{key: k, fence: c.guard.begin(k), err: ErrNotFound}
+		r.slots[i] = slot[V]{key: k, fence: c.guard.Begin(k), err: ErrNotFound}
 	}
 	return r
 }
@@ -495,7 +496,7 @@ func (r *leases[V]) failed(ctx context.Context, i int, err error) {
 	c, s := r.c, &r.slots[i]
 	// A write or invalidation since the flight began makes the copy void:
 	// expiry is not invalidation, but this was one.
-	if s.stale != nil && c.guard.moved(s.key, s.fence, s.stale.Tags) {
+	if s.stale != nil && c.guard.Moved(s.key, s.fence, s.stale.Tags) {
 		s.stale = nil
 	}
 	if s.stale != nil && !errors.Is(err, ErrNotFound) && c.inSIE(s.stale, c.client.clock.NowNano()) {

@@ -55,10 +55,6 @@ type L1Options struct {
 	MaxTTL time.Duration
 	// Disabled turns L1 off: every Get reads L2.
 	Disabled bool
-
-	// keyToHash replaces ristretto's key hash; tests set it (export_test.go)
-	// to force collisions.
-	keyToHash func(key string) (uint64, uint64)
 }
 
 // Options configures one Cache.
@@ -165,7 +161,7 @@ func (o *Options[V]) setDefaults() error {
 }
 
 func (o *Options[V]) l1Config() l1.Config {
-	return l1.Config{MaxCost: o.L1.MaxCost, MaxTTL: o.L1.MaxTTL, KeyToHash: o.L1.keyToHash}
+	return l1.Config{MaxCost: o.L1.MaxCost, MaxTTL: o.L1.MaxTTL}
 }
 
 // SetOption changes one Set call.

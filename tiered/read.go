@@ -10,6 +10,7 @@ import (
 
 	mathrand "math/rand/v2"
 
+	"github.com/strata-cache/strata/l1"
 	"github.com/strata-cache/strata/l2"
 )
 
@@ -132,7 +133,7 @@ func (c *Cache[V]) miss() (result[V], error) {
 
 // lookupL2 reads L2 without a loader: a fresh value or ErrNotFound. When L2
 // fails, a fresh L1 copy answers, as it would with a loader (see withoutL2).
-func (c *Cache[V]) lookupL2(ctx context.Context, key string, f fence) (result[V], error) {
+func (c *Cache[V]) lookupL2(ctx context.Context, key string, f l1.Fence) (result[V], error) {
 	e, err := c.readL2(ctx, key)
 	if err != nil {
 		if r, ok := c.freshL1(ctx, key, true); ok {
@@ -148,7 +149,7 @@ func (c *Cache[V]) lookupL2(ctx context.Context, key string, f fence) (result[V]
 
 // hitL2 answers a fresh L2 value e of key, read after f was taken, starting
 // an early refresh (with load) or a sliding extension where due.
-func (c *Cache[V]) hitL2(ctx context.Context, key string, f fence, e *entry[V], load Loader[V]) result[V] {
+func (c *Cache[V]) hitL2(ctx context.Context, key string, f l1.Fence, e *entry[V], load Loader[V]) result[V] {
 	now := c.client.clock.NowNano()
 	if load != nil && now >= e.Value.refreshFrom {
 		c.earlyRefresh(ctx, e, now, load)
@@ -336,14 +337,12 @@ func (c *Cache[V]) l2TTL(e *entry[V]) time.Duration {
 
 // installL1 puts e, read after f was taken, in L1 unless key or one of e's
 // tags was written or invalidated since.
-func (c *Cache[V]) installL1(key string, f fence, e *entry[V]) {
+func (c *Cache[V]) installL1(key string, f l1.Fence, e *entry[V]) {
 	if c.l1 == nil {
 		return
 	}
 	if c.beforeInstall != nil {
 		c.beforeInstall(key)
 	}
-	c.guard.install(key, f, e.Tags, false,
-		func() { c.l1.Set(e, c.client.clock.NowNano()) },
-		func() { c.l1.Delete(key) })
+	c.l1.SetIf(e, f, c.client.clock.NowNano())
 }

@@ -54,18 +54,14 @@ func (c *Client) publishTagged(ctx context.Context, ns string, tags, deleted []s
 // dropTagged drops from L1 the keys tagged with tags (from the local index),
 // first fencing off fills of data tagged with them that are in flight.
 func (c *Cache[V]) dropTagged(tags []string) {
-	c.guard.invalidateTags(tags)
 	// Reads in flight may be of tagged keys L1 does not hold yet: a read
 	// starting now must not join one.
 	c.forgetAllFlights()
 	if c.l1 == nil {
+		c.guard.InvalidateTags(tags...)
 		return
 	}
-	for _, t := range tags {
-		for _, k := range c.l1.KeysWithTag(t) {
-			c.dropL1(k)
-		}
-	}
+	c.l1.InvalidateTags(tags...)
 }
 
 // tagsOf returns v's tags, Options.Tags and extra, sorted and without

@@ -210,26 +210,6 @@ func TestCorruptPayloadForCodecIsAMiss(t *testing.T) {
 	}
 }
 
-func TestHashCollisionNeverReturnsAnotherKey(t *testing.T) {
-	ctx := context.Background()
-	c := newClient(t, tiered.Config{})
-	collide := func(string) (uint64, uint64) { return 7, 7 }
-	cache := newCache(t, c, "users", tiered.Options[string]{L1: tiered.L1WithKeyToHash(tiered.L1Options{}, collide)})
-	if err := cache.Set(ctx, "a", "value-of-a"); err != nil {
-		t.Fatal(err)
-	}
-	if v, err := cache.Get(ctx, "b", nil); !errors.Is(err, tiered.ErrNotFound) {
-		t.Fatalf("Get(b) = %q, %v; want ErrNotFound, never a's value", v, err)
-	}
-	var l countingLoader
-	if v, err := cache.Get(ctx, "b", l.load); err != nil || v != "v:b" {
-		t.Fatalf("Get(b) = %q, %v", v, err)
-	}
-	if v, err := cache.Get(ctx, "a", nil); err == nil && v != "value-of-a" {
-		t.Fatalf("Get(a) = %q; want a's value or a miss", v)
-	}
-}
-
 func TestInvalidInput(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(t, tiered.Config{})

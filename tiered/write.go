@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/strata-cache/strata/coherence"
+	"github.com/strata-cache/strata/internal/bus"
+	"github.com/strata-cache/strata/l1"
 	"github.com/strata-cache/strata/l2"
 )
 
@@ -39,7 +41,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	}
 	// Taken before the L2 write: a write or invalidation of the key (or of
 	// its tags) on this replica after it may have reached L2 after this one.
-	f := c.guard.begin(key)
+	f := c.guard.Begin(key)
 	var l2err, cause error
 	var servers []string
 	if store := c.client.l2; store != nil {
@@ -65,14 +67,16 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 // another write or invalidation of the key (or of e's tags) came in since f,
 // L2 may hold its result instead: the L1 copy is dropped, and the next read
 // asks L2. Without L2, L1 is the truth, and the last install wins.
-func (c *Cache[V]) installWritten(f fence, e *entry[V]) {
-	if c.client.l2 == nil {
-		c.guard.write(e.Key, func() { c.forgetFlights(e.Key); c.setL1(e) })
-		return
+func (c *Cache[V]) installWritten(f l1.Fence, e *entry[V]) {
+	c.forgetFlights(e.Key)
+	switch {
+	case c.l1 == nil:
+		c.guard.Write(e.Key)
+	case c.client.l2 == nil:
+		c.l1.Set(e, c.client.clock.NowNano())
+	default:
+		c.l1.SetAfter(e, f, c.client.clock.NowNano())
 	}
-	c.guard.install(e.Key, f, e.Tags, true,
-		func() { c.forgetFlights(e.Key); c.setL1(e) },
-		func() { c.forgetFlights(e.Key); c.deleteL1(e.Key) })
 }
 
 // write calls Options.Writer, if any, turning a panic into a *PanicError.
@@ -200,7 +204,7 @@ func (c *Cache[V]) degraded(l2err, perr error) error {
 // of service), and the invalidation must name the server that missed it.
 func (c *Client) serversOf(keys []string) []string {
 	if !c.l2.Heals() {
-		return nil // nothing to name: receivers' stores do not fence
+		return nil // nothing to name: receivers' stores do not l1.Fence
 	}
 	servers := make([]string, len(keys))
 	for i, k := range keys {
@@ -237,29 +241,19 @@ func (c *Client) publishWrite(ctx context.Context, ns string, keys, servers []st
 		errs = append(errs, c.publish(ctx, coherence.KindKeys, ns, plain, version))
 	}
 	for server, ks := range groups {
-		errs = append(errs, c.publish(coherence.WithL2MissedOn(ctx, server), coherence.KindKeys, ns, ks, version))
+		errs = append(errs, c.publish(bus.WithL2MissedOn(ctx, server), coherence.KindKeys, ns, ks, version))
 	}
 	return errors.Join(errs...)
 }
 
 // dropL1 removes key from L1 and fences off in-flight fills of it.
 func (c *Cache[V]) dropL1(key string) {
-	c.guard.write(key, func() {
-		c.forgetFlights(key)
-		c.deleteL1(key)
-	})
-}
-
-func (c *Cache[V]) setL1(e *entry[V]) {
-	if c.l1 != nil {
-		c.l1.Set(e, c.client.clock.NowNano())
+	c.forgetFlights(key)
+	if c.l1 == nil {
+		c.guard.Write(key)
+		return
 	}
-}
-
-func (c *Cache[V]) deleteL1(key string) {
-	if c.l1 != nil {
-		c.l1.Delete(key)
-	}
+	c.l1.Delete(key)
 }
 
 // forgetFlights detaches the reads of key in flight: a Get starting after

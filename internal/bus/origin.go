@@ -1,4 +1,4 @@
-package coherence
+package bus
 
 // maxTracked bounds the sequences tracked per origin; a jump beyond it is a
 // gap at once.

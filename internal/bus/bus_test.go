@@ -1,6 +1,8 @@
-package coherence
+package bus
 
 import (
+	"github.com/strata-cache/strata/coherence"
+
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -25,7 +27,7 @@ type recorder struct {
 	trusted bool
 }
 
-func (r *recorder) Apply(m *Message) {
+func (r *recorder) Apply(m *coherence.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.applied = append(r.applied, m.Seq)
@@ -65,10 +67,10 @@ func TestDuplicatesAndReorderingApplyOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := 1 + rng.IntN(30)
-		var deliveries []Message
+		var deliveries []coherence.Message
 		for _, origin := range []string{"a", "b"} {
 			for seq := uint64(1); seq <= uint64(n); seq++ {
-				m := Message{Origin: origin, Epoch: 1, Seq: seq, Kind: KindKeys, Namespace: "ns", Items: []string{"k"}}
+				m := coherence.Message{Origin: origin, Epoch: 1, Seq: seq, Kind: coherence.KindKeys, Namespace: "ns", Items: []string{"k"}}
 				for range 1 + rng.IntN(3) { // each sent on up to three paths
 					deliveries = append(deliveries, m)
 				}
@@ -76,10 +78,10 @@ func TestDuplicatesAndReorderingApplyOnce(t *testing.T) {
 		}
 		// The first message of each origin arrives first (it fixes the start
 		// of the sequence); everything after comes in any order.
-		first := []Message{deliveries[0], deliveries[slices.IndexFunc(deliveries, func(m Message) bool { return m.Origin == "b" })]}
+		first := []coherence.Message{deliveries[0], deliveries[slices.IndexFunc(deliveries, func(m coherence.Message) bool { return m.Origin == "b" })]}
 		rng.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
 		for _, m := range append(first, deliveries...) {
-			b.Deliver(Encode(&m, nil), Channel(rng.IntN(2)))
+			b.Deliver(coherence.Encode(&m, nil), Channel(rng.IntN(2)))
 		}
 		_ = b.Close()
 		applied, resets := rec.snapshot()
@@ -122,7 +124,7 @@ func pair(t *testing.T) (a, b *Bus, ra, rb *recorder) {
 func TestLostMessageIsDetectedAsGap(t *testing.T) {
 	a, b, _, rb := pair(t)
 	ctx := context.Background()
-	if err := a.Publish(ctx, KindKeys, "ns", []string{"k1"}, 1); err != nil {
+	if err := a.Publish(ctx, coherence.KindKeys, "ns", []string{"k1"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	redistest.WaitFor(t, 5*time.Second, func() bool { applied, _ := rb.snapshot(); return len(applied) == 1 }, "first message applied")
@@ -134,7 +136,7 @@ func TestLostMessageIsDetectedAsGap(t *testing.T) {
 	if s := b.Stats(); s.Gaps != 1 {
 		t.Errorf("stats %+v, want one gap", s)
 	}
-	if err := a.Publish(ctx, KindKeys, "ns", []string{"k3"}, 3); err != nil {
+	if err := a.Publish(ctx, coherence.KindKeys, "ns", []string{"k3"}, 3); err != nil {
 		t.Fatal(err)
 	}
 	redistest.WaitFor(t, 5*time.Second, func() bool { applied, _ := rb.snapshot(); return slices.Contains(applied, 3) }, "later messages still applied")
@@ -143,7 +145,7 @@ func TestLostMessageIsDetectedAsGap(t *testing.T) {
 func TestOwnMessagesAreIgnoredAndNewEpochResets(t *testing.T) {
 	a, b, ra, rb := pair(t)
 	ctx := context.Background()
-	if err := a.Publish(ctx, KindKeys, "ns", []string{"k"}, 1); err != nil {
+	if err := a.Publish(ctx, coherence.KindKeys, "ns", []string{"k"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	redistest.WaitFor(t, 5*time.Second, func() bool { applied, _ := rb.snapshot(); return len(applied) == 1 }, "applied on b")
@@ -151,8 +153,8 @@ func TestOwnMessagesAreIgnoredAndNewEpochResets(t *testing.T) {
 		t.Errorf("a applied its own message: %v", applied)
 	}
 	// The same node restarted: a new epoch starting again at 1 is applied.
-	restarted := Message{Origin: "a", Epoch: a.epoch + 2, Seq: 1, Kind: KindKeys, Namespace: "ns", Items: []string{"k"}}
-	b.Deliver(Encode(&restarted, nil), PubSub)
+	restarted := coherence.Message{Origin: "a", Epoch: a.epoch + 2, Seq: 1, Kind: coherence.KindKeys, Namespace: "ns", Items: []string{"k"}}
+	b.Deliver(coherence.Encode(&restarted, nil), PubSub)
 	if applied, _ := rb.snapshot(); len(applied) != 2 {
 		t.Errorf("new epoch not applied: %v", applied)
 	}
@@ -164,7 +166,7 @@ type blocker struct {
 	release chan struct{}
 }
 
-func (b *blocker) Apply(m *Message) {
+func (b *blocker) Apply(m *coherence.Message) {
 	<-b.release
 	b.recorder.Apply(m)
 }
@@ -174,12 +176,12 @@ func TestPublishAcked(t *testing.T) {
 	stuck := &blocker{release: make(chan struct{})}
 	// Every bus hears every other's heartbeat: all are live members.
 	buses := redisBuses(t, &recorder{}, &recorder{}, stuck)
-	err := buses[0].PublishAcked(ctx, KindKeys, "ns", []string{"k"}, 1, 300*time.Millisecond)
-	if !errors.Is(err, ErrNotAcknowledged) || !strings.Contains(err.Error(), "[c]") {
+	err := buses[0].PublishAcked(ctx, coherence.KindKeys, "ns", []string{"k"}, 1, 300*time.Millisecond)
+	if !errors.Is(err, coherence.ErrNotAcknowledged) || !strings.Contains(err.Error(), "[c]") {
 		t.Fatalf("with c stuck: %v, want ErrNotAcknowledged naming c only", err)
 	}
 	close(stuck.release)
-	if err := buses[0].PublishAcked(ctx, KindKeys, "ns", []string{"k2"}, 2, 5*time.Second); err != nil {
+	if err := buses[0].PublishAcked(ctx, coherence.KindKeys, "ns", []string{"k2"}, 2, 5*time.Second); err != nil {
 		t.Fatalf("with every member applying: %v", err)
 	}
 }
@@ -192,14 +194,14 @@ func TestBadGossipPayloadsAreDroppedAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	valid := Message{Origin: "peer", Epoch: 1, Seq: 1, Kind: KindKeys, Namespace: "ns", Items: []string{"k"}}
-	for _, payload := range [][]byte{nil, {1, 2, 3}, Encode(&valid, nil), Encode(&valid, []byte("wrong-key-000000"))} {
+	valid := coherence.Message{Origin: "peer", Epoch: 1, Seq: 1, Kind: coherence.KindKeys, Namespace: "ns", Items: []string{"k"}}
+	for _, payload := range [][]byte{nil, {1, 2, 3}, coherence.Encode(&valid, nil), coherence.Encode(&valid, []byte("wrong-key-000000"))} {
 		b.Deliver(payload, Gossip)
 	}
 	if s := b.Stats(); s.Malformed != 2 || s.Unauthenticated != 2 || s.Applied != 0 {
 		t.Fatalf("stats %+v, want 2 malformed, 2 unauthenticated, nothing applied", s)
 	}
-	b.Deliver(Encode(&valid, key), Gossip)
+	b.Deliver(coherence.Encode(&valid, key), Gossip)
 	if applied, _ := rec.snapshot(); len(applied) != 1 {
 		t.Fatalf("the authenticated message was not applied: %v", applied)
 	}

@@ -1,6 +1,8 @@
-package coherence
+package bus
 
 import (
+	"github.com/strata-cache/strata/coherence"
+
 	"context"
 	"errors"
 	"fmt"
@@ -40,12 +42,12 @@ func clockedBus(t *testing.T, rec Handler) (*Bus, *fakeClock) {
 	return b, clock
 }
 
-func deliver(b *Bus, epoch, seq uint64, kind Kind) {
-	m := Message{Origin: "a", Epoch: epoch, Seq: seq, Kind: kind, Namespace: "ns"}
-	if kind != KindHeartbeat {
+func deliver(b *Bus, epoch, seq uint64, kind coherence.Kind) {
+	m := coherence.Message{Origin: "a", Epoch: epoch, Seq: seq, Kind: kind, Namespace: "ns"}
+	if kind != coherence.KindHeartbeat {
 		m.Items = []string{fmt.Sprint("k", seq)}
 	}
-	b.Deliver(Encode(&m, nil), PubSub)
+	b.Deliver(coherence.Encode(&m, nil), PubSub)
 }
 
 // expireGaps moves the clock past the grace and checks for gaps.
@@ -60,10 +62,10 @@ func expireGaps(b *Bus, clock *fakeClock) {
 func TestFirstContactAppliesEarlierSequences(t *testing.T) {
 	type delivery struct {
 		seq  uint64
-		kind Kind
+		kind coherence.Kind
 	}
-	hb := func(seq uint64) delivery { return delivery{seq, KindHeartbeat} }
-	msg := func(seq uint64) delivery { return delivery{seq, KindKeys} }
+	hb := func(seq uint64) delivery { return delivery{seq, coherence.KindHeartbeat} }
+	msg := func(seq uint64) delivery { return delivery{seq, coherence.KindKeys} }
 	cases := []struct {
 		name       string
 		deliveries []delivery
@@ -91,10 +93,10 @@ func TestFirstContactAppliesEarlierSequences(t *testing.T) {
 			// Once the window closed, what arrives below it is old, and a
 			// hole above it is a gap.
 			if tc.late != 0 {
-				deliver(b, 1, tc.late, KindKeys)
+				deliver(b, 1, tc.late, coherence.KindKeys)
 			}
 			next := slices.Max(tc.applied) + 2
-			deliver(b, 1, next, KindKeys)
+			deliver(b, 1, next, coherence.KindKeys)
 			expireGaps(b, clock)
 			applied, _ = rec.snapshot()
 			if !slices.Contains(applied, next) || (tc.late != 0 && slices.Contains(applied, tc.late)) || b.Stats().Gaps != 1 {
@@ -116,11 +118,11 @@ func TestOlderEpochDoesNotReplaceNewer(t *testing.T) {
 	rec := &recorder{}
 	b, clock := clockedBus(t, rec)
 	const older, newer = 10, 20
-	deliver(b, newer, 1, KindKeys)
-	deliver(b, newer, 2, KindKeys)
-	deliver(b, older, 5, KindKeys)      // a late message of the previous process
-	deliver(b, older, 9, KindHeartbeat) // and its last heartbeat
-	deliver(b, newer, 4, KindKeys)      // 3 is lost
+	deliver(b, newer, 1, coherence.KindKeys)
+	deliver(b, newer, 2, coherence.KindKeys)
+	deliver(b, older, 5, coherence.KindKeys)      // a late message of the previous process
+	deliver(b, older, 9, coherence.KindHeartbeat) // and its last heartbeat
+	deliver(b, newer, 4, coherence.KindKeys)      // 3 is lost
 	expireGaps(b, clock)
 	if applied, _ := rec.snapshot(); !slices.Equal(applied, []uint64{1, 2, 5, 4}) {
 		t.Errorf("applied %v, want 1, 2, the older epoch's 5, then 4", applied)
@@ -138,7 +140,7 @@ func TestOlderEpochDoesNotReplaceNewer(t *testing.T) {
 	// The tracked epoch silent for LinkTimeout: a smaller one takes over (a
 	// clock stepped back across a restart, or a producer with random epochs).
 	clock.Advance(b.cfg.LinkTimeout)
-	deliver(b, older, 6, KindKeys)
+	deliver(b, older, 6, coherence.KindKeys)
 	b.mu.Lock()
 	epoch = b.origins["a"].epoch
 	b.mu.Unlock()
@@ -188,7 +190,7 @@ func TestLargeInvalidationIsSplitWithinTheLimits(t *testing.T) {
 		name  string
 		items []string
 	}{
-		{"many small items", makeKeys(MaxItems+MaxItems/2, 1)},
+		{"many small items", makeKeys(coherence.MaxItems+coherence.MaxItems/2, 1)},
 		{"large items", makeKeys(3000, 1024)},
 		{"one item", makeKeys(1, 1024)},
 		{"no items", nil},
@@ -197,23 +199,23 @@ func TestLargeInvalidationIsSplitWithinTheLimits(t *testing.T) {
 		items := tc.items
 		t.Run(tc.name, func(t *testing.T) {
 			g := &captureGossip{}
-			origin := strings.Repeat("o", MaxOriginLen)
+			origin := strings.Repeat("o", coherence.MaxOriginLen)
 			b, err := New(Config{NodeID: origin, Gossip: g, Handler: &recorder{}, Key: key, HeartbeatInterval: time.Hour, GapGrace: time.Hour})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer b.Close()
 			ctx := WithL2Missed(context.Background())
-			if err := b.Publish(ctx, KindKeys, strings.Repeat("n", 1000), items, 42); err != nil {
+			if err := b.Publish(ctx, coherence.KindKeys, strings.Repeat("n", 1000), items, 42); err != nil {
 				t.Fatal(err)
 			}
 			var got []string
 			for i, data := range g.sent {
-				m, err := Decode(data, key)
-				if err != nil || len(data) > MaxMessageSize {
+				m, err := coherence.Decode(data, key)
+				if err != nil || len(data) > coherence.MaxMessageSize {
 					t.Fatalf("part %d: %d bytes: %v", i, len(data), err)
 				}
-				if m.Seq != uint64(i+1) || m.Kind != KindKeys || m.Version != 42 || !m.L2Missed || m.Origin != origin {
+				if m.Seq != uint64(i+1) || m.Kind != coherence.KindKeys || m.Version != 42 || !m.L2Missed || m.Origin != origin {
 					t.Fatalf("part %d: %+v", i, m)
 				}
 				got = append(got, m.Items...)
@@ -242,13 +244,13 @@ func TestOversizedItemIsAnErrorAndAGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	items := []string{"k1", strings.Repeat("x", MaxMessageSize), "k2"}
-	if err := b.Publish(context.Background(), KindKeys, "ns", items, 1); !errors.Is(err, ErrTooLarge) {
+	items := []string{"k1", strings.Repeat("x", coherence.MaxMessageSize), "k2"}
+	if err := b.Publish(context.Background(), coherence.KindKeys, "ns", items, 1); !errors.Is(err, coherence.ErrTooLarge) {
 		t.Fatalf("err = %v, want ErrTooLarge", err)
 	}
 	var seqs []uint64
 	for _, data := range g.sent {
-		m, err := Decode(data, nil)
+		m, err := coherence.Decode(data, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,7 +274,7 @@ type keyRecorder struct {
 	resets []string
 }
 
-func (r *keyRecorder) Apply(m *Message) {
+func (r *keyRecorder) Apply(m *coherence.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.keys == nil {
@@ -327,7 +329,7 @@ func TestLargeDeleteOverPubSub(t *testing.T) {
 	rec := &keyRecorder{}
 	buses := redisBuses(t, &recorder{}, rec)
 	keys := makeKeys(5000, 1000)
-	if err := buses[0].Publish(context.Background(), KindKeys, "ns", keys, 1); err != nil {
+	if err := buses[0].Publish(context.Background(), coherence.KindKeys, "ns", keys, 1); err != nil {
 		t.Fatal(err)
 	}
 	redistest.WaitFor(t, 30*time.Second, func() bool { return rec.count() == len(keys) }, "every key applied: %v", lazy(func() string {
@@ -345,7 +347,7 @@ func TestLargePublishAckedWaitsForEveryPart(t *testing.T) {
 	rec := &keyRecorder{}
 	buses := redisBuses(t, &recorder{}, rec)
 	keys := makeKeys(3000, 1000)
-	if err := buses[0].PublishAcked(context.Background(), KindKeys, "ns", keys, 1, 30*time.Second); err != nil {
+	if err := buses[0].PublishAcked(context.Background(), coherence.KindKeys, "ns", keys, 1, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if n := rec.count(); n != len(keys) {
@@ -396,11 +398,11 @@ func TestCloseSendsLastHeartbeat(t *testing.T) {
 	}
 	defer sender.Close()
 	ctx := context.Background()
-	if err := sender.Publish(ctx, KindKeys, "ns", []string{"k1"}, 1); err != nil {
+	if err := sender.Publish(ctx, coherence.KindKeys, "ns", []string{"k1"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	link.setLose(true)
-	if err := sender.Publish(ctx, KindKeys, "ns", []string{"k2"}, 2); err != nil {
+	if err := sender.Publish(ctx, coherence.KindKeys, "ns", []string{"k2"}, 2); err != nil {
 		t.Fatal(err)
 	}
 	link.setLose(false)

@@ -1,4 +1,4 @@
-package tiered
+package l1
 
 import (
 	"hash/maphash"
@@ -6,24 +6,26 @@ import (
 	"sync/atomic"
 )
 
-// fillGuard refuses an L1 install of data read before a write or an
-// invalidation of the same key, or of one of the data's tags, on this
-// replica.
+// Guard is the fill guard: it refuses to install data read before a write
+// or an invalidation of the same key, or of one of the data's tags. A Cache
+// has one (its Begin, SetIf, Set, SetAfter, Delete, InvalidateTags and Clear
+// use it); NewGuard makes one for a caller without a local tier that still
+// needs to know whether a read was overtaken (Moved).
 //
 // Keys map onto stripes; a write or key invalidation bumps its stripe's
 // generation, and an install goes ahead only if the generation is the one
-// it saw when its read started. The stripe lock makes check-and-install
+// its reader saw when it began. The stripe lock makes check-and-install
 // atomic against bump-and-write.
 //
 // Tags are fenced by a sequence: every tag invalidation takes the next
 // number and records it on the stripes of its tags. An install whose read
-// started before the number on one of its tags' stripes is refused. Tag
+// began before the number on one of its tags' stripes is refused. Tag
 // invalidations do not take the key stripes' locks (they do not know the
 // keys being filled), so an install checks its tags again after installing
 // and undoes itself if one moved: the invalidation, which records its number
-// before reading L1's tag index, then finds the entry or the install sees the
+// before reading the tag index, then finds the entry or the install sees the
 // number.
-type fillGuard struct {
+type Guard struct {
 	seed    maphash.Seed
 	stripes [guardStripes]struct {
 		mu  sync.Mutex
@@ -37,30 +39,34 @@ type fillGuard struct {
 // share one (a shared stripe costs a refused install, never a wrong one).
 const guardStripes = 256
 
-// fence is what a read records before it starts, to present at install.
-type fence struct {
+// NewGuard returns a fill guard.
+func NewGuard() *Guard { return &Guard{seed: maphash.MakeSeed()} }
+
+// Fence is what a reader takes (Begin) before it reads the tier behind L1,
+// to present when it installs what it read (SetIf, SetAfter).
+type Fence struct {
 	gen  uint64 // the key's stripe generation
 	tags uint64 // the tag sequence
 }
 
-func (g *fillGuard) stripe(s string) int {
+func (g *Guard) stripe(s string) int {
 	return int(maphash.String(g.seed, s) % guardStripes)
 }
 
-// begin returns the fence to pass to install. It takes no lock: a write
-// bumps the generation after its L2 write, so a read that starts after the
-// bump already sees the new data.
-func (g *fillGuard) begin(key string) fence {
-	return fence{gen: g.stripes[g.stripe(key)].gen.Load(), tags: g.tagSeq.Load()}
+// Begin returns the fence for a read of key. It takes no lock: a write
+// bumps the generation after it reached the tier behind, so a read that
+// begins after the bump already sees the new data.
+func (g *Guard) Begin(key string) Fence {
+	return Fence{gen: g.stripes[g.stripe(key)].gen.Load(), tags: g.tagSeq.Load()}
 }
 
-// moved reports whether key, or one of tags, was written or invalidated since
-// f was taken.
-func (g *fillGuard) moved(key string, f fence, tags []string) bool {
+// Moved reports whether key, or one of tags, was written or invalidated
+// since f was taken.
+func (g *Guard) Moved(key string, f Fence, tags []string) bool {
 	return g.stripes[g.stripe(key)].gen.Load() != f.gen || g.tagsMoved(f, tags)
 }
 
-func (g *fillGuard) tagsMoved(f fence, tags []string) bool {
+func (g *Guard) tagsMoved(f Fence, tags []string) bool {
 	for _, t := range tags {
 		if g.tagLast[g.stripe(t)].Load() > f.tags {
 			return true
@@ -73,12 +79,12 @@ func (g *fillGuard) tagsMoved(f fence, tags []string) bool {
 // since f, and reports whether the value it set stands; drop undoes set if a
 // tag invalidation overtook it.
 //
-// With write, install is itself a write of key (a Set): it bumps key's
-// stripe, so reads that began before it cannot install what they read, and
-// when refused it runs drop, since the copy L1 holds may be older than what
-// the other write left in L2. A refused fill leaves L1 alone: whatever
+// With write, install is itself a write of key: it bumps key's stripe, so
+// reads that began before it cannot install what they read, and when
+// refused it runs drop, since the copy held may be older than what the
+// other write left behind. A refused fill leaves the copy alone: whatever
 // refused it dropped the key already, or installed newer data.
-func (g *fillGuard) install(key string, f fence, tags []string, write bool, set, drop func()) bool {
+func (g *Guard) install(key string, f Fence, tags []string, write bool, set, drop func()) bool {
 	s := &g.stripes[g.stripe(key)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -100,9 +106,9 @@ func (g *fillGuard) install(key string, f fence, tags []string, write bool, set,
 	return true
 }
 
-// invalidateTags fences off installs of data tagged with tags that was read
-// before now. The caller then drops the tagged keys L1 holds.
-func (g *fillGuard) invalidateTags(tags []string) {
+// InvalidateTags fences off installs of data tagged with tags that was read
+// before now.
+func (g *Guard) InvalidateTags(tags ...string) {
 	seq := g.tagSeq.Add(1)
 	for _, t := range tags {
 		last := &g.tagLast[g.stripe(t)]
@@ -111,8 +117,11 @@ func (g *fillGuard) invalidateTags(tags []string) {
 	}
 }
 
+// WriteAll fences off installs of every key read before now.
+func (g *Guard) WriteAll() { g.writeAll(func() {}) }
+
 // writeAll bumps every stripe and runs fn under all their locks.
-func (g *fillGuard) writeAll(fn func()) {
+func (g *Guard) writeAll(fn func()) {
 	for i := range g.stripes {
 		g.stripes[i].mu.Lock()
 		g.stripes[i].gen.Add(1)
@@ -125,8 +134,11 @@ func (g *fillGuard) writeAll(fn func()) {
 	fn()
 }
 
+// Write fences off installs of key read before now.
+func (g *Guard) Write(key string) { g.write(key, func() {}) }
+
 // write bumps key's stripe and runs fn under its lock.
-func (g *fillGuard) write(key string, fn func()) {
+func (g *Guard) write(key string, fn func()) {
 	s := &g.stripes[g.stripe(key)]
 	s.mu.Lock()
 	defer s.mu.Unlock()

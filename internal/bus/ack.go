@@ -1,18 +1,15 @@
-package coherence
+package bus
 
 import (
+	"github.com/strata-cache/strata/coherence"
+
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"sync"
 	"time"
 )
-
-// ErrNotAcknowledged is returned by PublishAcked when some live member did
-// not confirm in time; the error names them.
-var ErrNotAcknowledged = errors.New("coherence: invalidation not acknowledged")
 
 // acks tracks the acknowledgements awaited by PublishAcked calls.
 type acks struct {
@@ -29,7 +26,7 @@ type ackWait struct {
 // members and nodes heard on pub/sub within LinkTimeout) has applied the
 // invalidation, every part of it when it is split, or fails after timeout
 // with an error naming those that did not.
-func (b *Bus) PublishAcked(ctx context.Context, kind Kind, namespace string, items []string, version uint64, timeout time.Duration) error {
+func (b *Bus) PublishAcked(ctx context.Context, kind coherence.Kind, namespace string, items []string, version uint64, timeout time.Duration) error {
 	members := b.livePeers()
 	var seqs []uint64
 	var waits []*ackWait
@@ -88,7 +85,7 @@ func (a *acks) wait(ctx context.Context, waits []*ackWait, timeout time.Duration
 	if len(set) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w by %v", ErrNotAcknowledged, slices.Sorted(maps.Keys(set)))
+	return fmt.Errorf("%w by %v", coherence.ErrNotAcknowledged, slices.Sorted(maps.Keys(set)))
 }
 
 // awaitAll returns once every wait is done, ctx ends or expired fires.
@@ -119,11 +116,11 @@ func (b *Bus) acked(from string, seq uint64) {
 }
 
 // ack confirms to m's origin that m was applied.
-func (b *Bus) ack(m *Message) {
-	a := &Message{Origin: b.cfg.NodeID, Epoch: b.epoch, Kind: KindAck, Items: []string{m.Origin}, Version: m.Seq, SentAt: b.cfg.Now().UnixNano()}
+func (b *Bus) ack(m *coherence.Message) {
+	a := &coherence.Message{Origin: b.cfg.NodeID, Epoch: b.epoch, Kind: coherence.KindAck, Items: []string{m.Origin}, Version: m.Seq, SentAt: b.cfg.Now().UnixNano()}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HeartbeatInterval)
 	defer cancel()
-	_ = b.send(ctx, Encode(a, b.cfg.Key))
+	_ = b.send(ctx, coherence.Encode(a, b.cfg.Key))
 }
 
 // livePeers lists the other nodes that should acknowledge: gossip members,

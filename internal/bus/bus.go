@@ -1,6 +1,13 @@
-package coherence
+// Package bus is a replica's invalidation bus: it sends each invalidation
+// (a coherence.Message) over Redis pub/sub and memberlist gossip, applies
+// what it receives exactly once, detects lost messages by their sequence
+// and dead links by their heartbeats, and tells its Handler when L1 can no
+// longer be trusted.
+package bus
 
 import (
+	"github.com/strata-cache/strata/coherence"
+
 	"context"
 	"errors"
 	"fmt"
@@ -54,7 +61,7 @@ type Handler interface {
 	// Apply applies an invalidation from another node. It must be
 	// idempotent: a message is applied once, but a gap reset may replay
 	// its effect.
-	Apply(m *Message)
+	Apply(m *coherence.Message)
 	// Reset drops every L1 entry: a message may have been lost (a gap, a
 	// receive queue overflow, or both channels down for a while).
 	Reset(reason string)
@@ -95,9 +102,9 @@ func (c *Config) setDefaults() error {
 	if c.NodeID == "" || c.Handler == nil || (c.Redis != nil && c.Channel == "") {
 		return errors.New("coherence: NodeID, Handler and (with Redis) Channel are required")
 	}
-	if len(c.NodeID) > MaxOriginLen {
+	if len(c.NodeID) > coherence.MaxOriginLen {
 		// Receivers would drop every message as malformed.
-		return fmt.Errorf("coherence: NodeID of %d bytes is longer than %d", len(c.NodeID), MaxOriginLen)
+		return fmt.Errorf("coherence: NodeID of %d bytes is longer than %d", len(c.NodeID), coherence.MaxOriginLen)
 	}
 	for _, d := range []time.Duration{c.HeartbeatInterval, c.GapGrace, c.LinkTimeout} {
 		if d != 0 && d < time.Millisecond {
@@ -121,20 +128,6 @@ func (c *Config) setDefaults() error {
 		c.Now = time.Now
 	}
 	return nil
-}
-
-// Stats counts what a Bus did.
-type Stats struct {
-	Published       uint64 // invalidation messages sent (one per part of a split invalidation)
-	PublishErrors   uint64 // sends that failed on a channel
-	Received        uint64 // messages received, both channels, heartbeats included
-	Applied         uint64 // invalidations applied
-	Duplicates      uint64 // copies of messages already applied
-	Malformed       uint64 // undecodable messages, dropped
-	Unauthenticated uint64 // messages with a missing or bad MAC, dropped
-	Gaps            uint64 // sequences lost on both channels
-	Resets          uint64 // L1 drops (gaps, overflows, link recoveries)
-	LinkLosses      uint64 // times no channel could vouch for L1
 }
 
 type stats struct {
@@ -213,9 +206,9 @@ func (b *Bus) WaitTrusted(ctx context.Context) bool {
 func (b *Bus) Epoch() uint64 { return b.epoch }
 
 // Stats returns the bus's counters.
-func (b *Bus) Stats() Stats {
+func (b *Bus) Stats() coherence.Stats {
 	s := &b.stats
-	return Stats{
+	return coherence.Stats{
 		Published: s.published.Load(), PublishErrors: s.publishErrors.Load(), Received: s.received.Load(),
 		Applied: s.applied.Load(), Duplicates: s.duplicates.Load(), Malformed: s.malformed.Load(),
 		Unauthenticated: s.unauthenticated.Load(), Gaps: s.gaps.Load(), Resets: s.resets.Load(), LinkLosses: s.linkLosses.Load(),
@@ -230,13 +223,13 @@ func (b *Bus) Stats() Stats {
 // over several, each with its own sequence. An item too large for any
 // message is not sent: Publish returns an error wrapping ErrTooLarge, and
 // receivers see the sequence it would have had as a gap and drop L1.
-func (b *Bus) Publish(ctx context.Context, kind Kind, namespace string, items []string, version uint64) error {
+func (b *Bus) Publish(ctx context.Context, kind coherence.Kind, namespace string, items []string, version uint64) error {
 	return b.publish(ctx, b.invalidation(ctx, kind, namespace, version, false), items, nil)
 }
 
 // invalidation is the template of the messages that carry one invalidation.
-func (b *Bus) invalidation(ctx context.Context, kind Kind, namespace string, version uint64, ackWanted bool) Message {
-	return Message{
+func (b *Bus) invalidation(ctx context.Context, kind coherence.Kind, namespace string, version uint64, ackWanted bool) coherence.Message {
+	return coherence.Message{
 		Origin: b.cfg.NodeID, Epoch: b.epoch, Kind: kind, Namespace: namespace,
 		Version: version, AckWanted: ackWanted, L2Missed: l2Missed(ctx), L2Server: l2Server(ctx),
 	}
@@ -245,7 +238,7 @@ func (b *Bus) invalidation(ctx context.Context, kind Kind, namespace string, ver
 // publish sends template with items, in as many parts as the size limits
 // require, each with the next sequence. sending, if not nil, is told each
 // part's sequence just before the part goes out. The error joins the parts'.
-func (b *Bus) publish(ctx context.Context, template Message, items []string, sending func(seq uint64)) error {
+func (b *Bus) publish(ctx context.Context, template coherence.Message, items []string, sending func(seq uint64)) error {
 	var errs []error
 	for _, p := range splitItems(items, itemBudget(&template, b.cfg.Key)) {
 		m := template
@@ -253,14 +246,14 @@ func (b *Bus) publish(ctx context.Context, template Message, items []string, sen
 		if p.tooLarge {
 			// The sequence stays unsent: receivers see a gap and drop L1,
 			// which covers this invalidation.
-			errs = append(errs, fmt.Errorf("%w: namespace of %d bytes, item of %d", ErrTooLarge, len(m.Namespace), longest(p.items)))
+			errs = append(errs, fmt.Errorf("%w: namespace of %d bytes, item of %d", coherence.ErrTooLarge, len(m.Namespace), longest(p.items)))
 			continue
 		}
 		if sending != nil {
 			sending(m.Seq)
 		}
 		b.stats.published.Add(1)
-		if err := b.send(ctx, Encode(&m, b.cfg.Key)); err != nil {
+		if err := b.send(ctx, coherence.Encode(&m, b.cfg.Key)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -296,9 +289,9 @@ func (b *Bus) send(ctx context.Context, data []byte) error {
 // calls it; the pub/sub receiver calls it too.
 func (b *Bus) Deliver(data []byte, channel Channel) {
 	b.stats.received.Add(1)
-	m, err := Decode(data, b.cfg.Key)
+	m, err := coherence.Decode(data, b.cfg.Key)
 	switch {
-	case errors.Is(err, ErrUnauthenticated):
+	case errors.Is(err, coherence.ErrUnauthenticated):
 		b.stats.unauthenticated.Add(1)
 		return
 	case err != nil:
@@ -308,7 +301,7 @@ func (b *Bus) Deliver(data []byte, channel Channel) {
 	if m.Origin == b.cfg.NodeID && m.Epoch == b.epoch {
 		return
 	}
-	if m.Kind == KindAck {
+	if m.Kind == coherence.KindAck {
 		if len(m.Items) == 1 && m.Items[0] == b.cfg.NodeID {
 			b.acked(m.Origin, m.Version)
 		}
@@ -323,7 +316,7 @@ func (b *Bus) Deliver(data []byte, channel Channel) {
 // whether m is applied now or was already (an ack is then due either way).
 // A message of an older epoch than its sender's tracked one is applied every
 // time it arrives: it cannot be de-duplicated, and applying is idempotent.
-func (b *Bus) apply(m *Message, channel Channel) bool {
+func (b *Bus) apply(m *coherence.Message, channel Channel) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.cfg.Now().UnixNano()
@@ -332,7 +325,7 @@ func (b *Bus) apply(m *Message, channel Channel) bool {
 		o.heard[channel] = now
 	}
 	switch {
-	case m.Kind == KindHeartbeat:
+	case m.Kind == coherence.KindHeartbeat:
 		if o != nil {
 			o.announce(m.Seq, now)
 		}
@@ -356,7 +349,7 @@ func (b *Bus) apply(m *Message, channel Channel) bool {
 // epoch does replace a tracked one silent for LinkTimeout (heartbeats come
 // far more often): the sender's clock stepped back across a restart, or it
 // is a producer whose epochs are not ordered.
-func (b *Bus) origin(m *Message, now int64) *origin {
+func (b *Bus) origin(m *coherence.Message, now int64) *origin {
 	o := b.origins[m.Origin]
 	switch {
 	case o != nil && o.epoch == m.Epoch:
@@ -364,7 +357,7 @@ func (b *Bus) origin(m *Message, now int64) *origin {
 	case o != nil && m.Epoch < o.epoch && now-o.lastHeard() <= int64(b.cfg.LinkTimeout):
 		return nil
 	}
-	o = newOrigin(m.Epoch, m.Seq, m.Kind != KindHeartbeat, now)
+	o = newOrigin(m.Epoch, m.Seq, m.Kind != coherence.KindHeartbeat, now)
 	b.origins[m.Origin] = o
 	return o
 }
@@ -494,10 +487,10 @@ func (b *Bus) runTicker(ctx context.Context) {
 // heartbeat sends the latest sequence on every channel, waiting at most
 // timeout.
 func (b *Bus) heartbeat(ctx context.Context, timeout time.Duration) {
-	m := &Message{Origin: b.cfg.NodeID, Epoch: b.epoch, Seq: b.seq.Load(), Kind: KindHeartbeat, SentAt: b.cfg.Now().UnixNano()}
+	m := &coherence.Message{Origin: b.cfg.NodeID, Epoch: b.epoch, Seq: b.seq.Load(), Kind: coherence.KindHeartbeat, SentAt: b.cfg.Now().UnixNano()}
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	_ = b.send(hctx, Encode(m, b.cfg.Key))
+	_ = b.send(hctx, coherence.Encode(m, b.cfg.Key))
 }
 
 // checkGaps resets L1 when a sequence stayed missing past the grace.

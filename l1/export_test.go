@@ -1,0 +1,11 @@
+package l1
+
+// WithKeyToHash returns cfg with ristretto's key hash replaced, so tests can
+// force hash collisions.
+func WithKeyToHash(cfg Config, f func(key string) (uint64, uint64)) Config {
+	cfg.keyToHash = f
+	return cfg
+}
+
+// KeysWithTag returns the keys of the entries tagged tag.
+func (c *Cache[V]) KeysWithTag(tag string) []string { return c.tags.keys(tag) }
