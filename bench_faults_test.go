@@ -32,8 +32,14 @@ func BenchmarkGetShardHung(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	store := client.L2()
-	ring := store.Client().(*redis.Ring)
+	// A Store of its own, on the same shards, names the keys as the
+	// client's does.
+	store, err := l2.Open(l2.Config{Addrs: addrs})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = store.Close() })
+	ring := client.Redis().(*redis.Ring)
 	victim := shards[1]
 	var keys []string
 	for _, k := range all {

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
-	"math"
 	"sync/atomic"
-	"time"
 
 	"github.com/strata-cache/strata/internal/flight"
 	"github.com/strata-cache/strata/l1"
@@ -145,23 +143,20 @@ func (c *Cache[V]) GetWithInfo(ctx context.Context, key string, load Loader[V]) 
 	return v, r.info, err
 }
 
-// hitL1 answers a fresh L1 hit, starting an early refresh when XFetch says so.
-func (c *Cache[V]) hitL1(ctx context.Context, e *entry[V], now int64, load Loader[V]) (V, error) {
-	c.countL1Hit(ctx, e, now, load)
-	return c.result(e)
-}
-
-// countL1Hit counts and reports a fresh L1 hit, starting an early refresh or
-// a sliding extension where due.
-func (c *Cache[V]) countL1Hit(ctx context.Context, e *entry[V], now int64, load Loader[V]) {
-	c.stats.l1Hits.add()
-	if now >= e.Value.refreshFrom && load != nil {
-		c.earlyRefresh(ctx, e, now, load)
-	}
-	if c.opts.Sliding && !e.Value.negative {
-		c.slide(ctx, e, now)
-	}
-	c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
+// GetMany returns the values of keys that exist: from L1, then from L2 in one
+// pipeline (split per shard, shards in parallel), then from load with only the
+// keys still missing. Keys that are not found are absent from the map.
+//
+// Loads coalesce per key with concurrent Get and GetMany calls on this
+// replica: a key another call is loading is awaited, not loaded twice. Across
+// replicas GetMany takes the load lease of each missing key; load receives
+// only the keys whose lease this call holds (and, past LeaseWait, the keys
+// still unfilled, whose results it then does not cache).
+//
+// A nil load makes GetMany a lookup. On a loader error the map holds what was
+// found, and the error is returned.
+func (c *Cache[V]) GetMany(ctx context.Context, keys []string, load BatchLoader[V]) (map[string]V, error) {
+	return c.getMany(ctx, keys, load)
 }
 
 // Set stores v under key in both tiers (after Writer, if any). When Set
@@ -193,77 +188,31 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 	return c.delete(ctx, keys)
 }
 
+// InvalidateTags removes every key carrying one of tags (from Options.Tags
+// or WithTags) from L2 and from every replica's L1.
+func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
+	return c.invalidateTags(ctx, tags...)
+}
+
+// InvalidatePattern removes every key of the namespace matching pattern
+// (Redis glob syntax: *, ?, [abc], \ to escape) from L2 on every shard or
+// cluster master, and from every replica's L1.
+//
+// NOTE: L1 has no key index, so every replica drops its whole L1 for the
+// namespace rather than only the matching keys. The pattern is matched
+// against keys as L2 stores them: a key starting with '}' or '~' is stored
+// with a '~' in front.
+func (c *Cache[V]) InvalidatePattern(ctx context.Context, pattern string) error {
+	return c.invalidatePattern(ctx, pattern)
+}
+
+// Clear invalidates the whole namespace on every replica: it bumps the
+// namespace's version in L2, so every key written before is unreachable at
+// once (the old keys expire in Redis by their TTL), empties this replica's
+// L1 and tells the others to do the same.
+func (c *Cache[V]) Clear(ctx context.Context) error {
+	return c.clear(ctx)
+}
+
 // Stats returns the cache's counters since it was made.
 func (c *Cache[V]) Stats() Stats { return c.stats.snapshot() }
-
-// check validates key and the client's state.
-func (c *Cache[V]) check(key string) error {
-	if len(key) == 0 || len(key) > MaxKeyLength {
-		return invalidKey(key)
-	}
-	if c.client.closed.Load() {
-		return ErrClosed
-	}
-	return nil
-}
-
-// getL1 returns the L1 entry of key if it is fresh.
-func (c *Cache[V]) getL1(key string) (*entry[V], bool) {
-	if c.l1 == nil || !c.client.trusted.Load() {
-		return nil, false
-	}
-	e, ok := c.l1.Get(key)
-	if !ok || c.client.clock.NowNano() >= e.LocalFreshUntil {
-		return nil, false
-	}
-	return e, true
-}
-
-// result turns an entry into Get's results.
-func (c *Cache[V]) result(e *entry[V]) (V, error) {
-	if e.Value.negative {
-		c.stats.negativeHits.Add(1)
-		var zero V
-		return zero, ErrNotFound
-	}
-	return e.Value.v, nil
-}
-
-func (c *Cache[V]) observe(ctx context.Context, e Event) {
-	if o := c.client.cfg.Observer; o != nil {
-		e.Namespace = c.ns
-		o.Observe(ctx, e)
-	}
-}
-
-// jitter spreads d by ± Options.Jitter.
-func (c *Cache[V]) jitter(d int64) int64 {
-	j := c.opts.Jitter
-	if j == 0 {
-		return d
-	}
-	f := 1 + j*(2*c.client.cfg.Rand()-1)
-	return int64(math.Round(float64(d) * f))
-}
-
-func (c *Cache[V]) close() {
-	if c.l1 != nil {
-		c.l1.Close()
-	}
-}
-
-// cached is what an L1 entry of a Cache[V] holds: the value, and what the
-// read paths need to know about it.
-type cached[V any] struct {
-	v        V
-	negative bool   // a cached "not found": v is the zero value
-	version  uint64 // the version the value came from (its write time in ns)
-	// refreshFrom is the earliest time (Unix ns) at which a hit should
-	// consider refreshing the value early (XFetch); math.MaxInt64 for never.
-	refreshFrom int64
-	// loadDuration is how long the load that produced the value took.
-	loadDuration time.Duration
-}
-
-// entry is an L1 entry of a Cache[V]; L2 holds the same as an l2.Envelope.
-type entry[V any] = l1.Entry[cached[V]]

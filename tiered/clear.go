@@ -10,11 +10,8 @@ import (
 	"github.com/strata-cache/strata/l2"
 )
 
-// Clear invalidates the whole namespace on every replica: it bumps the
-// namespace's version in L2, so every key written before is unreachable at
-// once (the old keys expire in Redis by their TTL), empties this replica's
-// L1 and tells the others to do the same.
-func (c *Cache[V]) Clear(ctx context.Context) error {
+// clear is Cache.Clear.
+func (c *Cache[V]) clear(ctx context.Context) error {
 	done, err := c.client.beginWrite()
 	if err != nil {
 		return err
@@ -38,15 +35,8 @@ func (c *Cache[V]) Clear(ctx context.Context) error {
 	return c.client.publish(ctx, coherence.KindClear, c.ns, nil, v)
 }
 
-// InvalidatePattern removes every key of the namespace matching pattern
-// (Redis glob syntax: *, ?, [abc], \ to escape) from L2 on every shard or
-// cluster master, and from every replica's L1.
-//
-// NOTE: L1 has no key index, so every replica drops its whole L1 for the
-// namespace rather than only the matching keys. The pattern is matched
-// against keys as L2 stores them: a key starting with '}' or '~' is stored
-// with a '~' in front.
-func (c *Cache[V]) InvalidatePattern(ctx context.Context, pattern string) error {
+// invalidatePattern is Cache.InvalidatePattern.
+func (c *Cache[V]) invalidatePattern(ctx context.Context, pattern string) error {
 	if pattern == "" || len(pattern) > MaxKeyLength {
 		return fmt.Errorf("%w: pattern of %d bytes", ErrInvalidKey, len(pattern))
 	}

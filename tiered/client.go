@@ -3,6 +3,8 @@
 package tiered
 
 import (
+	"github.com/redis/go-redis/v9"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -61,8 +63,9 @@ type Config struct {
 	// with HMAC-SHA-256: messages without a valid MAC are dropped. Every
 	// replica and producer must share it. Nil means unauthenticated messages.
 	InvalidationKey []byte
-	// Rand returns uniform numbers in [0, 1) for jitter. It must be safe for
-	// concurrent use. Nil means math/rand/v2's Float64.
+	// Rand returns uniform numbers in [0, 1) for TTL jitter and for XFetch's
+	// early-refresh draw. It must be safe for concurrent use. Nil means
+	// math/rand/v2's Float64. With Clock, it makes a run reproducible.
 	Rand func() float64
 }
 
@@ -160,38 +163,64 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// routeChanged drops L1 when L2's routing changed: values read before may
-// have come from a server that no longer serves their key, and an
-// invalidation may have been applied against a different server.
-func (c *Client) routeChanged(reason string) {
-	c.cfg.Logger.Warn("strata: L2 routing changed; dropping L1", "reason", reason)
-	for _, cache := range c.cachesOf("") {
-		cache.reset()
-	}
-}
-
-// repaired invalidates keys everywhere once a returning Redis server no
-// longer holds their old values: a replica may have read one in the
-// moments before the repair.
-func (c *Client) repaired(ns string, keys []string) {
-	done, err := c.beginWrite()
-	if err != nil {
-		return
-	}
-	defer done()
-	m := &coherence.Message{Kind: coherence.KindKeys, Namespace: ns, Items: keys}
-	for _, cache := range c.cachesOf(ns) {
-		cache.invalidate(m)
-	}
-	_ = c.publish(c.ctx, coherence.KindKeys, ns, keys, uint64(c.clock.NowNano()))
-}
-
 // NodeID returns this replica's ID.
 func (c *Client) NodeID() string { return c.cfg.NodeID }
 
-// L2 returns the Redis tier, or nil when none is configured. Instrumentation
-// uses it to reach the go-redis client.
-func (c *Client) L2() *l2.Store { return c.l2 }
+// GossipAddr returns the address other replicas can join this one's gossip
+// at ("ip:port"), or "" without gossip.
+func (c *Client) GossipAddr() string {
+	return c.gossipAddr()
+}
+
+// Redis returns the go-redis client L2 runs on (a *redis.Client, *redis.Ring
+// or *redis.ClusterClient; the caller's own one with l2.Config.Client), or
+// nil when no L2 is configured. It is for instrumentation, such as
+// redisotel's tracing and metrics hooks; cache entries written through it
+// directly skip the load lease and the invalidations that keep the replicas
+// coherent.
+func (c *Client) Redis() redis.UniversalClient {
+	if c.l2 == nil {
+		return nil
+	}
+	return c.l2.Client()
+}
+
+// L2Health returns the state of each Redis server of a single node or a
+// Ring, in l2.Config.Addrs order: whether it serves, why not, and its
+// circuit breaker's state. It is nil for a Redis Cluster, a caller's own
+// client, or without L2.
+func (c *Client) L2Health() []l2.ServerHealth {
+	if c.l2 == nil {
+		return nil
+	}
+	return c.l2.Health()
+}
+
+// Invalidate deletes keys of namespace from L2 and from every replica's L1,
+// without a Cache: a process that only learns of changes (a database
+// change-data-capture consumer, a script) calls it. It returns the L2 error,
+// if any; the invalidation is published either way.
+func (c *Client) Invalidate(ctx context.Context, namespace string, keys ...string) error {
+	return c.invalidate(ctx, namespace, keys...)
+}
+
+// InvalidateTags removes every key of namespace carrying one of tags from L2
+// and from every replica's L1, without a Cache (see Invalidate).
+func (c *Client) InvalidateTags(ctx context.Context, namespace string, tags ...string) error {
+	return c.invalidateTags(ctx, namespace, tags...)
+}
+
+// BusStats returns the invalidation bus's counters (zero without one).
+func (c *Client) BusStats() coherence.Stats {
+	return c.busStats()
+}
+
+// RetryStats reports the failed L2 writes this client tries again: deletes
+// after a failed Set or Delete on a Redis Cluster or a caller's client, and
+// releases of load leases whose fill failed.
+func (c *Client) RetryStats() RetryStats {
+	return c.retryStats()
+}
 
 // Close cancels in-flight loads, waits for them and for the writes and
 // invalidations in progress (so that they are published), releases every
@@ -201,126 +230,5 @@ func (c *Client) L2() *l2.Store { return c.l2 }
 // NOTE: a Set in progress includes its Options.Writer call, which runs
 // with the caller's context: a Writer that never returns holds Close up.
 func (c *Client) Close() error {
-	c.mu.Lock()
-	if c.closed.Load() {
-		c.mu.Unlock()
-		return nil
-	}
-	// Set under mu so that no load starts after Wait below begins.
-	c.closed.Store(true)
-	caches := c.caches
-	c.caches = nil
-	c.mu.Unlock()
-	c.cancel()
-	c.loads.Wait()
-	// Their invalidations go out before the bus's last heartbeat, which
-	// lets receivers notice one lost on both channels.
-	c.writes.Wait()
-	c.retry.close()
-	if c.bus != nil {
-		_ = c.bus.Close()
-	}
-	if c.gossip != nil {
-		_ = c.gossip.Close()
-	}
-	for _, cache := range caches {
-		cache.close()
-	}
-	if c.coarse != nil {
-		c.coarse.Stop()
-	}
-	if c.l2 != nil {
-		return c.l2.Close()
-	}
-	return nil
-}
-
-// register adds a cache to be closed with the client.
-func (c *Client) register(cache registeredCache) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed.Load() {
-		return ErrClosed
-	}
-	c.caches = append(c.caches, cache)
-	return nil
-}
-
-// beginLoad registers a loader call so Close can cancel it and wait for it.
-// It returns ctx, ended also by Close, and the func to call when the load is
-// over; it fails once the client is closed. Only loader calls are tracked: L2
-// commands are bounded by their own timeout.
-func (c *Client) beginLoad(ctx context.Context) (context.Context, func(), error) {
-	c.mu.Lock()
-	if c.closed.Load() {
-		c.mu.Unlock()
-		return nil, nil, ErrClosed
-	}
-	c.loads.Add(1)
-	c.mu.Unlock()
-	lctx, cancel := context.WithCancel(ctx)
-	unhook := context.AfterFunc(c.ctx, cancel)
-	return lctx, func() {
-		unhook()
-		cancel()
-		c.loads.Done()
-	}, nil
-}
-
-// beginWrite registers a write or invalidation so that Close waits for it
-// (its L2 part is bounded by the L2 timeout, its publication by WithAck's).
-// It fails once the client is closed.
-func (c *Client) beginWrite() (func(), error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed.Load() {
-		return nil, ErrClosed
-	}
-	c.writes.Add(1)
-	return c.writes.Done, nil
-}
-
-// stopwatch starts timing a load: with the injected clock when there is one
-// (tests then control load durations), else with the monotonic clock (the
-// coarse clock's millisecond would round short loads to zero).
-func (c *Client) stopwatch() func() time.Duration {
-	if c.coarse == nil {
-		start := c.clock.NowNano()
-		return func() time.Duration { return time.Duration(c.clock.NowNano() - start) }
-	}
-	start := time.Now()
-	return func() time.Duration { return time.Since(start) }
-}
-
-// l2Error reports a failed L2 command: observer, then a rate-limited log.
-func (c *Client) l2Error(ctx context.Context, ns, op string, err error) {
-	if o := c.cfg.Observer; o != nil {
-		o.Observe(ctx, Event{Kind: EventL2Error, Namespace: ns, Tier: TierL2, Err: err})
-	}
-	if n, ok := c.l2Log.allow(c.clock.NowNano()); ok {
-		c.cfg.Logger.Warn("strata: L2 unavailable, serving without it",
-			"namespace", ns, "op", op, "err", err, "errors_since_last_log", n)
-	}
-}
-
-// rateLimitedLog lets one log through per interval and counts the rest.
-type rateLimitedLog struct {
-	interval   int64
-	last       atomic.Int64
-	suppressed atomic.Int64
-}
-
-// allow reports whether to log now, and how many events were held back since
-// the last log (this one included).
-func (r *rateLimitedLog) allow(now int64) (int64, bool) {
-	n := r.suppressed.Add(1)
-	last := r.last.Load()
-	if last != 0 && now-last < r.interval {
-		return 0, false
-	}
-	if !r.last.CompareAndSwap(last, now) {
-		return 0, false
-	}
-	r.suppressed.Add(-n)
-	return n, true
+	return c.close()
 }

@@ -113,8 +113,8 @@ func WithAck(ctx context.Context, timeout time.Duration) context.Context {
 	return context.WithValue(ctx, ackKey{}, timeout)
 }
 
-// BusStats returns the invalidation bus's counters (zero without one).
-func (c *Client) BusStats() coherence.Stats {
+// busStats is Client.BusStats.
+func (c *Client) busStats() coherence.Stats {
 	if c.bus == nil {
 		return coherence.Stats{}
 	}
@@ -215,11 +215,8 @@ func (c *Cache[V]) dropAll() {
 	c.l1.Clear()
 }
 
-// Invalidate deletes keys of namespace from L2 and from every replica's L1,
-// without a Cache: a process that only learns of changes (a database
-// change-data-capture consumer, a script) calls it. It returns the L2 error,
-// if any; the invalidation is published either way.
-func (c *Client) Invalidate(ctx context.Context, namespace string, keys ...string) error {
+// invalidate is Client.Invalidate.
+func (c *Client) invalidate(ctx context.Context, namespace string, keys ...string) error {
 	if err := validateNamespace(namespace); err != nil {
 		return err
 	}
@@ -250,9 +247,8 @@ func (c *Client) Invalidate(ctx context.Context, namespace string, keys ...strin
 	return errors.Join(err, c.publishWrite(ctx, namespace, keys, servers, cause, uint64(c.clock.NowNano())))
 }
 
-// GossipAddr returns the address other replicas can join this one's gossip
-// at ("ip:port"), or "" without gossip.
-func (c *Client) GossipAddr() string {
+// gossipAddr is Client.GossipAddr.
+func (c *Client) gossipAddr() string {
 	if c.gossip == nil {
 		return ""
 	}

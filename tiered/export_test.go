@@ -1,6 +1,10 @@
 package tiered
 
-import "context"
+import (
+	"context"
+
+	"github.com/strata-cache/strata/l2"
+)
 
 // SetBeforeInstall makes c call f between reading a value (L2 or loader) and
 // installing it in L1, so tests can land an invalidation in between.
@@ -45,3 +49,6 @@ func L2NameForTest[V any](c *Cache[V]) string { return c.l2ns() }
 
 // ReloadingForTest reports whether a background version reload runs (review hook).
 func ReloadingForTest[V any](c *Cache[V]) bool { return c.reloading.Load() }
+
+// L2 returns the client's Redis tier, or nil.
+func (c *Client) L2() *l2.Store { return c.l2 }

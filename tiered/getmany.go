@@ -11,19 +11,8 @@ import (
 	"github.com/strata-cache/strata/l2"
 )
 
-// GetMany returns the values of keys that exist: from L1, then from L2 in one
-// pipeline (split per shard, shards in parallel), then from load with only the
-// keys still missing. Keys that are not found are absent from the map.
-//
-// Loads coalesce per key with concurrent Get and GetMany calls on this
-// replica: a key another call is loading is awaited, not loaded twice. Across
-// replicas GetMany takes the load lease of each missing key; load receives
-// only the keys whose lease this call holds (and, past LeaseWait, the keys
-// still unfilled, whose results it then does not cache).
-//
-// A nil load makes GetMany a lookup. On a loader error the map holds what was
-// found, and the error is returned.
-func (c *Cache[V]) GetMany(ctx context.Context, keys []string, load BatchLoader[V]) (map[string]V, error) {
+// getMany is Cache.GetMany.
+func (c *Cache[V]) getMany(ctx context.Context, keys []string, load BatchLoader[V]) (map[string]V, error) {
 	for _, k := range keys {
 		if err := c.check(k); err != nil {
 			return nil, err

@@ -63,7 +63,8 @@ type Event struct {
 	Err       error
 }
 
-// Observer receives events for telemetry. otelcache provides one.
+// Observer receives events for telemetry: implement it to count hits,
+// misses, loads and errors per tier, or to trace them.
 //
 // Observe is called synchronously on the caller's goroutine, including the L1
 // hit path: it must be fast, must not block, and must not retain ctx.

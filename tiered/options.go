@@ -42,16 +42,29 @@ const (
 	// load that outlives its lease lets a second loader in. It is also the
 	// longest a dead holder delays the others.
 	DefaultLeaseTTL = 5 * time.Second
+	// DefaultL1MaxCost bounds a cache's L1 when L1Options.MaxCost is zero
+	// (l1.DefaultMaxCost: 64 MiB).
+	DefaultL1MaxCost = l1.DefaultMaxCost
+	// DefaultL1MaxTTL is how long an L1 copy may be served without looking
+	// at L2 when L1Options.MaxTTL is zero (l1.DefaultMaxTTL: a minute).
+	DefaultL1MaxTTL = l1.DefaultMaxTTL
 )
+
+// Off turns off a setting whose zero value means its default:
+// Options.Jitter and Options.EarlyRefreshBeta (and, in l2, l2.Off for
+// l2.Config.BreakerFailures). Any negative value does the same; Off says so
+// by name. A tier is turned off with L1Options.Disabled, or by leaving
+// Config.Redis empty.
+const Off = -1
 
 // L1Options configures a cache's in-process tier.
 type L1Options struct {
 	// MaxCost bounds the tier's size in bytes (encoded value, key and a fixed
-	// per-entry overhead). Zero means 64 MiB.
+	// per-entry overhead). Zero means DefaultL1MaxCost.
 	MaxCost int64
 	// MaxTTL is how long a value may be served from L1 without looking at L2,
 	// whatever its TTL: the bound on staleness if an invalidation is missed.
-	// Zero means one minute.
+	// Zero means DefaultL1MaxTTL.
 	MaxTTL time.Duration
 	// Disabled turns L1 off: every Get reads L2.
 	Disabled bool
@@ -76,12 +89,12 @@ type Options[V any] struct {
 	// tiers. Zero means not at all.
 	NegativeTTL time.Duration
 	// Jitter spreads every TTL by ± this fraction, uniformly. Zero means
-	// DefaultJitter; a negative value disables jitter. At most 1.
+	// DefaultJitter; Off (any negative value) means none. At most 1.
 	Jitter float64
 	// EarlyRefreshBeta is XFetch's beta: a hit refreshes the value in the
 	// background with a probability that rises as expiry nears, scaled by the
-	// last load's duration times beta. Zero means DefaultEarlyRefreshBeta; a
-	// negative value disables early refresh.
+	// last load's duration times beta. Zero means DefaultEarlyRefreshBeta;
+	// Off (any negative value) means no early refresh.
 	EarlyRefreshBeta float64
 	// LeaseTTL is how long the replica that loads a missing key holds the
 	// cluster-wide load lease. Zero means DefaultLeaseTTL.

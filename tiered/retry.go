@@ -73,10 +73,8 @@ type RetryStats struct {
 	Expired, Dropped uint64
 }
 
-// RetryStats reports the failed L2 writes this client tries again: deletes
-// after a failed Set or Delete on a Redis Cluster or a caller's client, and
-// releases of load leases whose fill failed.
-func (c *Client) RetryStats() RetryStats {
+// retryStats is Client.RetryStats.
+func (c *Client) retryStats() RetryStats {
 	r := &c.retry
 	r.mu.Lock()
 	defer r.mu.Unlock()

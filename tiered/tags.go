@@ -11,9 +11,8 @@ import (
 	"github.com/strata-cache/strata/l2"
 )
 
-// InvalidateTags removes every key carrying one of tags (from Options.Tags
-// or WithTags) from L2 and from every replica's L1.
-func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
+// invalidateTags is Cache.InvalidateTags.
+func (c *Cache[V]) invalidateTags(ctx context.Context, tags ...string) error {
 	if err := validateTags(tags); err != nil {
 		return err
 	}
@@ -218,9 +217,8 @@ func (c *Client) restoreTags(ctx context.Context, l2ns string, tags []string, se
 	}
 }
 
-// InvalidateTags removes every key of namespace carrying one of tags from L2
-// and from every replica's L1, without a Cache (see Invalidate).
-func (c *Client) InvalidateTags(ctx context.Context, namespace string, tags ...string) error {
+// invalidateTags is Client.InvalidateTags.
+func (c *Client) invalidateTags(ctx context.Context, namespace string, tags ...string) error {
 	if err := validateNamespace(namespace); err != nil {
 		return err
 	}

@@ -1,0 +1,100 @@
+package tiered
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"github.com/strata-cache/strata/l1"
+)
+
+// hitL1 answers a fresh L1 hit, starting an early refresh when XFetch says so.
+func (c *Cache[V]) hitL1(ctx context.Context, e *entry[V], now int64, load Loader[V]) (V, error) {
+	c.countL1Hit(ctx, e, now, load)
+	return c.result(e)
+}
+
+// countL1Hit counts and reports a fresh L1 hit, starting an early refresh or
+// a sliding extension where due.
+func (c *Cache[V]) countL1Hit(ctx context.Context, e *entry[V], now int64, load Loader[V]) {
+	c.stats.l1Hits.add()
+	if now >= e.Value.refreshFrom && load != nil {
+		c.earlyRefresh(ctx, e, now, load)
+	}
+	if c.opts.Sliding && !e.Value.negative {
+		c.slide(ctx, e, now)
+	}
+	c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
+}
+
+// check validates key and the client's state.
+func (c *Cache[V]) check(key string) error {
+	if len(key) == 0 || len(key) > MaxKeyLength {
+		return invalidKey(key)
+	}
+	if c.client.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// getL1 returns the L1 entry of key if it is fresh.
+func (c *Cache[V]) getL1(key string) (*entry[V], bool) {
+	if c.l1 == nil || !c.client.trusted.Load() {
+		return nil, false
+	}
+	e, ok := c.l1.Get(key)
+	if !ok || c.client.clock.NowNano() >= e.LocalFreshUntil {
+		return nil, false
+	}
+	return e, true
+}
+
+// result turns an entry into Get's results.
+func (c *Cache[V]) result(e *entry[V]) (V, error) {
+	if e.Value.negative {
+		c.stats.negativeHits.Add(1)
+		var zero V
+		return zero, ErrNotFound
+	}
+	return e.Value.v, nil
+}
+
+func (c *Cache[V]) observe(ctx context.Context, e Event) {
+	if o := c.client.cfg.Observer; o != nil {
+		e.Namespace = c.ns
+		o.Observe(ctx, e)
+	}
+}
+
+// jitter spreads d by ± Options.Jitter.
+func (c *Cache[V]) jitter(d int64) int64 {
+	j := c.opts.Jitter
+	if j == 0 {
+		return d
+	}
+	f := 1 + j*(2*c.client.cfg.Rand()-1)
+	return int64(math.Round(float64(d) * f))
+}
+
+func (c *Cache[V]) close() {
+	if c.l1 != nil {
+		c.l1.Close()
+	}
+}
+
+// cached is what an L1 entry of a Cache[V] holds: the value, and what the
+// read paths need to know about it.
+type cached[V any] struct {
+	v        V
+	negative bool   // a cached "not found": v is the zero value
+	version  uint64 // the version the value came from (its write time in ns)
+	// refreshFrom is the earliest time (Unix ns) at which a hit should
+	// consider refreshing the value early (XFetch); math.MaxInt64 for never.
+	refreshFrom int64
+	// loadDuration is how long the load that produced the value took.
+	loadDuration time.Duration
+}
+
+// entry is an L1 entry of a Cache[V]; L2 holds the same as an l2.Envelope.
+type entry[V any] = l1.Entry[cached[V]]
