@@ -680,5 +680,5 @@ func (s *Store) PubSubClient(channel string) redis.UniversalClient {
 	if s.set == nil {
 		return s.client
 	}
-	return s.set.nodes[s.set.all.get(hashTag(channel))].client
+	return s.set.nodes[s.set.all.Get(hashTag(channel))].client
 }

@@ -96,7 +96,7 @@ func (s *Store) tagsServing(ns string, tags []string) error {
 	}
 	for _, t := range tags {
 		if _, standIn := s.tagShard(ns, t); standIn {
-			return fmt.Errorf("%w: tag %q: its shard %s is out of service", ErrUnavailable, t, s.set.nodes[s.set.all.get(hashTag(s.TagKey(ns, t)))].addr)
+			return fmt.Errorf("%w: tag %q: its shard %s is out of service", ErrUnavailable, t, s.set.nodes[s.set.all.Get(hashTag(s.TagKey(ns, t)))].addr)
 		}
 	}
 	return nil
