@@ -130,7 +130,7 @@ func (h *health) start() {
 	h.stop = make(chan struct{})
 	h.ctx, h.cancel = context.WithCancel(maintenance(context.Background()))
 	for _, n := range h.nodes {
-		n.onDirty = h.dirtied
+		n.onDirty = func() { h.dirtied(n) }
 	}
 	h.quiet = true
 	h.round(true)
@@ -478,12 +478,7 @@ func (h *health) clean(n *node, e uint64) {
 			n.markDirty(keys, all) // try again on a later round
 			return
 		}
-		n.mu.Lock()
-		more := len(n.pending) > 0 || n.overflow
-		if !more {
-			n.dirty.Store(false)
-		}
-		n.mu.Unlock()
+		more := !n.cleaned()
 		if !more && h.epoch() <= e {
 			h.joinLocked(n, "cleaned")
 			h.mu.Unlock()
@@ -665,9 +660,7 @@ func (s *Store) Health() []ServerHealth {
 		if why := n.why.Load(); why != nil && !out[i].Serving {
 			out[i].Reason = *why
 		}
-		if cb := n.cb.Load(); cb != nil {
-			out[i].Breaker = cb.State().String()
-		}
+		out[i].Breaker = n.breakerState()
 	}
 	return out
 }

@@ -189,14 +189,6 @@ func (c *Config) setDefaults() error {
 // per Get against a killed server with the defaults).
 const noRetries = -1
 
-func (c *Config) breaker() breakerSettings {
-	return breakerSettings{
-		disabled: c.BreakerFailures < 0,
-		failures: uint32(max(c.BreakerFailures, 0)),
-		coolDown: c.BreakerCoolDown,
-	}
-}
-
 // build makes the go-redis client c describes, with a guard per server: for
 // a single node or a Ring also the health watch that routes around servers
 // out of service.
