@@ -41,10 +41,8 @@ type health struct {
 	id       string // this replica's name on the out markers it keeps
 	interval time.Duration
 	timeout  time.Duration
-	onChange func(reason string)
-	// onRepaired receives the value keys replayed on a returning server.
-	onRepaired func(ns string, keys []string)
-	parse      func(full string) (ns, key string, ok bool)
+	watcher  Watcher // nil: no one is told
+	parse    func(full string) (ns, key string, ok bool)
 
 	mu      sync.Mutex // orders fencing, joining and epoch changes
 	changes uint64     // routing changes made here, under mu
@@ -545,9 +543,9 @@ func (h *health) flush(ctx context.Context, n *node) (int, error) {
 	return total, nil
 }
 
-// repaired tells onRepaired which value keys a replay deleted.
+// repaired tells the watcher which value keys a replay deleted.
 func (h *health) repaired(keys []string) {
-	if h.onRepaired == nil || h.parse == nil {
+	if h.watcher == nil || h.parse == nil {
 		return
 	}
 	byNS := map[string][]string{}
@@ -560,16 +558,16 @@ func (h *health) repaired(keys []string) {
 	defer h.mu.Unlock()
 	for ns, keys := range byNS {
 		if !h.closed {
-			h.wg.Go(func() { h.onRepaired(ns, keys) })
+			h.wg.Go(func() { h.watcher.Repaired(ns, keys) })
 		}
 	}
 }
 
-// changed reports a routing change to onChange on its own goroutine: the
-// callback may use the store, and h.mu is held here.
+// changed reports a routing change to the watcher on its own goroutine: the
+// watcher may use the store, and h.mu is held here.
 func (h *health) changed(reason string) {
-	if h.onChange != nil && !h.quiet && !h.closed {
-		h.wg.Go(func() { h.onChange(reason) })
+	if h.watcher != nil && !h.quiet && !h.closed {
+		h.wg.Go(func() { h.watcher.RouteChanged(reason) })
 	}
 }
 

@@ -109,18 +109,6 @@ type Config struct {
 	// BreakerCoolDown is how long an open breaker fails commands at once
 	// before one probe may try the server. Zero means DefaultBreakerCoolDown.
 	BreakerCoolDown time.Duration
-	// OnRouteChange, when set, is called (on a background goroutine) when a
-	// Ring shard returns to service or the routing epoch advances.
-	// Values read from L2 before may have come from a server that no longer
-	// serves their key; Strata's tiered client drops its L1.
-	OnRouteChange func(reason string)
-	// OnRepaired, when set, is called (on a background goroutine) with the
-	// keys deleted from a returning server because writes to them failed
-	// while it was away, as namespace (without its version) and key. Another
-	// replica may have read their old values from the server in the moments
-	// before the repair; Strata's tiered client publishes an invalidation of
-	// them.
-	OnRepaired func(ns string, keys []string)
 }
 
 // Enabled reports whether c configures an L2 at all.
@@ -192,7 +180,7 @@ const noRetries = -1
 // build makes the go-redis client c describes, with a guard per server: for
 // a single node or a Ring also the health watch that routes around servers
 // out of service.
-func (c *Config) build(s *Store) {
+func (c *Config) build(s *Store, w Watcher) {
 	opts := func(addr string) *redis.Options {
 		return &redis.Options{
 			Addr: addr, Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
@@ -249,7 +237,7 @@ func (c *Config) build(s *Store) {
 		n.client.AddHook(n)
 		n.admin = c.adminClient(opts(c.Addrs[0]))
 		s.client = n.client
-		s.health = c.health(s, []*node{n}, nil)
+		s.health = c.health(s, []*node{n}, nil, w)
 	default:
 		shards := make(map[string]string, len(c.Addrs))
 		nodes := make([]*node, len(c.Addrs))
@@ -285,7 +273,7 @@ func (c *Config) build(s *Store) {
 			},
 		})
 		s.client = ring
-		s.health = c.health(s, nodes, set)
+		s.health = c.health(s, nodes, set, w)
 	}
 }
 
@@ -296,11 +284,10 @@ func (c *Config) adminClient(o *redis.Options) *redis.Client {
 	return redis.NewClient(o)
 }
 
-func (c *Config) health(s *Store, nodes []*node, set *shardSet) *health {
+func (c *Config) health(s *Store, nodes []*node, set *shardSet, w Watcher) *health {
 	return &health{
 		nodes: nodes, set: set, prefix: c.Prefix, epochKey: epochKey(c.Prefix), id: randomID(),
-		interval: c.HealthInterval, timeout: c.HealthTimeout, onChange: c.OnRouteChange,
-		onRepaired: c.OnRepaired, parse: s.parseKey,
+		interval: c.HealthInterval, timeout: c.HealthTimeout, watcher: w, parse: s.parseKey,
 	}
 }
 
@@ -324,11 +311,36 @@ type Store struct {
 	closeErr   error
 }
 
+// Watcher is told of the changes the health watch of a single node or a
+// Ring makes (a Redis Cluster or a caller's client has none); see
+// OpenWatched.
+//
+// Each call runs on a goroutine of its own, and may use the store. Close
+// waits for the calls in progress: a method must not call Close, nor wait
+// for anything Close ends.
+type Watcher interface {
+	// RouteChanged is called when a Ring shard returns to service or the
+	// routing epoch advances. Values read from L2 before may have come from
+	// a server that no longer serves their key; Strata's tiered client drops
+	// its L1.
+	RouteChanged(reason string)
+	// Repaired is called with the keys deleted from a returning server
+	// because writes to them failed while it was away, as namespace (without
+	// its version) and key; keys is the method's to keep. Another replica
+	// may have read their old values from the server in the moments before
+	// the repair; Strata's tiered client publishes an invalidation of them.
+	Repaired(ns string, keys []string)
+}
+
 // Open returns a store for cfg, or an error if cfg is invalid or not Enabled.
 // For a single node or a Ring it checks each server once (bounded by
 // Timeout) so that those answering serve at once; a Redis that is down at
 // start is not a failure to start: it serves once it answers.
-func Open(cfg Config) (*Store, error) {
+func Open(cfg Config) (*Store, error) { return OpenWatched(cfg, nil) }
+
+// OpenWatched is Open with w told of routing changes and repairs (nil: no
+// one is). Strata's tiered client opens its store this way.
+func OpenWatched(cfg Config, w Watcher) (*Store, error) {
 	if !cfg.Enabled() {
 		return nil, errors.New("l2: no Addrs, ClusterAddrs or Client configured")
 	}
@@ -336,7 +348,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{owned: cfg.Client == nil, prefix: cfg.Prefix, standInTTL: cfg.StandInTTL}
-	cfg.build(s)
+	cfg.build(s, w)
 	if s.health != nil {
 		s.health.start()
 	}

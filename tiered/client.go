@@ -123,22 +123,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg}
 	c.retry.c = c
 	if cfg.Redis.Enabled() {
-		redisCfg := cfg.Redis
-		user := redisCfg.OnRouteChange
-		redisCfg.OnRouteChange = func(reason string) {
-			c.routeChanged(reason)
-			if user != nil {
-				user(reason)
-			}
-		}
-		userRepaired := redisCfg.OnRepaired
-		redisCfg.OnRepaired = func(ns string, keys []string) {
-			c.repaired(ns, keys)
-			if userRepaired != nil {
-				userRepaired(ns, keys)
-			}
-		}
-		store, err := l2.Open(redisCfg)
+		store, err := l2.OpenWatched(cfg.Redis, l2Watcher{c})
 		if err != nil {
 			return nil, fmt.Errorf("tiered: %w", err)
 		}
@@ -158,6 +143,15 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	return c, nil
 }
+
+// l2Watcher passes the L2 store's routing changes and repairs to c.
+type l2Watcher struct{ c *Client }
+
+// RouteChanged implements l2.Watcher.
+func (w l2Watcher) RouteChanged(reason string) { w.c.routeChanged(reason) }
+
+// Repaired implements l2.Watcher.
+func (w l2Watcher) Repaired(ns string, keys []string) { w.c.repaired(ns, keys) }
 
 // routeChanged drops L1 when L2's routing changed: values read before may
 // have come from a server that no longer serves their key, and an
