@@ -571,23 +571,6 @@ func (h *health) changed(reason string) {
 	}
 }
 
-// Heals reports whether the store keeps a server whose write failed out of
-// service until the written keys are deleted from it (a single node or a Ring
-// that Strata connected). For a Redis Cluster or a caller's client a failed
-// write may leave the old value readable.
-func (s *Store) Heals() bool { return s.health != nil }
-
-// Settled reports whether a key's server now is where the key will be read
-// later, so a write that lands now repairs what a failed one left behind.
-// It is false while a caller's own Ring routes around shards it holds down:
-// their keys go elsewhere until they return, with whatever they held.
-// (Strata's own routing cleans a returning server first; a Cluster moves a
-// slot with its data.)
-func (s *Store) Settled() bool {
-	ring, ok := s.client.(*redis.Ring)
-	return !ok || s.set != nil || ring.Len() >= len(ring.Options().Addrs)
-}
-
 // MarkDirty records that writes of keys in namespace ns failed elsewhere
 // (another replica's L2 write, told on the invalidation bus) on server (an
 // address, as Server returns; "" when the writer did not know it). The
@@ -597,15 +580,12 @@ func (s *Store) Settled() bool {
 // fencing that healthy server would spread the fault. It does nothing when
 // the store does not heal.
 func (s *Store) MarkDirty(ns, server string, keys ...string) {
-	if s.health == nil {
+	if !s.topo.watched() {
 		return
 	}
 	for _, key := range keys {
 		k, at, _ := s.route(ns, key)
-		n := s.health.nodes[0]
-		if s.set != nil {
-			n = s.set.nodes[at]
-		}
+		n := s.health.nodes[at] // at is 0 for a single node
 		if server != "" && n.addr != server {
 			continue
 		}
@@ -613,22 +593,6 @@ func (s *Store) MarkDirty(ns, server string, keys ...string) {
 			s.health.dirtied(n)
 		}
 	}
-}
-
-// Server returns the address of the server a key (of any namespace) is sent
-// to now, for naming it if the write fails (see MarkDirty): the configured
-// address of a single node or Ring shard, "" for a Redis Cluster or a
-// caller's client.
-func (s *Store) Server(key string) string {
-	switch {
-	case s.health == nil:
-		return ""
-	case s.set == nil:
-		return s.health.nodes[0].addr
-	}
-	// Routed by the value key's hash tag, as route does.
-	at, _, _ := s.set.place(hashTag("{" + keyTag(key) + "}"))
-	return s.set.nodes[at].addr
 }
 
 // ServerHealth is one Redis server as the store sees it.
@@ -649,7 +613,7 @@ type ServerHealth struct {
 // Health returns the state of each server of a single node or a Ring, in
 // Addrs order; nil for a Redis Cluster or a caller's client.
 func (s *Store) Health() []ServerHealth {
-	if s.health == nil {
+	if !s.topo.watched() {
 		return nil
 	}
 	out := make([]ServerHealth, len(s.health.nodes))
@@ -661,15 +625,4 @@ func (s *Store) Health() []ServerHealth {
 		out[i].Breaker = n.breakerState()
 	}
 	return out
-}
-
-// PubSubClient returns the client to publish and subscribe invalidations on.
-// On a Ring it is the shard that owns channel when all are up, whatever the
-// routing: replicas that disagree about a shard still meet on one channel.
-// That shard being out leaves the other channel (gossip) to carry them.
-func (s *Store) PubSubClient(channel string) redis.UniversalClient {
-	if s.set == nil {
-		return s.client
-	}
-	return s.set.nodes[s.set.all.Get(hashTag(channel))].client
 }
