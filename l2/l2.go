@@ -183,13 +183,6 @@ func (c *Config) adminClient(o *redis.Options) *redis.Client {
 	return redis.NewClient(o)
 }
 
-func (c *Config) health(s *Store, nodes []*node, set *shardSet, w Watcher) *health {
-	return &health{
-		nodes: nodes, set: set, prefix: c.Prefix, epochKey: epochKey(c.Prefix), id: randomID(),
-		interval: c.HealthInterval, timeout: c.HealthTimeout, watcher: w, parse: s.parseKey,
-	}
-}
-
 // randomID names a store on the out markers it keeps: 16 random hex digits.
 func randomID() string {
 	var b [8]byte
@@ -206,7 +199,7 @@ type Store struct {
 	standInTTL time.Duration
 	set        *shardSet // a Ring's routing (shardRing); nil otherwise
 	pool       *workers  // a Ring's fan-out workers (shardRing); nil otherwise
-	health     *health   // the health watch (topo.watched()); nil otherwise
+	health     *watch    // the health watch (topo.watched()); nil otherwise
 	closeOnce  sync.Once
 	closeErr   error
 }

@@ -7,12 +7,15 @@ import (
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/strata-cache/strata/l2/internal/health"
 )
 
-// node is one Redis server Strata sends commands to. Its parts have one
-// owner each: the guard hook (breaker.go) reads the fence and keeps the
-// breaker and the dirty log, and the health watch (health.go), under its
-// lock, sets the fence and empties the log.
+// node is one Redis server Strata sends commands to, and who writes each of
+// its parts: the guard hook (breaker.go) counts outcomes on the breaker,
+// which the health watch (health.go) resets when the server returns; the
+// watch sets the fence, under its lock, and the hook reads it; the hook
+// (and MarkDirty) log failed writes, and the watch's cleaning empties the
+// log. What the watch decides with is its own (package health).
 type node struct {
 	name string
 	addr string
@@ -24,7 +27,7 @@ type node struct {
 	admin *redis.Client
 
 	breaker
-	fenced    atomic.Bool // out of service: unreachable, or dirty and not yet flushed
+	fenced    atomic.Bool // out of service: unreachable, or dirty and not yet cleaned
 	why       atomic.Pointer[string]
 	errFenced error
 	dirtyLog
@@ -34,12 +37,6 @@ type node struct {
 	// onFailure is called when a command was refused or the server did not
 	// answer (nil: nothing to do). A Cluster reloads its topology.
 	onFailure func()
-
-	// Owned by the health loop.
-	fails, oks, behind int
-	runID              string
-	marked             bool // this replica keeps an out marker for the node
-	flushing           atomic.Bool
 }
 
 func newNode(name, addr string, b breakerSettings, fenced bool) *node {
@@ -111,6 +108,19 @@ func (l *dirtyLog) cleaned() bool {
 	}
 	l.dirty.Store(false)
 	return true
+}
+
+// dirt is the log as the health decisions see it.
+func (l *dirtyLog) dirt() health.Dirt {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case !l.dirty.Load():
+		return health.NoDirt
+	case l.overflow:
+		return health.DirtyAll
+	}
+	return health.DirtyKeys
 }
 
 // invalidated returns the keys whose cached data cmd changes or removes,

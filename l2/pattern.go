@@ -63,21 +63,21 @@ func (s *Store) onEveryServer(ctx context.Context, each func(context.Context, *r
 		n := s.health.nodes[0]
 		err := each(ctx, n.client)
 		if err != nil && n.markDirty(nil, true) {
-			s.health.dirtied(n)
+			s.health.dirtied(0)
 		}
 		return err
 	case shardRing:
 		var wg sync.WaitGroup
-		for _, n := range s.health.nodes {
+		for i, n := range s.health.nodes {
 			if !n.serving() {
 				if n.markDirty(nil, true) {
-					s.health.dirtied(n)
+					s.health.dirtied(i)
 				}
 				continue
 			}
 			wg.Go(func() {
 				if err := each(ctx, n.client); err != nil && n.markDirty(nil, true) {
-					s.health.dirtied(n)
+					s.health.dirtied(i)
 				}
 			})
 		}

@@ -9,7 +9,7 @@ import (
 // shardSet routes keys over the shards of a Ring. go-redis's Ring sends each
 // command where shardSet says (it is the Ring's ConsistentHash), so Strata,
 // not the Ring's own heartbeat, decides which shards serve: a shard that
-// answers again is kept out until it is safe (see health).
+// answers again is kept out until it is safe (see watch).
 type shardSet struct {
 	nodes []*node
 	all   *rendezvous.Hash

@@ -138,7 +138,7 @@ func (c *Config) buildSingle(s *Store, w Watcher) {
 	n.client.AddHook(n)
 	n.admin = c.adminClient(c.options(c.Addrs[0]))
 	s.client, s.topo = n.client, singleNode
-	s.health = c.health(s, []*node{n}, nil, w)
+	s.health = c.watch(s, []*node{n}, nil, w)
 }
 
 // buildRing connects the shards of Addrs through a Ring that Strata routes.
@@ -158,7 +158,7 @@ func (c *Config) buildRing(s *Store, w Watcher) {
 		Addrs: shards, Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
 		DialTimeout: c.DialTimeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout, PoolSize: c.PoolSize,
 		MaxRetries: noRetries, DialerRetries: 1,
-		// Strata routes (shardSet) and watches the shards (health); the
+		// Strata routes (shardSet) and watches the shards (watch); the
 		// Ring's own heartbeat would bring a shard back before it is safe.
 		NewConsistentHash:  func([]string) redis.ConsistentHash { return set },
 		HeartbeatFn:        func(context.Context, *redis.Client) bool { return true },
@@ -175,7 +175,7 @@ func (c *Config) buildRing(s *Store, w Watcher) {
 		},
 	})
 	s.client, s.topo, s.set, s.pool = ring, shardRing, set, newWorkers(len(nodes)-1)
-	s.health = c.health(s, nodes, set, w)
+	s.health = c.watch(s, nodes, set, w)
 }
 
 // Heals reports whether the store keeps a server whose write failed out of
