@@ -18,9 +18,9 @@ import (
 // HealthTimeout: the routing epoch, the run ID and, on a Ring, the out
 // markers (one pipeline, which doubles as the ping). Package health decides
 // from that, and from what the watch knew before, which servers serve (its
-// rules are in decide.go there); the watch carries the decision out: it
-// fences and returns servers, reroutes a Ring, stamps epochs, keeps out
-// markers and cleans servers, here.
+// rules are in decide.go there); the watch carries the decisions out: it
+// fences and returns servers, reroutes a Ring, stamps epochs, keeps this
+// replica's out markers (markers.go) and cleans servers (clean.go).
 type watch struct {
 	nodes    []*node
 	set      *shardSet // a Ring's routing; nil for a single node
@@ -46,6 +46,9 @@ type watch struct {
 	wg     sync.WaitGroup
 }
 
+// watch returns the health watch of nodes, routed by set on a Ring (nil for
+// a single node), telling w (if not nil) of its changes. It starts with
+// every server out of service: the first round decides.
 func (c *Config) watch(s *Store, nodes []*node, set *shardSet, w Watcher) *watch {
 	h := &watch{
 		nodes: nodes, set: set, ring: set != nil, prefix: c.Prefix, epochKey: epochKey(c.Prefix), id: randomID(),
