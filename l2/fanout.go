@@ -75,7 +75,7 @@ func (s *Store) perShard(ctx context.Context, n int, shard func(i int) int, add 
 	if n == 0 {
 		return
 	}
-	if s.set == nil {
+	if s.topo != shardRing {
 		idx := make([]int32, n)
 		for i := range idx {
 			idx[i] = int32(i)

@@ -259,7 +259,7 @@ func TestPopTagsOfAnAbsentShardIsAnError(t *testing.T) {
 	servers := redistest.StartShards(t, 3)
 	s := openOn(t, servers...)
 	tag := "t"
-	owner := s.set.all.get(tag)
+	owner := s.set.all.Get(tag)
 	if err := s.AddTags(ctx, "ns", "k", []string{tag}, time.Minute); err != nil {
 		t.Fatal(err)
 	}

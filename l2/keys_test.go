@@ -12,7 +12,7 @@ func TestKeyLayout(t *testing.T) {
 	nodes := []*node{newNode("shard0", "a:1", breakerSettings{disabled: true}, false),
 		newNode("shard1", "b:1", breakerSettings{disabled: true}, false),
 		newNode("shard2", "c:1", breakerSettings{disabled: true}, false)}
-	ring := &Store{prefix: "strata", set: newShardSet(nodes), health: &health{nodes: nodes}}
+	ring := &Store{prefix: "strata", topo: shardRing, set: newShardSet(nodes)}
 	single := &Store{prefix: "strata"}
 	for _, tc := range []struct{ key, value, tag string }{
 		{"k1", "strata:users:{k1}", "k1"},

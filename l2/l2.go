@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -109,18 +108,6 @@ type Config struct {
 	// BreakerCoolDown is how long an open breaker fails commands at once
 	// before one probe may try the server. Zero means DefaultBreakerCoolDown.
 	BreakerCoolDown time.Duration
-	// OnRouteChange, when set, is called (on a background goroutine) when a
-	// Ring shard returns to service or the routing epoch advances.
-	// Values read from L2 before may have come from a server that no longer
-	// serves their key; Strata's tiered client drops its L1.
-	OnRouteChange func(reason string)
-	// OnRepaired, when set, is called (on a background goroutine) with the
-	// keys deleted from a returning server because writes to them failed
-	// while it was away, as namespace (without its version) and key. Another
-	// replica may have read their old values from the server in the moments
-	// before the repair; Strata's tiered client publishes an invalidation of
-	// them.
-	OnRepaired func(ns string, keys []string)
 }
 
 // Enabled reports whether c configures an L2 at all.
@@ -189,127 +176,11 @@ func (c *Config) setDefaults() error {
 // per Get against a killed server with the defaults).
 const noRetries = -1
 
-func (c *Config) breaker() breakerSettings {
-	return breakerSettings{
-		disabled: c.BreakerFailures < 0,
-		failures: uint32(max(c.BreakerFailures, 0)),
-		coolDown: c.BreakerCoolDown,
-	}
-}
-
-// build makes the go-redis client c describes, with a guard per server: for
-// a single node or a Ring also the health watch that routes around servers
-// out of service.
-func (c *Config) build(s *Store) {
-	opts := func(addr string) *redis.Options {
-		return &redis.Options{
-			Addr: addr, Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
-			DialTimeout: c.DialTimeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout, PoolSize: c.PoolSize,
-			MaxRetries: noRetries, DialerRetries: 1,
-		}
-	}
-	switch {
-	case c.Client != nil:
-		s.client = c.Client
-	case len(c.ClusterAddrs) > 0:
-		// Cluster nodes come and go with failovers: each gets a breaker when
-		// go-redis first connects to it; the cluster itself routes.
-		var mu sync.Mutex
-		nodes := map[string]*node{}
-		var cluster *redis.ClusterClient
-		var lastReload atomic.Int64
-		// A failing node may have lost its slots to a promoted replica; go-redis
-		// reloads the topology on MOVED or on its own retries, which a refused
-		// command never reaches. Reload at most every HealthInterval.
-		reload := func() {
-			now, last := time.Now().UnixNano(), lastReload.Load()
-			if now-last > int64(c.HealthInterval) && lastReload.CompareAndSwap(last, now) {
-				cluster.ReloadState(context.Background())
-			}
-		}
-		cluster = redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs: c.ClusterAddrs, Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
-			DialTimeout: c.DialTimeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout, PoolSize: c.PoolSize,
-			MaxRetries: noRetries, DialerRetries: 1,
-			// Redirects (MOVED, ASK) stay on: they are how go-redis follows
-			// resharding and failover. The retries they also allow on a
-			// connection error go without backoff, so a dead master costs one
-			// quick retry, not up to 512 ms of backoff before the breaker opens.
-			MinRetryBackoff: -1, MaxRetryBackoff: -1,
-			NewClient: func(o *redis.Options) *redis.Client {
-				cl := redis.NewClient(o)
-				mu.Lock()
-				n := nodes[o.Addr]
-				if n == nil {
-					n = newNode(o.Addr, o.Addr, c.breaker(), false)
-					n.onFailure = reload
-					nodes[o.Addr] = n
-				}
-				mu.Unlock()
-				cl.AddHook(n)
-				return cl
-			},
-		})
-		s.client = cluster
-	case len(c.Addrs) == 1:
-		n := newNode("redis", c.Addrs[0], c.breaker(), true)
-		n.client = redis.NewClient(opts(c.Addrs[0]))
-		n.client.AddHook(n)
-		n.admin = c.adminClient(opts(c.Addrs[0]))
-		s.client = n.client
-		s.health = c.health(s, []*node{n}, nil)
-	default:
-		shards := make(map[string]string, len(c.Addrs))
-		nodes := make([]*node, len(c.Addrs))
-		byAddr := make(map[string]*node, len(c.Addrs))
-		for i, addr := range c.Addrs {
-			name := fmt.Sprintf("shard%d", i)
-			shards[name] = addr
-			nodes[i] = newNode(name, addr, c.breaker(), true)
-			byAddr[addr] = nodes[i]
-		}
-		set := newShardSet(nodes)
-		s.set = set
-		s.pool = newWorkers(len(nodes) - 1)
-		o := opts("")
-		ring := redis.NewRing(&redis.RingOptions{
-			Addrs: shards, Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
-			DialTimeout: c.DialTimeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout, PoolSize: c.PoolSize,
-			MaxRetries: noRetries, DialerRetries: 1,
-			// Strata routes (shardSet) and watches the shards (health); the
-			// Ring's own heartbeat would bring a shard back before it is safe.
-			NewConsistentHash:  func([]string) redis.ConsistentHash { return set },
-			HeartbeatFn:        func(context.Context, *redis.Client) bool { return true },
-			HeartbeatFrequency: time.Hour,
-			NewClient: func(ro *redis.Options) *redis.Client {
-				ro.DialerRetries, ro.MaxRetries = o.DialerRetries, o.MaxRetries
-				cl := redis.NewClient(ro)
-				if n := byAddr[ro.Addr]; n != nil {
-					n.client = cl
-					cl.AddHook(n)
-					n.admin = c.adminClient(opts(ro.Addr))
-				}
-				return cl
-			},
-		})
-		s.client = ring
-		s.health = c.health(s, nodes, set)
-	}
-}
-
 // adminClient is a server's client for health checks and cleaning: two
 // connections, HealthTimeout per command.
 func (c *Config) adminClient(o *redis.Options) *redis.Client {
 	o.ReadTimeout, o.WriteTimeout, o.PoolSize = c.HealthTimeout, c.HealthTimeout, 2
 	return redis.NewClient(o)
-}
-
-func (c *Config) health(s *Store, nodes []*node, set *shardSet) *health {
-	return &health{
-		nodes: nodes, set: set, prefix: c.Prefix, epochKey: epochKey(c.Prefix), id: randomID(),
-		interval: c.HealthInterval, timeout: c.HealthTimeout, onChange: c.OnRouteChange,
-		onRepaired: c.OnRepaired, parse: s.parseKey,
-	}
 }
 
 // randomID names a store on the out markers it keeps: 16 random hex digits.
@@ -322,21 +193,47 @@ func randomID() string {
 // Store is the L2 tier. It is safe for concurrent use.
 type Store struct {
 	client     redis.UniversalClient
+	topo       topology
 	owned      bool
 	prefix     string
 	standInTTL time.Duration
-	set        *shardSet // a Ring's routing; nil otherwise
-	pool       *workers  // a Ring's fan-out workers; nil otherwise
-	health     *health   // nil for a Cluster or a user's client
+	set        *shardSet // a Ring's routing (shardRing); nil otherwise
+	pool       *workers  // a Ring's fan-out workers (shardRing); nil otherwise
+	health     *watch    // the health watch (topo.watched()); nil otherwise
 	closeOnce  sync.Once
 	closeErr   error
+}
+
+// Watcher is told of the changes the health watch of a single node or a
+// Ring makes (a Redis Cluster or a caller's client has none); see
+// OpenWatched.
+//
+// Each call runs on a goroutine of its own, and may use the store. Close
+// waits for the calls in progress: a method must not call Close, nor wait
+// for anything Close ends.
+type Watcher interface {
+	// RouteChanged is called when a Ring shard returns to service or the
+	// routing epoch advances. Values read from L2 before may have come from
+	// a server that no longer serves their key; Strata's tiered client drops
+	// its L1.
+	RouteChanged(reason string)
+	// Repaired is called with the keys deleted from a returning server
+	// because writes to them failed while it was away, as namespace (without
+	// its version) and key; keys is the method's to keep. Another replica
+	// may have read their old values from the server in the moments before
+	// the repair; Strata's tiered client publishes an invalidation of them.
+	Repaired(ns string, keys []string)
 }
 
 // Open returns a store for cfg, or an error if cfg is invalid or not Enabled.
 // For a single node or a Ring it checks each server once (bounded by
 // Timeout) so that those answering serve at once; a Redis that is down at
 // start is not a failure to start: it serves once it answers.
-func Open(cfg Config) (*Store, error) {
+func Open(cfg Config) (*Store, error) { return OpenWatched(cfg, nil) }
+
+// OpenWatched is Open with w told of routing changes and repairs (nil: no
+// one is). Strata's tiered client opens its store this way.
+func OpenWatched(cfg Config, w Watcher) (*Store, error) {
 	if !cfg.Enabled() {
 		return nil, errors.New("l2: no Addrs, ClusterAddrs or Client configured")
 	}
@@ -344,8 +241,8 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{owned: cfg.Client == nil, prefix: cfg.Prefix, standInTTL: cfg.StandInTTL}
-	cfg.build(s)
-	if s.health != nil {
+	cfg.build(s, w)
+	if s.topo.watched() {
 		s.health.start()
 	}
 	return s, nil
@@ -371,7 +268,7 @@ func (s *Store) locate(ns, key string) (string, bool) {
 // shard of each (for pipelined).
 func (s *Store) routeAll(ns string, keys []string) (full []string, shard func(i int) int) {
 	full = make([]string, len(keys))
-	if s.set == nil {
+	if s.topo != shardRing {
 		for i, k := range keys {
 			full[i], _ = s.locate(ns, k)
 		}
@@ -389,7 +286,7 @@ func (s *Store) routeAll(ns string, keys []string) (full []string, shard func(i 
 func (s *Store) route(ns, key string) (k string, at int, standIn bool) {
 	tag := keyTag(key)
 	k = s.prefix + ":" + ns + ":{" + tag + "}"
-	if s.set != nil {
+	if s.topo == shardRing {
 		// Routed by the key's hash tag exactly as the Ring routes it (a key
 		// with a '}' is cut there); a stand-in key has the same one.
 		var epoch uint64
@@ -428,9 +325,7 @@ func (s *Store) GetMany(ctx context.Context, ns string, keys []string) ([][]byte
 	full, shard := s.routeAll(ns, keys)
 	out := make([][]byte, len(keys))
 	var errs []error
-	if _, single := s.client.(*redis.Client); !single && s.set == nil {
-		// A Cluster (or a caller's Ring): keys of one pipeline may be on
-		// different slots, which one MGET cannot span.
+	if s.topo.getPerKey() {
 		cmds := make([]*redis.StringCmd, len(keys))
 		s.pipelined(ctx, len(keys), shard, func(p redis.Pipeliner, i int) {
 			cmds[i] = p.Get(ctx, full[i])
@@ -591,13 +486,12 @@ func cmdPartial[C redis.Cmder](cmds []C) error {
 // namespace base (see NamespaceVersion) in the same round trip, after the
 // deletes: see WriteSeeing. seen is false where that is not possible.
 func (s *Store) DeleteSeeing(ctx context.Context, ns, base string, keys ...string) (version uint64, seen bool, err error) {
-	rdb, single := s.client.(*redis.Client)
-	if !single || base == "" {
+	if !s.topo.oneServer() || base == "" {
 		return 0, false, s.Delete(ctx, ns, keys...)
 	}
 	cmds := make([]redis.Cmder, len(keys))
 	var v *redis.StringCmd
-	_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, key := range keys {
 			k := s.Key(ns, key)
 			cmds[i] = p.Del(ctx, k, k+leaseSuffix)
@@ -651,10 +545,10 @@ func joinDistinct(errs []error) error {
 // It is idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		if s.health != nil {
+		if s.topo.watched() {
 			s.health.close()
 		}
-		if s.pool != nil {
+		if s.topo == shardRing {
 			s.pool.close()
 		}
 		if s.owned {
@@ -682,7 +576,7 @@ func (s *Store) LatestVersion(ctx context.Context, ns string) (uint64, error) {
 
 func (s *Store) namespaceVersion(ctx context.Context, ns string, anyShard bool) (uint64, error) {
 	k := s.versionKey(ns)
-	if s.set == nil {
+	if s.topo != shardRing {
 		v, err := s.client.Get(ctx, k).Uint64()
 		if errors.Is(err, redis.Nil) {
 			return 0, nil
@@ -729,8 +623,8 @@ func (s *Store) namespaceVersion(ctx context.Context, ns string, anyShard bool) 
 // version is written to every serving shard (two concurrent bumps may give
 // one new version, which serves both).
 func (s *Store) BumpVersion(ctx context.Context, ns string) (uint64, error) {
-	k := s.prefix + ":" + ns + versionSuffix
-	if s.set == nil {
+	k := s.versionKey(ns)
+	if s.topo != shardRing {
 		v, err := s.client.Incr(ctx, k).Result()
 		return uint64(v), err
 	}
@@ -758,108 +652,4 @@ func (s *Store) BumpVersion(ctx context.Context, ns string) (uint64, error) {
 		return 0, errors.Join(append(errs, fmt.Errorf("%w: not every serving shard took the version of %q", ErrUnavailable, ns))...)
 	}
 	return next, nil
-}
-
-// DeleteMatching removes the keys of ns whose key matches pattern (Redis
-// glob syntax), with their leases: SCAN and UNLINK on every shard or cluster
-// master. It returns how many keys it removed.
-//
-// Each server is scanned twice: first for the load leases of matching keys,
-// then for the keys. A SCAN finds only what exists for its whole run, so a
-// load that fills its value during the first pass may escape it, but its
-// value then exists for the whole second; a lease that escapes the first pass
-// ends after it, and its fill fails. Loads that start after the first pass
-// read the source after the caller changed it.
-func (s *Store) DeleteMatching(ctx context.Context, ns, pattern string) (int, error) {
-	matches := []string{s.prefix + ":" + ns + ":{" + pattern + "}"}
-	if s.set != nil {
-		matches = append(matches, s.prefix+"@*:"+ns+":{"+pattern+"}")
-	}
-	var mu sync.Mutex
-	total := 0
-	each := func(ctx context.Context, c *redis.Client) error {
-		for _, match := range matches {
-			if _, err := scanUnlink(ctx, c, match+leaseSuffix, false); err != nil {
-				return err
-			}
-		}
-		for _, match := range matches {
-			n, err := scanUnlink(ctx, c, match, true)
-			mu.Lock()
-			total += n
-			mu.Unlock()
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	var err error
-	switch c := s.client.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, each)
-	case *redis.Ring:
-		if s.health == nil { // a caller's Ring
-			err = c.ForEachShard(ctx, each)
-			break
-		}
-		// A shard out of service, or one the scan fails on, may keep
-		// matching keys: it is flushed before it serves again.
-		var wg sync.WaitGroup
-		for _, n := range s.health.nodes {
-			if !n.serving() {
-				if n.markDirty(nil, true) {
-					s.health.dirtied(n)
-				}
-				continue
-			}
-			wg.Go(func() {
-				if err := each(ctx, n.client); err != nil && n.markDirty(nil, true) {
-					s.health.dirtied(n)
-				}
-			})
-		}
-		wg.Wait()
-	case *redis.Client:
-		if err = each(ctx, c); err != nil && s.health != nil {
-			if n := s.health.nodes[0]; n.markDirty(nil, true) {
-				s.health.dirtied(n)
-			}
-		}
-	default:
-		err = fmt.Errorf("l2: pattern deletion needs a *redis.Client, Ring or ClusterClient, not %T", s.client)
-	}
-	return total, err
-}
-
-// scanUnlink unlinks every key of one server matching match, and with
-// leases the key's lease too.
-func scanUnlink(ctx context.Context, c *redis.Client, match string, leases bool) (int, error) {
-	total := 0
-	var cursor uint64
-	for {
-		keys, next, err := c.Scan(ctx, cursor, match, 1000).Result()
-		if err != nil {
-			return total, err
-		}
-		if len(keys) > 0 {
-			// A key and its lease share a slot; different keys may not.
-			if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for _, k := range keys {
-					if leases {
-						p.Unlink(ctx, k, k+leaseSuffix)
-					} else {
-						p.Unlink(ctx, k)
-					}
-				}
-				return nil
-			}); err != nil {
-				return total, err
-			}
-			total += len(keys)
-		}
-		if cursor = next; cursor == 0 {
-			return total, nil
-		}
-	}
 }

@@ -121,8 +121,7 @@ func (s *Store) Write(ctx context.Context, ns, key string, data []byte, ttl time
 func (s *Store) WriteSeeing(ctx context.Context, ns, key string, data []byte, ttl time.Duration, base string) (version uint64, seen bool, err error) {
 	k, standIn := s.locate(ns, key)
 	keys := []string{k, k + leaseSuffix}
-	_, single := s.client.(*redis.Client)
-	if seen = single && base != ""; seen {
+	if seen = s.topo.oneServer() && base != ""; seen {
 		keys = append(keys, s.versionKey(base))
 	}
 	res, err := writeScript.Run(ctx, s.client, keys, data, ms(s.ttl(standIn, ttl))).Result()

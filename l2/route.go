@@ -3,51 +3,16 @@ package l2
 import (
 	"sync/atomic"
 
-	"github.com/cespare/xxhash/v2"
+	"github.com/strata-cache/strata/l2/internal/rendezvous"
 )
-
-// rendezvous is highest-random-weight hashing over a fixed list of names: a
-// key goes to the name whose mixed hash with the key's hash is largest, so
-// removing a name moves only that name's keys, evenly onto the others.
-type rendezvous struct {
-	hashes []uint64
-}
-
-func newRendezvous(names []string) *rendezvous {
-	r := &rendezvous{hashes: make([]uint64, len(names))}
-	for i, n := range names {
-		r.hashes[i] = xxhash.Sum64String(n)
-	}
-	return r
-}
-
-// get returns the index of key's name, or -1 when there are no names.
-func (r *rendezvous) get(key string) int {
-	kh := xxhash.Sum64String(key)
-	best, at := uint64(0), -1
-	for i, h := range r.hashes {
-		if s := mix64(kh ^ h); at < 0 || s > best {
-			best, at = s, i
-		}
-	}
-	return at
-}
-
-// mix64 is xorshift-multiply, the mixer of dgryski/go-rendezvous.
-func mix64(x uint64) uint64 {
-	x ^= x >> 12
-	x ^= x << 25
-	x ^= x >> 27
-	return x * 2685821657736338717
-}
 
 // shardSet routes keys over the shards of a Ring. go-redis's Ring sends each
 // command where shardSet says (it is the Ring's ConsistentHash), so Strata,
 // not the Ring's own heartbeat, decides which shards serve: a shard that
-// answers again is kept out until it is safe (see health).
+// answers again is kept out until it is safe (see watch).
 type shardSet struct {
 	nodes []*node
-	all   *rendezvous
+	all   *rendezvous.Hash
 	live  atomic.Pointer[liveShards]
 	// epoch numbers the routing generations that moved keys to stand-in
 	// shards; stand-in keys carry it, so copies from an earlier outage are
@@ -58,7 +23,7 @@ type shardSet struct {
 // liveShards is one routing generation: a rendezvous over the serving shards,
 // and the epoch that names its stand-in keys.
 type liveShards struct {
-	r     *rendezvous
+	r     *rendezvous.Hash
 	idx   []int // index into shardSet.nodes per rendezvous name
 	epoch uint64
 }
@@ -68,7 +33,7 @@ func newShardSet(nodes []*node) *shardSet {
 	for i, n := range nodes {
 		names[i] = n.name
 	}
-	s := &shardSet{nodes: nodes, all: newRendezvous(names)}
+	s := &shardSet{nodes: nodes, all: rendezvous.New(names)}
 	s.rebuild()
 	return s
 }
@@ -83,7 +48,7 @@ func (s *shardSet) rebuild() {
 			idx = append(idx, i)
 		}
 	}
-	s.live.Store(&liveShards{r: newRendezvous(names), idx: idx, epoch: s.epoch.Load()})
+	s.live.Store(&liveShards{r: rendezvous.New(names), idx: idx, epoch: s.epoch.Load()})
 }
 
 // place returns the shard that serves tag now, whether it is a stand-in for
@@ -98,11 +63,11 @@ func (s *shardSet) place(tag string) (at int, standIn bool, epoch uint64) {
 
 // placeIn is place in the routing generation l.
 func (s *shardSet) placeIn(l *liveShards, tag string) (at int, standIn bool) {
-	owner := s.all.get(tag)
+	owner := s.all.Get(tag)
 	if len(l.idx) == len(s.nodes) || len(l.idx) == 0 {
 		return owner, false
 	}
-	at = l.idx[l.r.get(tag)]
+	at = l.idx[l.r.Get(tag)]
 	return at, at != owner
 }
 

@@ -27,7 +27,7 @@ func (s *Store) AddTags(ctx context.Context, ns, key string, tags []string, ttl 
 
 // tagShards returns the Ring shard of each of ns's tag sets, for pipelined.
 func (s *Store) tagShards(ns string, tags []string) func(i int) int {
-	if s.set == nil {
+	if s.topo != shardRing {
 		return nil
 	}
 	return func(i int) int {
@@ -91,12 +91,12 @@ func (s *Store) PopTags(ctx context.Context, ns string, tags []string) ([]TagSet
 // tagsServing fails if the set of one of tags lives on a shard out of
 // service.
 func (s *Store) tagsServing(ns string, tags []string) error {
-	if s.set == nil {
+	if s.topo != shardRing {
 		return nil
 	}
 	for _, t := range tags {
 		if _, standIn := s.tagShard(ns, t); standIn {
-			return fmt.Errorf("%w: tag %q: its shard %s is out of service", ErrUnavailable, t, s.set.nodes[s.set.all.get(hashTag(s.TagKey(ns, t)))].addr)
+			return fmt.Errorf("%w: tag %q: its shard %s is out of service", ErrUnavailable, t, s.set.nodes[s.set.all.Get(hashTag(s.TagKey(ns, t)))].addr)
 		}
 	}
 	return nil
@@ -142,7 +142,7 @@ return 1`)
 // routing it was resolved with.
 func (s *Store) tagFenceKey(ns string) (string, *liveShards) {
 	k := s.prefix + ":" + ns + tagFenceSuffix
-	if s.set == nil {
+	if s.topo != shardRing {
 		return k, nil
 	}
 	live := s.set.live.Load()

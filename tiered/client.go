@@ -127,22 +127,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg}
 	c.retry.c = c
 	if cfg.Redis.Enabled() {
-		redisCfg := cfg.Redis
-		user := redisCfg.OnRouteChange
-		redisCfg.OnRouteChange = func(reason string) {
-			c.routeChanged(reason)
-			if user != nil {
-				user(reason)
-			}
-		}
-		userRepaired := redisCfg.OnRepaired
-		redisCfg.OnRepaired = func(ns string, keys []string) {
-			c.repaired(ns, keys)
-			if userRepaired != nil {
-				userRepaired(ns, keys)
-			}
-		}
-		store, err := l2.Open(redisCfg)
+		store, err := l2.OpenWatched(cfg.Redis, l2Watcher{c})
 		if err != nil {
 			return nil, fmt.Errorf("tiered: %w", err)
 		}

@@ -8,6 +8,15 @@ import (
 	"github.com/strata-cache/strata/coherence"
 )
 
+// l2Watcher passes the L2 store's routing changes and repairs to c.
+type l2Watcher struct{ c *Client }
+
+// RouteChanged implements l2.Watcher.
+func (w l2Watcher) RouteChanged(reason string) { w.c.routeChanged(reason) }
+
+// Repaired implements l2.Watcher.
+func (w l2Watcher) Repaired(ns string, keys []string) { w.c.repaired(ns, keys) }
+
 // routeChanged drops L1 when L2's routing changed: values read before may
 // have come from a server that no longer serves their key, and an
 // invalidation may have been applied against a different server.

@@ -3,6 +3,7 @@ package tiered_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -73,12 +74,13 @@ func TestFaultsUnderWritesRing(t *testing.T) {
 	for i := range 3 {
 		c := newClient(t, tiered.Config{
 			NodeID: fmt.Sprintf("replica-%d", i),
-			Redis: l2.Config{Addrs: addrs, Timeout: l2.DefaultTimeout, OnRouteChange: func(why string) {
+			Redis:  l2.Config{Addrs: addrs, Timeout: l2.DefaultTimeout},
+			Logger: slog.New(routeLog(func(why string) {
 				changes[i].Add(1)
 				reasonsMu.Lock()
 				reasons = append(reasons, change{time.Now(), fmt.Sprintf("replica %d: %s", i, why)})
 				reasonsMu.Unlock()
-			}},
+			})),
 			Gossip: localGossip(seed),
 		})
 		if seed == "" {
@@ -373,4 +375,26 @@ func TestFaultsUnderWritesCluster(t *testing.T) {
 		t.Errorf("Get p99.9 %v, want within %v (2 × the L2 timeout; the loader is in memory)", p999, bound)
 	}
 	s.converged(t)
+}
+
+// routeLog is a slog.Handler that passes to f the reason of each L2 routing
+// change a client logs (it drops the other records): the client drops its
+// L1 and logs the change for each one its store reports.
+type routeLog func(reason string)
+
+func (f routeLog) Enabled(context.Context, slog.Level) bool { return true }
+func (f routeLog) WithAttrs([]slog.Attr) slog.Handler       { return f }
+func (f routeLog) WithGroup(string) slog.Handler            { return f }
+
+func (f routeLog) Handle(_ context.Context, r slog.Record) error {
+	if !strings.Contains(r.Message, "L2 routing changed") {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "reason" {
+			f(a.Value.String())
+		}
+		return true
+	})
+	return nil
 }

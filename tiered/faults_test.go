@@ -428,11 +428,9 @@ func TestRestartFromOldSnapshotIsFlushed(t *testing.T) {
 func TestRepairedKeysAreInvalidatedAgain(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	repairedCh := make(chan []string, 1)
 	a := newClient(t, tiered.Config{NodeID: "a", Redis: l2.Config{
-		Addrs:      []string{srv.Addr()},
-		Timeout:    l2.DefaultTimeout,
-		OnRepaired: func(ns string, keys []string) { repairedCh <- append([]string{ns}, keys...) },
+		Addrs:   []string{srv.Addr()},
+		Timeout: l2.DefaultTimeout,
 	}, Gossip: &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal}})
 	b := newClient(t, tiered.Config{NodeID: "b", Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: l2.DefaultTimeout},
 		Gossip: &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal, Join: []string{a.GossipAddr()}}})
@@ -444,13 +442,7 @@ func TestRepairedKeysAreInvalidatedAgain(t *testing.T) {
 	}
 	redistest.WaitFor(t, 5*time.Second, func() bool { return b.BusStats().Applied >= 1 }, "B applies the Set")
 	srv.Resume()
-	select {
-	case got := <-repairedCh:
-		if !slices.Equal(got, []string{"users", "k"}) {
-			t.Errorf("repaired %v, want users k", got)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no repair reported after Redis returned: %+v", a.L2().Health())
-	}
-	redistest.WaitFor(t, 5*time.Second, func() bool { return b.BusStats().Applied >= 2 }, "B applies the repair's invalidation")
+	// The keys a repair reports are l2's to test (TestWatcherHearsRepairs);
+	// here, that every replica hears of them.
+	redistest.WaitFor(t, 15*time.Second, func() bool { return b.BusStats().Applied >= 2 }, "B applies the repair's invalidation")
 }

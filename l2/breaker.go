@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,80 +12,72 @@ import (
 	"github.com/sony/gobreaker/v2"
 )
 
+// Each server Strata sends commands to has a guard: a go-redis hook (on
+// node) that refuses cache commands while the server is out of service (the
+// health watch fenced it) or its circuit breaker is open, counts their
+// outcomes on the breaker, and logs the writes that failed (the node is
+// dirty until they are cleaned from it).
+
 // ErrUnavailable is returned, wrapped, for cache commands that Strata did not
 // send because the server is out of service: its circuit breaker is open, or
 // it is unreachable or not yet safe to read (see Config.HealthInterval).
 var ErrUnavailable = errors.New("l2: redis server unavailable")
 
-// node guards one Redis server: a go-redis hook that refuses commands while
-// the server is out of service (fenced) or its breaker is open, and reports
-// failed writes, after which the server may hold data that was invalidated
-// meanwhile (dirty).
-type node struct {
-	name string
-	addr string
-	cb   atomic.Pointer[gobreaker.TwoStepCircuitBreaker[struct{}]]
-	bs   breakerSettings
-
-	fenced atomic.Bool // out of service: unreachable, or dirty and not yet flushed
-	why    atomic.Pointer[string]
-	dirty  atomic.Bool // a write failed here; flush before serving again
-
-	// onDirty is called once per clean-to-dirty change (nil: nothing to do).
-	onDirty func(n *node)
-	// onFailure is called when a command was refused or the server did not
-	// answer (nil: nothing to do). A Cluster reloads its topology.
-	onFailure func()
-
-	client *redis.Client // cache traffic, through the guard
-	// admin carries health checks and cleaning, with HealthTimeout: a check
-	// that times out takes the server out of service, so it waits longer
-	// than a cache command.
-	admin *redis.Client
-
-	mu       sync.Mutex
-	pending  map[string]struct{} // keys to delete before serving again
-	overflow bool                // too many, or unknown: flush the node whole
-
-	errFenced, errOpen error
-
-	// Owned by the health loop.
-	fails, oks, behind int
-	runID              string
-	marked             bool // this replica keeps an out marker for the node
-	flushing           atomic.Bool
+// breakerSettings configures the per-server circuit breaker.
+type breakerSettings struct {
+	disabled bool
+	failures uint32
+	coolDown time.Duration
 }
 
-func newNode(name, addr string, b breakerSettings, fenced bool) *node {
-	n := &node{
-		name:      name,
-		addr:      addr,
-		errFenced: fmt.Errorf("%w: %s (%s) is out of service", ErrUnavailable, name, addr),
-		errOpen:   fmt.Errorf("%w: %s (%s) circuit breaker open", ErrUnavailable, name, addr),
+func (c *Config) breaker() breakerSettings {
+	return breakerSettings{
+		disabled: c.BreakerFailures < 0,
+		failures: uint32(max(c.BreakerFailures, 0)),
+		coolDown: c.BreakerCoolDown,
 	}
-	n.fenced.Store(fenced)
-	n.bs = b
-	n.resetBreaker()
-	return n
+}
+
+// breaker is one server's circuit breaker: failures failed commands in a row
+// open it, and it then fails commands at once for coolDown before it lets one
+// probe through.
+type breaker struct {
+	settings breakerSettings
+	addr     string
+	cb       atomic.Pointer[gobreaker.TwoStepCircuitBreaker[struct{}]]
+	errOpen  error
+}
+
+// initBreaker sets b up closed, for the server name at addr.
+func (b *breaker) initBreaker(name, addr string, s breakerSettings) {
+	b.settings, b.addr = s, addr
+	b.errOpen = fmt.Errorf("%w: %s (%s) circuit breaker open", ErrUnavailable, name, addr)
+	b.resetBreaker()
 }
 
 // resetBreaker gives the node a closed breaker: health checks found the
 // server well, so an open breaker's cool-down would only delay it.
-func (n *node) resetBreaker() {
-	if n.bs.disabled {
+func (b *breaker) resetBreaker() {
+	if b.settings.disabled {
 		return
 	}
-	failures := n.bs.failures
-	n.cb.Store(gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        n.addr,
+	failures := b.settings.failures
+	b.cb.Store(gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        b.addr,
 		MaxRequests: 1,
-		Timeout:     n.bs.coolDown,
+		Timeout:     b.settings.coolDown,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
 	}))
 }
 
-// serving reports whether the node takes cache traffic.
-func (n *node) serving() bool { return !n.fenced.Load() }
+// breakerState is "closed", "half-open" or "open"; "" when breakers are
+// disabled.
+func (b *breaker) breakerState() string {
+	if cb := b.cb.Load(); cb != nil {
+		return cb.State().String()
+	}
+	return ""
+}
 
 // maintenanceKey marks a context whose commands bypass the guard: health
 // checks and flushes must reach a server that cache traffic may not.
@@ -223,7 +214,7 @@ func (n *node) settle(cmd redis.Cmder, err error, serverFailed bool) {
 	// NOSCRIPT is answered before the script runs; go-redis then sends EVAL.
 	if err != nil && !errors.Is(err, redis.Nil) && !redis.HasErrorPrefix(err, "NOSCRIPT") && n.onDirty != nil {
 		if keys, all := invalidated(cmd); (len(keys) > 0 || all) && n.markDirty(keys, all) {
-			n.onDirty(n)
+			n.onDirty()
 		}
 	}
 	if serverFailed && n.onFailure != nil {
@@ -241,41 +232,6 @@ func outcome(failed bool) error {
 	return nil
 }
 
-// maxPending bounds a node's replay log; past it the node is flushed whole.
-const maxPending = 10000
-
-// markDirty records that keys (or, with all, unknown data) on the node may
-// hold invalidated values. It reports whether the node was clean before.
-func (n *node) markDirty(keys []string, all bool) bool {
-	n.mu.Lock()
-	n.overflow = n.overflow || all || len(n.pending)+len(keys) > maxPending
-	if n.overflow {
-		n.pending = nil // the node is flushed whole: the keys are not needed
-	} else {
-		if n.pending == nil {
-			n.pending = make(map[string]struct{})
-		}
-		for _, k := range keys {
-			n.pending[k] = struct{}{}
-		}
-	}
-	n.mu.Unlock()
-	return n.dirty.CompareAndSwap(false, true)
-}
-
-// takePending empties the replay log, returning its keys and whether the
-// node must be flushed whole instead.
-func (n *node) takePending() (keys []string, all bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for k := range n.pending {
-		keys = append(keys, k)
-	}
-	all = n.overflow
-	n.pending, n.overflow = nil, false
-	return keys, all
-}
-
 // serverFailed reports whether err means the server did not answer, which
 // counts against its breaker: not a miss, not a reply error (the server
 // answered), not the caller's context ending.
@@ -286,53 +242,4 @@ func serverFailed(err error) bool {
 	}
 	var reply redis.Error
 	return !errors.As(err, &reply)
-}
-
-// invalidated returns the keys whose cached data cmd changes or removes,
-// which must be deleted before the server serves again if cmd failed. all
-// means cmd's effect cannot be undone key by key: the server's data must be
-// flushed. Commands that invalidate nothing return neither. (A failed SADD
-// of a tag membership is the writer's to handle: it does not write the
-// value.)
-func invalidated(cmd redis.Cmder) (keys []string, all bool) {
-	args := cmd.Args()
-	switch cmd.Name() {
-	case "set", "del", "unlink":
-		if cmd.Name() == "set" {
-			// SET NX takes a load lease; failing it invalidates nothing.
-			for _, a := range args {
-				if s, ok := a.(string); ok && strings.EqualFold(s, "nx") {
-					return nil, false
-				}
-			}
-			args = args[:min(len(args), 2)]
-		}
-		for _, a := range args[1:] {
-			if k, ok := a.(string); ok {
-				keys = append(keys, k)
-			}
-		}
-		return keys, len(keys) == 0
-	case "evalsha", "eval":
-		if len(args) < 5 {
-			return nil, false
-		}
-		if s, _ := args[1].(string); s != writeScript.Hash() && s != writeScriptSrc {
-			return nil, false
-		}
-		for _, a := range args[3:5] {
-			if k, ok := a.(string); ok {
-				keys = append(keys, k)
-			}
-		}
-		return keys, len(keys) == 0
-	}
-	return nil, false
-}
-
-// breakerSettings configures the per-server circuit breaker.
-type breakerSettings struct {
-	disabled bool
-	failures uint32
-	coolDown time.Duration
 }
