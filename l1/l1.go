@@ -1,5 +1,9 @@
-// Package l1 is Strata's in-process tier: a ristretto cache of decoded entries
-// whose writes are visible as soon as they return.
+// Package l1 is Strata's in-process tier, usable on its own: a ristretto
+// cache of decoded entries that is synchronous (a write is visible to every
+// Get when it returns), collision-safe (a hash collision is a miss, never
+// another key's value), bounded in cost and in how long a copy may be served
+// (MaxTTL), with a tag index, and with a fill guard (Begin, SetIf) that keeps
+// a fill read before a write or an invalidation from landing.
 package l1
 
 import (
