@@ -139,3 +139,13 @@ func hashTag(key string) string {
 func standInPrefix(prefix string, epoch uint64) string {
 	return prefix + "@" + strconv.FormatUint(epoch, 10)
 }
+
+// NamespaceAt is namespace ns as key names spell it at version v (see
+// NamespaceVersion): ns itself at version 0, else ns#v. It is the name a
+// writer passes as ns to the Store's methods to write under version v.
+func NamespaceAt(ns string, v uint64) string {
+	if v == 0 {
+		return ns
+	}
+	return ns + "#" + strconv.FormatUint(v, 10)
+}

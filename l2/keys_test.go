@@ -83,3 +83,21 @@ func TestParseKey(t *testing.T) {
 		}
 	}
 }
+
+// A namespace at a version names keys that parse back to the namespace
+// itself: a returning server's repairs are reported per namespace.
+func TestNamespaceAt(t *testing.T) {
+	single := &Store{prefix: "strata"}
+	for _, tc := range []struct {
+		v    uint64
+		want string
+	}{{0, "users"}, {1, "users#1"}, {1733100000000, "users#1733100000000"}} {
+		at := NamespaceAt("users", tc.v)
+		if at != tc.want {
+			t.Errorf("NamespaceAt(users, %d) = %q, want %q", tc.v, at, tc.want)
+		}
+		if ns, key, ok := single.parseKey(single.Key(at, "k")); !ok || ns != "users" || key != "k" {
+			t.Errorf("parseKey(Key(%q, k)) = %q, %q, %v; want users, k", at, ns, key, ok)
+		}
+	}
+}

@@ -58,6 +58,11 @@ const (
 	DefaultBreakerCoolDown = time.Second
 )
 
+// Off turns off a setting whose zero value means its default
+// (Config.BreakerFailures). Any negative value does the same; Off says so by
+// name.
+const Off = -1
+
 // Config selects and configures the Redis deployment behind L2. Exactly one of
 // Addrs, ClusterAddrs and Client may be set; the zero Config means no L2.
 type Config struct {
@@ -103,7 +108,8 @@ type Config struct {
 	StandInTTL time.Duration
 	// BreakerFailures is how many failed commands in a row (errors or
 	// timeouts, not misses or error replies) open a server's circuit breaker.
-	// Zero means DefaultBreakerFailures; negative disables the breakers.
+	// Zero means DefaultBreakerFailures; Off (any negative value) means no
+	// breakers.
 	BreakerFailures int
 	// BreakerCoolDown is how long an open breaker fails commands at once
 	// before one probe may try the server. Zero means DefaultBreakerCoolDown.
@@ -421,34 +427,6 @@ func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), le
 func (s *Store) Expire(ctx context.Context, ns, key string, ttl time.Duration) error {
 	k, standIn := s.locate(ns, key)
 	return s.client.PExpire(ctx, k, roundTTL(s.ttl(standIn, ttl))).Err()
-}
-
-// Item is one entry to write with SetMany.
-type Item struct {
-	Key  string
-	Data []byte
-	TTL  time.Duration
-}
-
-// Set stores data under key for ttl (rounded to a millisecond, at least one).
-func (s *Store) Set(ctx context.Context, ns, key string, data []byte, ttl time.Duration) error {
-	k, standIn := s.locate(ns, key)
-	return s.client.Set(ctx, k, data, roundTTL(s.ttl(standIn, ttl))).Err()
-}
-
-// SetMany stores items in one pipeline, split per shard like GetMany.
-func (s *Store) SetMany(ctx context.Context, ns string, items []Item) error {
-	cmds := make([]redis.Cmder, len(items))
-	full, shard, ttl := make([]string, len(items)), make([]int, len(items)), make([]time.Duration, len(items))
-	for i, it := range items {
-		var standIn bool
-		full[i], shard[i], standIn = s.route(ns, it.Key)
-		ttl[i] = roundTTL(s.ttl(standIn, it.TTL))
-	}
-	s.pipelined(ctx, len(items), func(i int) int { return shard[i] }, func(p redis.Pipeliner, i int) {
-		cmds[i] = p.Set(ctx, full[i], items[i].Data, ttl[i])
-	})
-	return cmdErrors(cmds)
 }
 
 // Delete removes keys and their load leases (so a fill of data loaded before

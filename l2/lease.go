@@ -105,18 +105,12 @@ func (s *Store) DeleteIf(ctx context.Context, ns, key string, data []byte) (bool
 	return n == 1, err
 }
 
-// Write stores data under key for ttl and ends any load lease on key, in one
-// atomic step: a loader that read the source before this write cannot fill
-// its older data afterwards.
-func (s *Store) Write(ctx context.Context, ns, key string, data []byte, ttl time.Duration) error {
-	_, _, err := s.WriteSeeing(ctx, ns, key, data, ttl, "")
-	return err
-}
-
-// WriteSeeing is Write that, on a single node, also reads the version of
-// namespace base (ns unversioned, see NamespaceVersion) in the same atomic
-// step: a writer learns at no extra cost whether a Clear it has not heard
-// of moved the namespace. seen is false where that is not possible (a
+// WriteSeeing stores data under key for ttl and ends any load lease on key,
+// in one atomic step: a loader that read the source before this write
+// cannot fill its older data afterwards. On a single node it also reads
+// the version of namespace base (ns unversioned, see NamespaceVersion) in
+// the same step: a writer learns at no extra cost whether a Clear it has
+// not heard of moved the namespace. seen is false where that is not possible (a
 // Ring or a Cluster, or base empty): the writer reads NamespaceVersion.
 func (s *Store) WriteSeeing(ctx context.Context, ns, key string, data []byte, ttl time.Duration, base string) (version uint64, seen bool, err error) {
 	k, standIn := s.locate(ns, key)
@@ -167,8 +161,8 @@ func (s *Store) GetOrLeaseMany(ctx context.Context, ns string, keys []string, to
 	return vals, granted, err
 }
 
-// FillItem is one compare-and-set fill for FillMany.
-type FillItem struct {
+// Item is one entry for FillMany: a key, its data and how long L2 keeps it.
+type Item struct {
 	Key  string
 	Data []byte
 	TTL  time.Duration
@@ -176,7 +170,7 @@ type FillItem struct {
 
 // FillMany is Fill for several keys leased with one token, in one pipeline.
 // It reports per item whether the data was stored.
-func (s *Store) FillMany(ctx context.Context, ns, token string, items []FillItem) ([]bool, error) {
+func (s *Store) FillMany(ctx context.Context, ns, token string, items []Item) ([]bool, error) {
 	filled := make([]bool, len(items))
 	full, shard, ttl := make([]string, len(items)), make([]int, len(items)), make([]time.Duration, len(items))
 	for i, it := range items {

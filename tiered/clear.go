@@ -115,7 +115,7 @@ func (c *Cache[V]) version() uint64 { return c.at.Load().version }
 
 // setVersion moves the namespace to version v, if v is newer.
 func (c *Cache[V]) setVersion(v uint64) {
-	next := &nsVersion{version: v, name: versioned(c.ns, v)}
+	next := &nsVersion{version: v, name: l2.NamespaceAt(c.ns, v)}
 	for {
 		cur := c.at.Load()
 		if v <= cur.version || c.at.CompareAndSwap(cur, next) {

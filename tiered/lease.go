@@ -483,9 +483,9 @@ func (r *leases[V]) fillL2(ctx context.Context, idx, items []int, entries []*ent
 		ok, err := c.client.l2.Fill(ctx, c.l2ns(), r.slots[idx[j]].key, r.token, envelope(entries[j], payloads[j]), c.l2TTL(entries[j]))
 		return []bool{ok}, err
 	}
-	batch := make([]l2.FillItem, len(items))
+	batch := make([]l2.Item, len(items))
 	for n, j := range items {
-		batch[n] = l2.FillItem{Key: r.slots[idx[j]].key, Data: envelope(entries[j], payloads[j]), TTL: c.l2TTL(entries[j])}
+		batch[n] = l2.Item{Key: r.slots[idx[j]].key, Data: envelope(entries[j], payloads[j]), TTL: c.l2TTL(entries[j])}
 	}
 	return c.client.l2.FillMany(ctx, c.l2ns(), r.token, batch)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 
 	"github.com/strata-cache/strata/coherence"
 	"github.com/strata-cache/strata/l2"
@@ -258,7 +257,7 @@ func (c *Client) inNamespace(ctx context.Context, namespace string, op func(l2ns
 	if err != nil {
 		return err
 	}
-	if err := op(versioned(namespace, v)); err != nil {
+	if err := op(l2.NamespaceAt(namespace, v)); err != nil {
 		return err
 	}
 	now, err := c.l2.LatestVersion(ctx, namespace)
@@ -268,13 +267,5 @@ func (c *Client) inNamespace(ctx context.Context, namespace string, op func(l2ns
 	case now <= v:
 		return nil
 	}
-	return op(versioned(namespace, now))
-}
-
-// versioned is namespace as L2 keys spell it at version v.
-func versioned(namespace string, v uint64) string {
-	if v == 0 {
-		return namespace
-	}
-	return namespace + "#" + strconv.FormatUint(v, 10)
+	return op(l2.NamespaceAt(namespace, now))
 }
