@@ -37,4 +37,3 @@ func (s *Store) Write(ctx context.Context, ns, key string, data []byte, ttl time
 	_, _, err := s.WriteSeeing(ctx, ns, key, data, ttl, "")
 	return err
 }
-
