@@ -34,9 +34,7 @@ type Config struct {
 	// probes, best-effort messages) and TCP (joins, state sync, reliable
 	// messages). The host must be an IP literal (a host name could silently
 	// bind every interface); an empty host means all IPv4 interfaces; port 0
-	// picks any free port. Zero: "0.0.0.0:7946", memberlist's own default,
-	// so replicas on different hosts reach each other without further
-	// configuration; set SecretKey when binding beyond loopback.
+	// picks any free port. Zero means DefaultBindAddr.
 	BindAddr string
 	// AdvertiseAddr is the "ip:port" other replicas reach this one at (for
 	// NAT or containers). Port 0 means the bound port; when BindAddr's port
@@ -59,15 +57,11 @@ type Config struct {
 	Profile Profile
 	// JoinTimeout bounds how long Start keeps retrying Join; at least one
 	// attempt is made, and an attempt against a host that does not answer
-	// can last the profile's TCP timeout. Zero: 10s,
-	// enough for several back-off rounds (100ms doubling to 2s) while the
-	// seed replicas of a simultaneous rollout come up, short enough that a
-	// wrong seed list fails the start promptly.
+	// can last the profile's TCP timeout. Zero means DefaultJoinTimeout.
 	JoinTimeout time.Duration
 	// QueueSize bounds the messages received but not yet handled; beyond it
-	// messages are dropped and counted (see Start). Zero: 4096, a burst of
-	// invalidations several times memberlist's own 1024-deep handoff queue,
-	// costing at most 32 KiB of slice headers plus the messages held.
+	// messages are dropped and counted (see Start). Zero means
+	// DefaultQueueSize.
 	QueueSize int
 	// Logger receives memberlist's log lines at their own levels ([DEBUG],
 	// [INFO], [WARN], [ERR]) and this package's few warnings. Nil: logs are

@@ -10,11 +10,20 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// Zero-value defaults; Config's field comments give the reasons.
+// Defaults used when a Config field is zero.
 const (
-	defaultBindAddr    = "0.0.0.0:7946"
-	defaultJoinTimeout = 10 * time.Second
-	defaultQueueSize   = 4096
+	// DefaultBindAddr is memberlist's own default, so replicas on different
+	// hosts reach each other without further configuration; set SecretKey
+	// when binding beyond loopback.
+	DefaultBindAddr = "0.0.0.0:7946"
+	// DefaultJoinTimeout is enough for several back-off rounds (100ms
+	// doubling to 2s) while the seed replicas of a simultaneous rollout come
+	// up, and short enough that a wrong seed list fails the start promptly.
+	DefaultJoinTimeout = 10 * time.Second
+	// DefaultQueueSize holds a burst of invalidations several times
+	// memberlist's own 1024-deep handoff queue, at a cost of at most 32 KiB
+	// of slice headers plus the messages held.
+	DefaultQueueSize = 4096
 )
 
 // Join back-off: the first retry comes soon, because the usual failure is a
@@ -51,13 +60,13 @@ type settings struct {
 // documented defaults.
 func (c Config) withDefaults() Config {
 	if c.BindAddr == "" {
-		c.BindAddr = defaultBindAddr
+		c.BindAddr = DefaultBindAddr
 	}
 	if c.JoinTimeout == 0 {
-		c.JoinTimeout = defaultJoinTimeout
+		c.JoinTimeout = DefaultJoinTimeout
 	}
 	if c.QueueSize == 0 {
-		c.QueueSize = defaultQueueSize
+		c.QueueSize = DefaultQueueSize
 	}
 	return c
 }

@@ -130,8 +130,9 @@ var (
 	ErrUnauthenticated = errors.New("coherence: message not authenticated")
 )
 
-// ErrTooLarge is wrapped by Publish and PublishAcked when one item (or the
-// namespace) alone does not fit in a message of MaxMessageSize.
+// ErrTooLarge is wrapped by the error of a write or invalidation one of
+// whose items (or its namespace) alone does not fit in a message of
+// MaxMessageSize: the other replicas learn of it as a lost message.
 var ErrTooLarge = errors.New("coherence: invalidation too large for a message")
 
 // Encode returns the wire form of m, with a MAC when key is non-nil.
