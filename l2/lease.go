@@ -225,14 +225,15 @@ func (s *Store) evalMany(ctx context.Context, script *redis.Script, n int, shard
 		})
 	}
 	var errs []error
+	var failed []bool
 	for i, cmd := range cmds {
 		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
-			errs = append(errs, err)
+			errs, failed = append(errs, err), markFailed(failed, n, i)
 			continue
 		}
 		if err := read(i, cmd); err != nil {
-			errs = append(errs, err)
+			errs, failed = append(errs, err), markFailed(failed, n, i)
 		}
 	}
-	return joinDistinct(errs)
+	return partial(failed, errs)
 }

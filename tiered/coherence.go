@@ -207,7 +207,7 @@ func (c *Cache[V]) reset() {
 
 // dropAll empties L1 and fences off every fill in flight.
 func (c *Cache[V]) dropAll() {
-	c.forgetAllFlights()
+	defer c.forgetAllFlights() // after L1 changed: see forgetFlights
 	if c.l1 == nil {
 		c.guard.WriteAll()
 		return

@@ -3,7 +3,6 @@ package tiered
 import (
 	"context"
 	"errors"
-	"slices"
 	"time"
 
 	"github.com/strata-cache/strata/l1"
@@ -45,6 +44,7 @@ type slot[V any] struct {
 	res   result[V]
 	err   error // the key's answer: ErrNotFound until resolved
 	done  bool
+	read  bool // L2 answered a read of it
 }
 
 // oneKey is the index list of a run's only key.
@@ -94,55 +94,64 @@ func (r *leases[V]) run(ctx context.Context) error {
 
 // leased resolves the pending keys through L2: it reads them, taking the
 // leases of absent ones, loads the keys it holds leases for and waits for the
-// fills of the others.
+// fills of the others. Keys whose server failed are answered without L2; the
+// others go on under their leases, so one sick server costs only its keys.
 func (r *leases[V]) leased(ctx context.Context) error {
 	c := r.c
 	r.token = newToken()
-	held, others, err := r.ask(ctx, r.pending())
-	if err != nil {
-		return r.withoutL2(ctx)
-	}
+	held, others, lost := r.ask(ctx, r.pending())
+	errL2 := r.withoutL2(ctx, lost)
 	missed := len(held) + len(others)
 	c.stats.misses.Add(uint64(missed))
 	for range missed {
 		c.observe(ctx, Event{Kind: EventMiss})
 	}
-	err = r.loadKeys(ctx, held, fillLeased)
+	err := r.loadKeys(ctx, held, fillLeased)
 	if len(others) > 0 {
 		c.stats.leaseWaits.Add(uint64(len(others)))
 		err = errors.Join(err, r.await(ctx, others))
 	}
-	return err
+	return errors.Join(errL2, err)
 }
 
 // ask reads the keys idx from L2 in one round trip, taking the lease of each
 // absent one. Keys whose value answers (fresh, or stale inside the
 // stale-while-revalidate window) are resolved; the others are sorted into the
-// keys this run holds the lease of and the keys another caller holds. On an
-// L2 error the leases this run may hold go to the background (see unsure)
-// and the error is returned.
-func (r *leases[V]) ask(ctx context.Context, idx []int) (held, others []int, err error) {
+// keys this run holds the lease of, the keys another caller holds, and the
+// keys whose command failed (lost), whose leases go to the background (see
+// unsure).
+func (r *leases[V]) ask(ctx context.Context, idx []int) (held, others, lost []int) {
 	c := r.c
 	var one [1][]byte
 	var oneGranted [1]bool
 	vals, granted, op := one[:], oneGranted[:], "get"
+	var err error
 	if len(idx) == 1 {
 		vals[0], granted[0], err = c.client.l2.GetOrLease(ctx, c.l2ns(), r.slots[idx[0]].key, r.token, c.opts.LeaseTTL)
 	} else {
 		op = "getmany"
 		vals, granted, err = c.client.l2.GetOrLeaseMany(ctx, c.l2ns(), r.keysOf(idx), r.token, c.opts.LeaseTTL)
 	}
+	failed := l2.KeyFailed(err)
 	if err != nil {
 		c.reportL2(ctx, op, err)
-		r.unsure(idx, err, slices.Contains(granted, true))
-		return nil, nil, err
+		for j, i := range idx {
+			if failed(j) {
+				lost = append(lost, i)
+			}
+		}
+		r.unsure(lost, err, false)
 	}
 	for j, i := range idx {
+		if failed(j) {
+			continue
+		}
 		state, err := r.settle(ctx, i, vals[j], granted[j])
 		if err != nil {
 			c.reportL2(ctx, "lease", err)
-			r.unsure(idx, err, len(held) > 0 || slices.Contains(granted, true))
-			return nil, nil, err
+			r.unsure([]int{i}, err, false)
+			lost = append(lost, i)
+			continue
 		}
 		switch state {
 		case holding:
@@ -151,13 +160,14 @@ func (r *leases[V]) ask(ctx context.Context, idx []int) (held, others []int, err
 			others = append(others, i)
 		}
 	}
-	return held, others, nil
+	return held, others, lost
 }
 
 // settle places key i after its lease request returned b (nil when absent)
 // and granted.
 func (r *leases[V]) settle(ctx context.Context, i int, b []byte, granted bool) (leaseState, error) {
 	c, s := r.c, &r.slots[i]
+	s.read = true
 	if b == nil {
 		s.stale = nil // L2 has nothing: an L1 copy may have been deleted since
 		if granted {
@@ -258,11 +268,8 @@ func (r *leases[V]) await(ctx context.Context, idx []int) error {
 			}
 			return err
 		}
-		held, others, err := r.ask(ctx, idx)
-		if err != nil {
-			return errors.Join(append(errs, r.withoutL2(ctx))...)
-		}
-		errs = append(errs, r.loadKeys(ctx, held, fillLeased))
+		held, others, lost := r.ask(ctx, idx)
+		errs = append(errs, r.withoutL2(ctx, lost), r.loadKeys(ctx, held, fillLeased))
 		idx = others
 	}
 	return errors.Join(errs...)
@@ -283,16 +290,23 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// withoutL2 answers the pending keys after an L2 failure: from fresh L1
-// copies even if no channel vouches for them (L2, the truth they would be
-// checked against, is out of reach), else by loading into L1 only.
-func (r *leases[V]) withoutL2(ctx context.Context) error {
-	for _, i := range r.pending() {
-		if res, ok := r.c.freshL1(ctx, r.slots[i].key, true); ok {
+// withoutL2 answers the keys idx after an L2 failure: a key whose read
+// failed from a fresh L1 copy even if no channel vouches for it (L2, the
+// truth it would be checked against, is out of reach), else by loading into
+// L1 only. A key L2 answered in this run (its lease request failed after,
+// or a later poll did) is loaded.
+func (r *leases[V]) withoutL2(ctx context.Context, idx []int) error {
+	var rest []int
+	for _, i := range idx {
+		if s := &r.slots[i]; s.read {
+			rest = append(rest, i)
+		} else if res, ok := r.c.freshL1(ctx, s.key, true); ok {
 			r.answer(i, res, nil)
+		} else {
+			rest = append(rest, i)
 		}
 	}
-	return r.loadKeys(ctx, r.pending(), cacheL1)
+	return r.loadKeys(ctx, rest, cacheL1)
 }
 
 // loadKeys calls the loader once for the keys idx, answers them and caches

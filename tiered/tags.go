@@ -53,8 +53,8 @@ func (c *Client) publishTagged(ctx context.Context, ns string, tags, deleted []s
 // first fencing off fills of data tagged with them that are in flight.
 func (c *Cache[V]) dropTagged(tags []string) {
 	// Reads in flight may be of tagged keys L1 does not hold yet: a read
-	// starting now must not join one.
-	c.forgetAllFlights()
+	// starting after this must not join one (see forgetFlights).
+	defer c.forgetAllFlights()
 	if c.l1 == nil {
 		c.guard.InvalidateTags(tags...)
 		return

@@ -68,7 +68,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 // L2 may hold its result instead: the L1 copy is dropped, and the next read
 // asks L2. Without L2, L1 is the truth, and the last install wins.
 func (c *Cache[V]) installWritten(f l1.Fence, e *entry[V]) {
-	c.forgetFlights(e.Key)
+	defer c.forgetFlights(e.Key) // after L1 changed: see forgetFlights
 	switch {
 	case c.l1 == nil:
 		c.guard.Write(e.Key)
@@ -248,7 +248,7 @@ func (c *Client) publishWrite(ctx context.Context, ns string, keys, servers []st
 
 // dropL1 removes key from L1 and fences off in-flight fills of it.
 func (c *Cache[V]) dropL1(key string) {
-	c.forgetFlights(key)
+	defer c.forgetFlights(key) // after L1 changed: see forgetFlights
 	if c.l1 == nil {
 		c.guard.Write(key)
 		return
@@ -257,7 +257,11 @@ func (c *Cache[V]) dropL1(key string) {
 }
 
 // forgetFlights detaches the reads of key in flight: a Get starting after
-// this write must not join a read that began before it.
+// this write must not join a read that began before it. Every write or
+// invalidation calls it after changing L1 (and after its L2 effect): a read
+// that began before the change may answer from the old L1 copy (with L2 down,
+// unvouched), and a read that begins after it sees L1 and L2 changed. Callers
+// that join in between are concurrent with the write and may get either.
 func (c *Cache[V]) forgetFlights(key string) {
 	c.loads.Forget(key)
 	c.lookup.Forget(key)
