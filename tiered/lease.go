@@ -137,7 +137,7 @@ func (r *leases[V]) ask(ctx context.Context, idx []int) (held, others, lost []in
 		c.reportL2(ctx, op, err)
 		for j, i := range idx {
 			if failed(j) {
-				lost = append(lost, i)
+				lost = r.add(lost, i)
 			}
 		}
 		r.unsure(lost, err, false)
@@ -149,15 +149,15 @@ func (r *leases[V]) ask(ctx context.Context, idx []int) (held, others, lost []in
 		state, err := r.settle(ctx, i, vals[j], granted[j])
 		if err != nil {
 			c.reportL2(ctx, "lease", err)
-			r.unsure([]int{i}, err, false)
-			lost = append(lost, i)
+			r.unsure(r.add(nil, i), err, false)
+			lost = r.add(lost, i)
 			continue
 		}
 		switch state {
 		case holding:
-			held = append(held, i)
+			held = r.add(held, i)
 		case waiting:
-			others = append(others, i)
+			others = r.add(others, i)
 		}
 	}
 	return held, others, lost
@@ -228,7 +228,7 @@ func (r *leases[V]) tryLease(ctx context.Context, i int) bool {
 	took, err := c.client.l2.TryLease(ctx, c.l2ns(), r.slots[i].key, r.token, c.opts.LeaseTTL)
 	if err != nil {
 		c.reportL2(ctx, "lease", err)
-		r.unsure([]int{i}, err, false)
+		r.unsure(r.add(nil, i), err, false)
 	}
 	return took
 }
@@ -255,6 +255,8 @@ func (r *leases[V]) unsure(idx []int, err error, granted bool) {
 func (r *leases[V]) await(ctx context.Context, idx []int) error {
 	c := r.c
 	deadline := c.client.clock.NowNano() + int64(c.opts.LeaseWait)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	var errs []error
 	for backoff := time.Millisecond; len(idx) > 0; backoff = min(2*backoff, maxPoll) {
 		wait := min(backoff, time.Duration(deadline-c.client.clock.NowNano()))
@@ -262,7 +264,7 @@ func (r *leases[V]) await(ctx context.Context, idx []int) error {
 			c.stats.leaseTimeouts.Add(uint64(len(idx)))
 			return errors.Join(append(errs, r.loadKeys(ctx, idx, cacheNothing))...)
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := sleepOn(ctx, timer, wait); err != nil {
 			for _, i := range idx {
 				r.answer(i, result[V]{}, err)
 			}
@@ -282,6 +284,12 @@ const maxPoll = 32 * time.Millisecond
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
+	return sleepOn(ctx, t, d)
+}
+
+// sleepOn is sleep on t, which a loop of waits reuses.
+func sleepOn(ctx context.Context, t *time.Timer, d time.Duration) error {
+	t.Reset(d)
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -597,6 +605,15 @@ func (r *leases[V]) pending() []int {
 		}
 	}
 	return idx
+}
+
+// add appends key i to the index list idx; a run over one key shares oneKey,
+// which nothing writes to.
+func (r *leases[V]) add(idx []int, i int) []int {
+	if len(r.slots) == 1 {
+		return oneKey
+	}
+	return append(idx, i)
 }
 
 // keysOf returns the keys idx.
