@@ -1,5 +1,10 @@
 // Package tiered is Strata's public API: a Client per process and typed
 // Caches that compose the in-process L1, the Redis L2 and the caller's loader.
+//
+// A Client owns the Redis connections, the invalidation channels (Redis
+// pub/sub and, with Config.Gossip, memberlist gossip) and the background
+// work; a Cache is one namespace of values of one type on it. Every method
+// of both is declared in client.go and cache.go.
 package tiered
 
 import (
