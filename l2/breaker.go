@@ -124,9 +124,15 @@ func (n *node) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		// An invalidation is published even on a server out of service for
 		// cache data: it may be the one telling peers of a failed write.
 		done, err := n.admit(cmd.Name() == "publish")
-		if err == nil {
+		switch prev := cmd.Err(); {
+		case err == nil:
 			err = next(ctx, cmd)
-		} else {
+		case serverFailed(prev):
+			// A go-redis retry (a Cluster retries a timed-out read) of a
+			// command an earlier attempt sent: it may still run when the
+			// server answers, so it must not read as never sent.
+			err = prev
+		default:
 			cmd.SetErr(err)
 		}
 		failed := serverFailed(err)
@@ -145,9 +151,12 @@ func (n *node) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 			return next(ctx, cmds)
 		}
 		done, err := n.admit(false)
-		if err == nil {
+		switch {
+		case err == nil:
 			err = next(ctx, cmds)
-		} else {
+		case len(cmds) > 0 && serverFailed(cmds[0].Err()):
+			err = cmds[0].Err() // a retry of a sent pipeline, as in ProcessHook
+		default:
 			for _, c := range cmds {
 				c.SetErr(err)
 			}

@@ -13,7 +13,6 @@ import (
 // that fail meanwhile are cleaned in turn.
 func (h *watch) clean(i int, e uint64) {
 	n := h.nodes[i]
-	defer h.cleaning[i].Store(false)
 	for {
 		keys, all := n.takePending()
 		err := h.cleanOnce(n, keys, all, e)
@@ -21,10 +20,15 @@ func (h *watch) clean(i int, e uint64) {
 		if err != nil {
 			h.mu.Unlock()
 			n.markDirty(keys, all) // try again on a later round
+			h.cleaning[i].Store(false)
 			return
 		}
 		if n.cleaned() {
 			h.act(health.Cleaned(h.view(), i, e))
+			// Under mu: once the server may serve, a failed write may take
+			// it out and a round start another cleaning, whose flag a late
+			// Store here would clear.
+			h.cleaning[i].Store(false)
 			h.mu.Unlock()
 			return
 		}
