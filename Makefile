@@ -11,8 +11,12 @@ STRESS_COUNT ?= 5
 STRESS_DURATION ?= 4s
 STRESS_LOAD ?= 2
 
+# MODULES are the workspace's modules (go.work): the library and, beside
+# it, the modules whose dependencies the library must not carry (examples).
+MODULES := $(shell $(GO) list -m -f '{{.Dir}}')
+
 .DEFAULT_GOAL := test
-.PHONY: deps test bench stress fmt vet
+.PHONY: deps test tidy bench stress fmt vet
 
 # deps makes sure redis-server and redis-cli are on PATH: the tests start their
 # own redis-server processes on free loopback ports (and build a Redis Cluster
@@ -35,11 +39,16 @@ deps:
 		exit 1; \
 	fi
 
-# test runs every benchmark once so they cannot rot, then the race-enabled
-# suite against real Redis (last, so its results close the output).
-test: deps
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
-	$(GO) test -race -count=1 ./...
+# test checks every module is tidy, runs every benchmark once so they cannot
+# rot, then the race-enabled suite against real Redis (last, so its results
+# close the output), in every module of the workspace.
+test: deps tidy
+	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x ./...) || exit 1; done
+	@for m in $(MODULES); do (cd $$m && $(GO) test -race -count=1 ./...) || exit 1; done
+
+# tidy fails when a module's go.mod or go.sum is not what go mod tidy makes.
+tidy:
+	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy -diff) || { echo "tidy: $$m: run go mod tidy there" >&2; exit 1; }; done
 
 # stress repeats the convergence property test (guarantee 13: replicas end up
 # answering what L2 holds, L2 what the database holds) and the invalidation
@@ -53,10 +62,10 @@ stress: deps
 	grep -E '^(--- FAIL|FAIL|ok)|seed [0-9]+:|not converged|failed;' $$log; exit $$rc
 
 bench:
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) ./...
+	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) ./...) || exit 1; done
 
 fmt:
-	$(GO) fmt ./...
+	@for m in $(MODULES); do (cd $$m && $(GO) fmt ./...) || exit 1; done
 
 vet:
-	$(GO) vet ./...
+	@for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
