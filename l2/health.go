@@ -301,17 +301,17 @@ func (s *Store) MarkDirty(ns, server string, keys ...string) {
 
 // ServerHealth is one Redis server as the store sees it.
 type ServerHealth struct {
-	Addr string
+	Addr string `json:"addr"`
 	// Serving: the server takes cache traffic. False while it is unreachable
 	// or not yet cleaned of keys whose writes failed.
-	Serving bool
+	Serving bool `json:"serving"`
 	// Dirty: writes to the server failed; it is cleaned before it serves.
-	Dirty bool
+	Dirty bool `json:"dirty"`
 	// Reason says why a server that is not serving was taken out.
-	Reason string
+	Reason string `json:"reason,omitempty"`
 	// Breaker is its circuit breaker's state: "closed", "half-open" or
 	// "open" ("" when breakers are disabled).
-	Breaker string
+	Breaker string `json:"breaker,omitempty"`
 }
 
 // Health returns the state of each server of a single node or a Ring, in

@@ -81,9 +81,7 @@ func (c *Cache[V]) lookupMany(ctx context.Context, keys []string, out map[string
 		if vals[i] == nil && failed(i) {
 			// Maybe not a miss: a fresh L1 copy answers, as Get's would.
 			if r, ok := c.freshL1(ctx, k, true); ok {
-				if !r.e.Value.negative {
-					out[k] = r.e.Value.v
-				}
+				c.collect(k, r, nil, false, out)
 				continue
 			}
 		}
@@ -92,10 +90,22 @@ func (c *Cache[V]) lookupMany(ctx context.Context, keys []string, out map[string
 			c.stats.misses.Add(1)
 			continue
 		}
-		if r := c.hitL2(ctx, k, fences[i], e, nil); !r.e.Value.negative {
-			out[k] = r.e.Value.v
-		}
+		c.collect(k, c.hitL2(ctx, k, fences[i], e, nil), nil, false, out)
 	}
+}
+
+// collect counts the answer for key of one GetMany (see count) and puts its
+// value in out if it has one.
+func (c *Cache[V]) collect(key string, r result[V], err error, shared bool, out map[string]V) {
+	c.count(r, err, shared)
+	if err != nil || r.e == nil {
+		return
+	}
+	if r.e.Value.negative {
+		c.stats.negativeHits.Add(1)
+		return
+	}
+	out[key] = r.e.Value.v
 }
 
 // decodeOrDelete decodes b (nil for a miss), deleting it from L2 if corrupt.
@@ -133,12 +143,14 @@ func (c *Cache[V]) loadMany(ctx context.Context, keys []string, load BatchLoader
 	for k, call := range waits {
 		r, err, retry := call.Wait(ctx)
 		if retry {
-			r, err = c.getSlow(ctx, k, singleLoader(load))
+			r, err = c.getSlow(ctx, k, singleLoader(load)) // counted there
+			if err == nil && r.e != nil && !r.e.Value.negative {
+				out[k] = r.e.Value.v
+			}
+		} else {
+			c.collect(k, r, err, true, out)
 		}
-		switch {
-		case err == nil && r.e != nil && !r.e.Value.negative:
-			out[k] = r.e.Value.v
-		case err != nil && !errors.Is(err, ErrNotFound):
+		if err != nil && !errors.Is(err, ErrNotFound) {
 			errs = append(errs, err)
 		}
 	}
@@ -156,9 +168,7 @@ func (c *Cache[V]) leadMany(ctx context.Context, keys []string, calls []*flight.
 	}()
 	err := r.run(ctx)
 	for _, s := range r.slots {
-		if s.err == nil && s.res.e != nil && !s.res.e.Value.negative {
-			out[s.key] = s.res.e.Value.v
-		}
+		c.collect(s.key, s.res, s.err, false, out)
 	}
 	return err
 }

@@ -101,9 +101,7 @@ func (r *leases[V]) leased(ctx context.Context) error {
 	r.token = newToken()
 	held, others, lost := r.ask(ctx, r.pending())
 	errL2 := r.withoutL2(ctx, lost)
-	missed := len(held) + len(others)
-	c.stats.misses.Add(uint64(missed))
-	for range missed {
+	for range len(held) + len(others) {
 		c.observe(ctx, Event{Kind: EventMiss})
 	}
 	err := r.loadKeys(ctx, held, fillLeased)

@@ -50,7 +50,9 @@ func (c *Cache[V]) getSlow(ctx context.Context, key string, load Loader[V]) (res
 			return result[V]{e: e, info: Info{Tier: TierL1}}, nil
 		case load != nil && now >= e.FreshUntil && c.inSWR(e, now):
 			c.refreshAsync(ctx, key, e.Value.version, load)
-			return c.servedStale(ctx, e, TierL1, nil), nil
+			r := c.servedStale(ctx, e, TierL1, nil)
+			c.count(r, nil, false)
+			return r, nil
 		}
 		// Past L1's own deadline (MaxTTL) but fresh in L2's terms: the
 		// flight below asks L2.
@@ -59,10 +61,34 @@ func (c *Cache[V]) getSlow(ctx context.Context, key string, load Loader[V]) (res
 	if load == nil {
 		group = &c.lookup
 	}
-	r, err, _ := group.Do(ctx, key, func(ctx context.Context) (result[V], error) {
+	r, err, shared := group.Do(ctx, key, func(ctx context.Context) (result[V], error) {
 		return c.fetch(ctx, key, load)
 	})
+	c.count(r, err, shared)
 	return r, err
+}
+
+// count counts one caller's answer once, whether it led the flight or
+// waited on it (shared): by the tier that answered, as a stale serve by why
+// it was served, or as a miss (loaded, not found or failed). The flights and
+// the lease protocol count no answers: a flight answers every caller
+// waiting on it, and background refreshes answer none.
+func (c *Cache[V]) count(r result[V], err error, shared bool) {
+	if shared {
+		c.stats.coalesced.Add(1)
+	}
+	switch {
+	case r.info.Stale && r.info.Cause == nil:
+		c.stats.staleHits.Add(1)
+	case r.info.Stale:
+		c.stats.staleOnError.Add(1)
+	case err == nil && r.info.Tier == TierL1:
+		c.stats.l1Hits.add()
+	case err == nil && r.info.Tier == TierL2:
+		c.stats.l2Hits.Add(1)
+	default:
+		c.stats.misses.Add(1)
+	}
 }
 
 // staleL1 returns key's L1 entry if it may still be served as stale.
@@ -85,13 +111,8 @@ func (c *Cache[V]) inSIE(e *entry[V], now int64) bool {
 	return now < e.FreshUntil+int64(c.opts.StaleIfError) && now < e.StaleUntil
 }
 
-// servedStale counts and reports a stale answer.
+// servedStale reports a stale answer.
 func (c *Cache[V]) servedStale(ctx context.Context, e *entry[V], tier Tier, cause error) result[V] {
-	if cause == nil {
-		c.stats.staleHits.Add(1)
-	} else {
-		c.stats.staleOnError.Add(1)
-	}
 	c.observe(ctx, Event{Kind: EventStale, Tier: tier, Err: cause})
 	return result[V]{e: e, info: Info{Tier: tier, Stale: true, Cause: cause}}
 }
@@ -127,7 +148,6 @@ func (c *Cache[V]) fetch(ctx context.Context, key string, load Loader[V]) (resul
 }
 
 func (c *Cache[V]) miss() (result[V], error) {
-	c.stats.misses.Add(1)
 	return result[V]{}, ErrNotFound
 }
 
@@ -157,7 +177,6 @@ func (c *Cache[V]) hitL2(ctx context.Context, key string, f l1.Fence, e *entry[V
 	if c.opts.Sliding && !e.Value.negative {
 		c.slide(ctx, e, now)
 	}
-	c.stats.l2Hits.Add(1)
 	c.observe(ctx, Event{Kind: EventHit, Tier: TierL2})
 	c.installL1(key, f, e)
 	return result[V]{e: e, info: Info{Tier: TierL2}}
@@ -174,7 +193,6 @@ func (c *Cache[V]) freshL1(ctx context.Context, key string, unvouched bool) (res
 	if !ok || c.client.clock.NowNano() >= e.LocalFreshUntil {
 		return result[V]{}, false
 	}
-	c.stats.l1Hits.add()
 	c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
 	return result[V]{e: e, info: Info{Tier: TierL1}}, true
 }

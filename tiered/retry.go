@@ -65,12 +65,13 @@ type retryRelease struct {
 // Client.RetryStats).
 type RetryStats struct {
 	// Pending is how many wait now.
-	Pending int
+	Pending int `json:"pending"`
 	// Applied counts the retries that landed.
-	Applied uint64
+	Applied uint64 `json:"applied"`
 	// Expired counts those given up because what they fixed expired
 	// meanwhile; Dropped those given up because too many waited.
-	Expired, Dropped uint64
+	Expired uint64 `json:"expired"`
+	Dropped uint64 `json:"dropped"`
 }
 
 // retryStats is Client.RetryStats.

@@ -6,23 +6,51 @@ import (
 )
 
 // Stats are a cache's counters since it was made.
+//
+// Every call counts once per key: a Get (or a key of a GetMany) is counted
+// in exactly one of L1Hits, L2Hits, StaleHits, StaleOnError and Misses, also
+// when it waited on another caller's read or load of the key (Coalesced
+// counts those as well). Requests and the ratios add them up.
 type Stats struct {
-	L1Hits         uint64 // Gets answered from L1
-	L2Hits         uint64 // Gets answered from L2
-	Misses         uint64 // Gets that found the key in neither tier
-	NegativeHits   uint64 // hits on a cached "not found" (also counted per tier)
-	Loads          uint64 // loader calls (a BatchLoader call counts once)
-	LoadErrors     uint64 // loader calls that failed (ErrNotFound excluded)
-	L2Errors       uint64 // L2 commands that failed; the call went on without L2
-	CorruptEntries uint64 // undecodable L2 entries, deleted and treated as misses
-	Uncached       uint64 // loaded values not cached: too large, not encodable or with tags an entry cannot hold
-	StaleHits      uint64 // stale values served under StaleWhileRevalidate
-	StaleOnError   uint64 // stale values served under StaleIfError, the loader having failed
-	Refreshes      uint64 // background refreshes started (early refresh and stale-while-revalidate)
-	LeaseWaits     uint64 // loads that waited for another caller's lease instead of loading
-	LeaseTimeouts  uint64 // waits that outlasted LeaseWait and loaded without caching
-	FillsRejected  uint64 // loads whose lease a write or invalidation ended first: not cached
-	Extensions     uint64 // sliding-expiration PEXPIREs sent to L2
+	L1Hits         uint64 `json:"l1_hits"`         // answered from L1, fresh
+	L2Hits         uint64 `json:"l2_hits"`         // answered from L2, fresh
+	Misses         uint64 `json:"misses"`          // answered by a load, not found or failed: no tier had a fresh value
+	StaleHits      uint64 `json:"stale_hits"`      // answered with a stale value under StaleWhileRevalidate
+	StaleOnError   uint64 `json:"stale_on_error"`  // answered with a stale value under StaleIfError, the loader having failed
+	Coalesced      uint64 `json:"coalesced"`       // of those, calls that waited on another caller's read or load of the key on this replica
+	NegativeHits   uint64 `json:"negative_hits"`   // hits on a cached "not found" (also counted per tier)
+	Loads          uint64 `json:"loads"`           // loader calls (a BatchLoader call counts once)
+	LoadErrors     uint64 `json:"load_errors"`     // loader calls that failed (ErrNotFound excluded)
+	L2Errors       uint64 `json:"l2_errors"`       // L2 commands that failed; the call went on without L2
+	CorruptEntries uint64 `json:"corrupt_entries"` // undecodable L2 entries, deleted and treated as misses
+	Uncached       uint64 `json:"uncached"`        // loaded values not cached: too large, not encodable or with tags an entry cannot hold
+	Refreshes      uint64 `json:"refreshes"`       // background refreshes started (early refresh and stale-while-revalidate)
+	LeaseWaits     uint64 `json:"lease_waits"`     // keys whose load waited for another caller's lease instead of loading
+	LeaseTimeouts  uint64 `json:"lease_timeouts"`  // waits that outlasted LeaseWait and loaded without caching
+	FillsRejected  uint64 `json:"fills_rejected"`  // loads whose lease a write or invalidation ended first: not cached
+	Extensions     uint64 `json:"extensions"`      // sliding-expiration PEXPIREs sent to L2
+}
+
+// Requests is how many calls (keys of a GetMany) the counters cover.
+func (s Stats) Requests() uint64 {
+	return s.L1Hits + s.L2Hits + s.StaleHits + s.StaleOnError + s.Misses
+}
+
+// HitRatio is the share of requests answered fresh from either tier; 0
+// before the first.
+func (s Stats) HitRatio() float64 { return ratio(s.L1Hits+s.L2Hits, s.Requests()) }
+
+// L1HitRatio is the share of requests answered fresh from L1.
+func (s Stats) L1HitRatio() float64 { return ratio(s.L1Hits, s.Requests()) }
+
+// L2HitRatio is the share of requests answered fresh from L2.
+func (s Stats) L2HitRatio() float64 { return ratio(s.L2Hits, s.Requests()) }
+
+func ratio(n, of uint64) float64 {
+	if of == 0 {
+		return 0
+	}
+	return float64(n) / float64(of)
 }
 
 // stats holds the counters. L1 hits are striped: every other path pays a
@@ -45,6 +73,7 @@ type stats struct {
 	leaseTimeouts  atomic.Uint64
 	fillsRejected  atomic.Uint64
 	extensions     atomic.Uint64
+	coalesced      atomic.Uint64
 }
 
 func (s *stats) snapshot() Stats {
@@ -65,6 +94,7 @@ func (s *stats) snapshot() Stats {
 		LeaseTimeouts:  s.leaseTimeouts.Load(),
 		FillsRejected:  s.fillsRejected.Load(),
 		Extensions:     s.extensions.Load(),
+		Coalesced:      s.coalesced.Load(),
 	}
 }
 
