@@ -4,13 +4,17 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 )
 
 // logSink routes memberlist's log.Logger lines to a slog.Logger, keeping
 // memberlist's level, and carries this package's own few log lines. A nil
-// logger discards everything.
+// logger discards everything. Once closing is set, memberlist's lines are
+// debug: its complaints about the sockets Close just shut ("use of closed
+// network connection") are not errors of a clean shutdown.
 type logSink struct {
-	logger *slog.Logger
+	logger  *slog.Logger
+	closing *atomic.Bool
 }
 
 // levels maps memberlist's line prefixes to slog levels.
@@ -37,6 +41,9 @@ func (s logSink) Write(p []byte) (int, error) {
 			line, level = rest, l.level
 			break
 		}
+	}
+	if s.closing != nil && s.closing.Load() {
+		level = slog.LevelDebug
 	}
 	s.logger.Log(context.Background(), level, line)
 	return len(p), nil

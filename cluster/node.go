@@ -77,9 +77,9 @@ func start(cfg Config, name string, handle func([]byte), onOverflow func()) (*no
 func newNode(s settings, name string, handle func([]byte), onOverflow func()) *node {
 	n := &node{
 		name:   name,
-		logger: logSink{logger: s.Logger},
 		gossip: &memberlist.TransmitLimitedQueue{},
 	}
+	n.logger = logSink{logger: s.Logger, closing: &n.closed}
 	n.gossip.NumNodes = n.memberCount
 	n.sendDirect = n.sendDirectDefault
 	n.deliver = newDeliverer(s.QueueSize, handle, onOverflow, n.protect)

@@ -3,6 +3,7 @@ package l2
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ type watch struct {
 	interval time.Duration
 	timeout  time.Duration
 	watcher  Watcher // nil: no one is told
+	log      *slog.Logger
 	parse    func(full string) (ns, key string, ok bool)
 	cleaning []atomic.Bool // per server: a clean runs
 
@@ -52,7 +54,7 @@ type watch struct {
 func (c *Config) watch(s *Store, nodes []*node, set *shardSet, w Watcher) *watch {
 	h := &watch{
 		nodes: nodes, set: set, ring: set != nil, prefix: c.Prefix, epochKey: epochKey(c.Prefix), id: randomID(),
-		interval: c.HealthInterval, timeout: c.HealthTimeout, watcher: w, parse: s.parseKey,
+		interval: c.HealthInterval, timeout: c.HealthTimeout, watcher: w, log: c.Logger, parse: s.parseKey,
 		cleaning: make([]atomic.Bool, len(nodes)),
 		st:       health.State{Ring: set != nil, Servers: make([]health.Server, len(nodes))},
 	}
@@ -157,7 +159,9 @@ func (h *watch) act(st health.State, acts []health.Action) {
 		switch a := a.(type) {
 		case health.Fence:
 			n, reason := h.nodes[a.Server], a.Reason
-			n.fenced.Store(true)
+			if !n.fenced.Swap(true) && !h.quiet {
+				h.log.Warn("strata: L2 server out of service", "server", n.addr, "reason", reason)
+			}
 			n.why.Store(&reason)
 			h.changes++
 		case health.Forget:
@@ -179,7 +183,9 @@ func (h *watch) act(st health.State, acts []health.Action) {
 		case health.Join:
 			n := h.nodes[a.Server]
 			n.resetBreaker() // the checks found it well: a cool-down would only delay it
-			n.fenced.Store(false)
+			if n.fenced.Swap(false) && !h.quiet {
+				h.log.Info("strata: L2 server back in service", "server", n.addr)
+			}
 			h.changes++
 		case health.HoldOut:
 			mark, unmark := h.markerKeys(a.Mark), h.markerKeys(a.Unmark)

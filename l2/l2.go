@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -114,6 +115,10 @@ type Config struct {
 	// BreakerCoolDown is how long an open breaker fails commands at once
 	// before one probe may try the server. Zero means DefaultBreakerCoolDown.
 	BreakerCoolDown time.Duration
+	// Logger receives a warning when a server goes out of service and a
+	// line at info when it returns. Nil means slog.Default(); tiered passes
+	// its Config.Logger.
+	Logger *slog.Logger
 }
 
 // Enabled reports whether c configures an L2 at all.
@@ -122,6 +127,9 @@ func (c *Config) Enabled() bool {
 }
 
 func (c *Config) setDefaults() error {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
 	set := 0
 	for _, b := range []bool{len(c.Addrs) > 0, len(c.ClusterAddrs) > 0, c.Client != nil} {
 		if b {

@@ -55,7 +55,16 @@ type Config struct {
 	Gossip *cluster.Config
 	// Observer receives telemetry events. Nil means none.
 	Observer Observer
-	// Logger receives warnings such as L2 errors. Nil means slog.Default().
+	// Logger receives everything Strata logs: L2 errors (rate-limited), a
+	// server going out of service and returning, invalidations not sent,
+	// and, unless Redis.Logger or Gossip.Logger say otherwise, the L2
+	// health watch's and memberlist's lines. Nil means slog.Default().
+	//
+	// NOTE: go-redis logs connection-pool failures through its own
+	// process-wide logger (stderr by default). Strata leaves it alone, since
+	// setting it (redis.SetLogger) would change it for the whole process;
+	// an application that wants those lines in its slog calls
+	// redis.SetLogger itself.
 	Logger *slog.Logger
 	// LogInterval is the least time between two logs of L2 errors; the errors
 	// in between are counted and reported with the next log. Zero means
@@ -119,8 +128,9 @@ type Client struct {
 	gossip  *cluster.Node // nil without Config.Gossip
 	trusted atomic.Bool   // some channel vouches for L1 (always, without channels)
 
-	l2Log rateLimitedLog
-	retry retrier // failed L2 writes tried again
+	l2Log       rateLimitedLog
+	uncachedLog rateLimitedLog // loaded values too large (or not encodable) to cache
+	retry       retrier        // failed L2 writes tried again
 }
 
 // NewClient returns a Client configured by cfg. It does not wait for Redis: a
@@ -132,7 +142,11 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg}
 	c.retry.c = c
 	if cfg.Redis.Enabled() {
-		store, err := l2.OpenWatched(cfg.Redis, l2Watcher{c})
+		redisCfg := cfg.Redis
+		if redisCfg.Logger == nil {
+			redisCfg.Logger = cfg.Logger
+		}
+		store, err := l2.OpenWatched(redisCfg, l2Watcher{c})
 		if err != nil {
 			return nil, fmt.Errorf("tiered: %w", err)
 		}
@@ -146,6 +160,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	c.l2Log.interval = int64(cfg.LogInterval)
+	c.uncachedLog.interval = int64(cfg.LogInterval)
 	if err := c.startBus(); err != nil {
 		_ = c.Close()
 		return nil, err

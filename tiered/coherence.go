@@ -46,7 +46,11 @@ func (c *Client) startBus() error {
 	// yet, and its first trust drops L1 anyway).
 	var started atomic.Pointer[bus.Bus]
 	if c.cfg.Gossip != nil {
-		node, err := cluster.Start(*c.cfg.Gossip, c.cfg.NodeID,
+		gossip := *c.cfg.Gossip
+		if gossip.Logger == nil {
+			gossip.Logger = c.cfg.Logger // memberlist's lines too: one logger
+		}
+		node, err := cluster.Start(gossip, c.cfg.NodeID,
 			func(msg []byte) {
 				if b := started.Load(); b != nil {
 					b.Deliver(msg, bus.Gossip)

@@ -417,7 +417,10 @@ func (c *Cache[V]) entry(key string, v V, negative bool, d time.Duration) (*entr
 	}
 	if err != nil {
 		c.stats.uncached.Add(1)
-		c.client.cfg.Logger.Warn("strata: loaded value not cached", "namespace", c.ns, "key", key, "err", err)
+		if n, ok := c.client.uncachedLog.allow(c.client.clock.NowNano()); ok {
+			c.client.cfg.Logger.Warn("strata: loaded value not cached", "namespace", c.ns, "key", key, "err", err,
+				"uncached_since_last_log", n)
+		}
 		return e, nil
 	}
 	e.Size = len(payload)
