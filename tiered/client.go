@@ -165,6 +165,9 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 		_ = c.Close()
 		return nil, err
 	}
+	if so, ok := cfg.Observer.(StatsObserver); ok {
+		so.ObserveStats(c.Stats)
+	}
 	return c, nil
 }
 
@@ -213,6 +216,12 @@ func (c *Client) Invalidate(ctx context.Context, namespace string, keys ...strin
 // and from every replica's L1, without a Cache (see Invalidate).
 func (c *Client) InvalidateTags(ctx context.Context, namespace string, tags ...string) error {
 	return c.invalidateTags(ctx, namespace, tags...)
+}
+
+// Stats returns the client's counters: every cache's, the bus's and the
+// retrier's, read now.
+func (c *Client) Stats() ClientStats {
+	return c.clientStats()
 }
 
 // BusStats returns the invalidation bus's counters (zero without one).

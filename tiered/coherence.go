@@ -18,6 +18,7 @@ import (
 // applying invalidations to it.
 type registeredCache interface {
 	namespace() string
+	counters() Stats
 	close()
 	invalidate(m *coherence.Message)
 	reset()
@@ -173,6 +174,8 @@ func (c *Client) cachesOf(ns string) []registeredCache {
 }
 
 func (c *Cache[V]) namespace() string { return c.ns }
+
+func (c *Cache[V]) counters() Stats { return c.stats.snapshot() }
 
 // invalidate applies another replica's invalidation to L1.
 func (c *Cache[V]) invalidate(m *coherence.Message) {

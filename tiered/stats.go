@@ -1,6 +1,8 @@
 package tiered
 
 import (
+	"github.com/strata-cache/strata/coherence"
+
 	"sync/atomic"
 	"unsafe"
 )
@@ -29,6 +31,38 @@ type Stats struct {
 	LeaseTimeouts  uint64 `json:"lease_timeouts"`  // waits that outlasted LeaseWait and loaded without caching
 	FillsRejected  uint64 `json:"fills_rejected"`  // loads whose lease a write or invalidation ended first: not cached
 	Extensions     uint64 `json:"extensions"`      // sliding-expiration PEXPIREs sent to L2
+}
+
+// plus returns s with o's counters added.
+func (s Stats) plus(o Stats) Stats {
+	return Stats{
+		L1Hits: s.L1Hits + o.L1Hits, L2Hits: s.L2Hits + o.L2Hits, Misses: s.Misses + o.Misses,
+		StaleHits: s.StaleHits + o.StaleHits, StaleOnError: s.StaleOnError + o.StaleOnError,
+		Coalesced: s.Coalesced + o.Coalesced, NegativeHits: s.NegativeHits + o.NegativeHits,
+		Loads: s.Loads + o.Loads, LoadErrors: s.LoadErrors + o.LoadErrors, L2Errors: s.L2Errors + o.L2Errors,
+		CorruptEntries: s.CorruptEntries + o.CorruptEntries, Uncached: s.Uncached + o.Uncached,
+		Refreshes: s.Refreshes + o.Refreshes, LeaseWaits: s.LeaseWaits + o.LeaseWaits,
+		LeaseTimeouts: s.LeaseTimeouts + o.LeaseTimeouts, FillsRejected: s.FillsRejected + o.FillsRejected,
+		Extensions: s.Extensions + o.Extensions,
+	}
+}
+
+// ClientStats are a Client's counters: each namespace's (Cache.Stats,
+// summed over the caches of one namespace), the invalidation bus's
+// (Client.BusStats) and the retrier's (Client.RetryStats).
+type ClientStats struct {
+	Caches map[string]Stats `json:"caches"`
+	Bus    coherence.Stats  `json:"bus"`
+	Retry  RetryStats       `json:"retry"`
+}
+
+// clientStats is Client.Stats.
+func (c *Client) clientStats() ClientStats {
+	out := ClientStats{Caches: map[string]Stats{}, Bus: c.busStats(), Retry: c.retryStats()}
+	for _, cache := range c.cachesOf("") {
+		out.Caches[cache.namespace()] = out.Caches[cache.namespace()].plus(cache.counters())
+	}
+	return out
 }
 
 // Requests is how many calls (keys of a GetMany) the counters cover.

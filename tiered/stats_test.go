@@ -97,3 +97,41 @@ func TestStatsJSONAndRatios(t *testing.T) {
 		t.Error("HitRatio of no requests is not 0")
 	}
 }
+
+// Client.Stats sums the caches of each namespace and carries the bus's and
+// the retrier's counters; a StatsObserver is handed it at NewClient.
+func TestClientStats(t *testing.T) {
+	ctx := context.Background()
+	obs := &statsObserver{}
+	c, _ := newRedisClient(t, tiered.Config{Observer: obs})
+	a1 := newCache(t, c, "a", tiered.Options[string]{})
+	a2 := newCache(t, c, "a", tiered.Options[string]{})
+	b := newCache(t, c, "b", tiered.Options[string]{})
+	load := func(context.Context, string) (string, error) { return "v", nil }
+	for _, cache := range []*tiered.Cache[string]{a1, a2, b} {
+		if _, err := cache.Get(ctx, "k", load); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Set(ctx, "k", "w"); err != nil { // published: the bus counts it
+		t.Fatal(err)
+	}
+	if obs.read == nil {
+		t.Fatal("NewClient did not hand the StatsObserver Client.Stats")
+	}
+	s := obs.read()
+	if got := s.Caches["a"].Requests(); got != 2 {
+		t.Errorf("namespace a: %d requests over its two caches (%+v), want 2", got, s.Caches)
+	}
+	if got := s.Caches["b"].Requests(); got != 1 {
+		t.Errorf("namespace b: %d requests, want 1", got)
+	}
+	if s.Bus.Published == 0 {
+		t.Errorf("bus counters %+v: the Set's invalidation is not counted", s.Bus)
+	}
+}
+
+type statsObserver struct{ read func() tiered.ClientStats }
+
+func (o *statsObserver) Observe(context.Context, tiered.Event)       {}
+func (o *statsObserver) ObserveStats(read func() tiered.ClientStats) { o.read = read }
