@@ -33,8 +33,9 @@ type Stats struct {
 	Extensions     uint64 `json:"extensions"`      // sliding-expiration PEXPIREs sent to L2
 }
 
-// plus returns s with o's counters added.
-func (s Stats) plus(o Stats) Stats {
+// Add returns s with o's counters added: the counters of several caches (or
+// replicas) of one namespace.
+func (s Stats) Add(o Stats) Stats {
 	return Stats{
 		L1Hits: s.L1Hits + o.L1Hits, L2Hits: s.L2Hits + o.L2Hits, Misses: s.Misses + o.Misses,
 		StaleHits: s.StaleHits + o.StaleHits, StaleOnError: s.StaleOnError + o.StaleOnError,
@@ -60,7 +61,7 @@ type ClientStats struct {
 func (c *Client) clientStats() ClientStats {
 	out := ClientStats{Caches: map[string]Stats{}, Bus: c.busStats(), Retry: c.retryStats()}
 	for _, cache := range c.cachesOf("") {
-		out.Caches[cache.namespace()] = out.Caches[cache.namespace()].plus(cache.counters())
+		out.Caches[cache.namespace()] = out.Caches[cache.namespace()].Add(cache.counters())
 	}
 	return out
 }
