@@ -1,7 +1,19 @@
 // Package otelcache exports what a Strata client does as OpenTelemetry
-// metrics: requests per namespace, tier and result, load durations,
+// spans and metrics. Put the Observer New returns in tiered.Config.Observer.
+//
+// Spans: one per operation (strata.cache.get, .get_many, .set, .delete,
+// .invalidate_tags, .invalidate_pattern, .clear, .invalidate), kind
+// internal, with the namespace, and for a Get the tier and result; a child
+// span per loader call (strata.cache.load); a background refresh's own span
+// (strata.cache.refresh), linked to the request that started it. Only
+// operations inside a sampled span of the caller's are traced: elsewhere
+// Start costs a context lookup and allocates nothing, so the L1 hit path
+// stays cheap. A sampled L1 hit records a span (see the benchmarks). Redis
+// commands get their spans from go-redis's redisotel on Client.Redis().
+//
+// Metrics: requests per namespace, tier and result, load durations,
 // refreshes, lease waits, rejected fills, L2 errors, and the invalidation
-// traffic with its lag. Put the Observer New returns in tiered.Config.Observer.
+// traffic with its lag.
 //
 // It is its own module, so that the OpenTelemetry API enters only the go.mod
 // of programs that import it; the library's packages never import
@@ -27,6 +39,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-cache/strata/tiered"
 )
@@ -51,7 +64,9 @@ const (
 type Option func(*config)
 
 type config struct {
-	meters metric.MeterProvider
+	meters  metric.MeterProvider
+	tracers trace.TracerProvider
+	keys    bool
 }
 
 // WithMeterProvider makes the instruments with mp. The default is the
@@ -60,10 +75,13 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(c *config) { c.meters = mp }
 }
 
-// Observer records a client's metrics. It implements tiered.StatsObserver;
-// one Observer may serve several clients, whose counters it adds up per
-// namespace.
+// Observer records a client's metrics and traces its operations. It
+// implements tiered.StatsObserver and tiered.SpanObserver; one Observer may
+// serve several clients, whose counters it adds up per namespace.
 type Observer struct {
+	tracer trace.Tracer
+	keys   bool
+
 	loadDuration metric.Float64Histogram
 	lag          metric.Float64Histogram
 	loadAttrs    sync.Map // loadKey -> metric.RecordOption
@@ -78,12 +96,12 @@ type loadKey struct{ ns, result string }
 // New returns an Observer whose instruments come from the meter provider
 // (see WithMeterProvider).
 func New(opts ...Option) (*Observer, error) {
-	cfg := config{meters: otel.GetMeterProvider()}
+	cfg := config{meters: otel.GetMeterProvider(), tracers: otel.GetTracerProvider()}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	m := cfg.meters.Meter(scope)
-	o := &Observer{}
+	o := &Observer{tracer: cfg.tracers.Tracer(scope), keys: cfg.keys}
 	var errs [3]error
 	o.loadDuration, errs[0] = m.Float64Histogram("strata.cache.load.duration", metric.WithUnit("s"),
 		metric.WithDescription("How long loader calls took, by result (a batch loader call counts once)."))
@@ -107,6 +125,12 @@ func (o *Observer) Observe(ctx context.Context, e tiered.Event) {
 	case tiered.EventInvalidation:
 		o.lag.Record(ctx, max(e.Duration.Seconds(), 0), o.lagOption(e.Namespace))
 	}
+}
+
+// Wants implements tiered.EventFilter: only the events that carry a
+// duration. The L1 hit path then does not call Observe at all.
+func (o *Observer) Wants(k tiered.EventKind) bool {
+	return k == tiered.EventLoad || k == tiered.EventInvalidation
 }
 
 // ObserveStats implements tiered.StatsObserver: read is a client's counters,

@@ -109,14 +109,20 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V]) (V, erro
 		var zero V
 		return zero, err
 	}
+	var sp Span
+	if c.client.spans != nil {
+		ctx, sp = c.client.start(ctx, OpGet, c.ns, key, 1)
+	}
 	if c.l1 != nil && c.client.trusted.Load() {
 		if e, ok := c.l1.Get(key); ok {
 			if now := c.client.clock.NowNano(); now < e.LocalFreshUntil {
+				end(sp, Outcome{Tier: TierL1, Negative: e.Value.negative})
 				return c.hitL1(ctx, e, now, load)
 			}
 		}
 	}
 	r, err := c.getSlow(ctx, key, load)
+	end(sp, r.outcome(err))
 	if err != nil {
 		var zero V
 		return zero, err
@@ -131,11 +137,14 @@ func (c *Cache[V]) GetWithInfo(ctx context.Context, key string, load Loader[V]) 
 	if err := c.check(key); err != nil {
 		return zero, Info{}, err
 	}
+	ctx, sp := c.client.start(ctx, OpGet, c.ns, key, 1)
 	if e, ok := c.getL1(key); ok {
+		end(sp, Outcome{Tier: TierL1, Negative: e.Value.negative})
 		v, err := c.hitL1(ctx, e, c.client.clock.NowNano(), load)
 		return v, Info{Tier: TierL1}, err
 	}
 	r, err := c.getSlow(ctx, key, load)
+	end(sp, r.outcome(err))
 	if err != nil {
 		return zero, Info{}, err
 	}
@@ -156,7 +165,10 @@ func (c *Cache[V]) GetWithInfo(ctx context.Context, key string, load Loader[V]) 
 // A nil load makes GetMany a lookup. On a loader error the map holds what was
 // found, and the error is returned.
 func (c *Cache[V]) GetMany(ctx context.Context, keys []string, load BatchLoader[V]) (map[string]V, error) {
-	return c.getMany(ctx, keys, load)
+	ctx, sp := c.client.start(ctx, OpGetMany, c.ns, "", len(keys))
+	m, err := c.getMany(ctx, keys, load)
+	end(sp, Outcome{Err: err})
+	return m, err
 }
 
 // Set stores v under key in both tiers (after Writer, if any). When Set
@@ -173,7 +185,10 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...SetOption) 
 	for _, o := range opts {
 		o(&so)
 	}
-	return c.set(ctx, key, v, so)
+	ctx, sp := c.client.start(ctx, OpSet, c.ns, key, 1)
+	err := c.set(ctx, key, v, so)
+	end(sp, Outcome{Err: err})
+	return err
 }
 
 // Delete removes keys from both tiers. When it returns, Gets on this replica
@@ -185,13 +200,19 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 			return err
 		}
 	}
-	return c.delete(ctx, keys)
+	ctx, sp := c.client.start(ctx, OpDelete, c.ns, soleKey(keys), len(keys))
+	err := c.delete(ctx, keys)
+	end(sp, Outcome{Err: err})
+	return err
 }
 
 // InvalidateTags removes every key carrying one of tags (from Options.Tags
 // or WithTags) from L2 and from every replica's L1.
 func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
-	return c.invalidateTags(ctx, tags...)
+	ctx, sp := c.client.start(ctx, OpInvalidateTags, c.ns, "", len(tags))
+	err := c.invalidateTags(ctx, tags...)
+	end(sp, Outcome{Err: err})
+	return err
 }
 
 // InvalidatePattern removes every key of the namespace matching pattern
@@ -203,7 +224,10 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 // against keys as L2 stores them: a key starting with '}' or '~' is stored
 // with a '~' in front.
 func (c *Cache[V]) InvalidatePattern(ctx context.Context, pattern string) error {
-	return c.invalidatePattern(ctx, pattern)
+	ctx, sp := c.client.start(ctx, OpInvalidatePattern, c.ns, "", 1)
+	err := c.invalidatePattern(ctx, pattern)
+	end(sp, Outcome{Err: err})
+	return err
 }
 
 // Clear invalidates the whole namespace on every replica: it bumps the
@@ -211,7 +235,10 @@ func (c *Cache[V]) InvalidatePattern(ctx context.Context, pattern string) error 
 // once (the old keys expire in Redis by their TTL), empties this replica's
 // L1 and tells the others to do the same.
 func (c *Cache[V]) Clear(ctx context.Context) error {
-	return c.clear(ctx)
+	ctx, sp := c.client.start(ctx, OpClear, c.ns, "", 0)
+	err := c.clear(ctx)
+	end(sp, Outcome{Err: err})
+	return err
 }
 
 // Stats returns the cache's counters since it was made.

@@ -61,9 +61,9 @@ func (c *Cache[V]) result(e *entry[V]) (V, error) {
 }
 
 func (c *Cache[V]) observe(ctx context.Context, e Event) {
-	if o := c.client.cfg.Observer; o != nil {
+	if c.client.wants&(1<<e.Kind) != 0 {
 		e.Namespace = c.ns
-		o.Observe(ctx, e)
+		c.client.cfg.Observer.Observe(ctx, e)
 	}
 }
 

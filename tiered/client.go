@@ -131,6 +131,8 @@ type Client struct {
 	l2Log       rateLimitedLog
 	uncachedLog rateLimitedLog // loaded values too large (or not encodable) to cache
 	retry       retrier        // failed L2 writes tried again
+	spans       SpanObserver   // Config.Observer, if it traces operations
+	wants       uint32         // the event kinds Config.Observer is sent, by bit (see EventFilter)
 }
 
 // NewClient returns a Client configured by cfg. It does not wait for Redis: a
@@ -141,6 +143,8 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg}
 	c.retry.c = c
+	c.spans, _ = cfg.Observer.(SpanObserver)
+	c.wants = wanted(cfg.Observer)
 	if cfg.Redis.Enabled() {
 		redisCfg := cfg.Redis
 		if redisCfg.Logger == nil {
@@ -209,13 +213,19 @@ func (c *Client) L2Health() []l2.ServerHealth {
 // change-data-capture consumer, a script) calls it. It returns the L2 error,
 // if any; the invalidation is published either way.
 func (c *Client) Invalidate(ctx context.Context, namespace string, keys ...string) error {
-	return c.invalidate(ctx, namespace, keys...)
+	ctx, sp := c.start(ctx, OpInvalidate, namespace, soleKey(keys), len(keys))
+	err := c.invalidate(ctx, namespace, keys...)
+	end(sp, Outcome{Err: err})
+	return err
 }
 
 // InvalidateTags removes every key of namespace carrying one of tags from L2
 // and from every replica's L1, without a Cache (see Invalidate).
 func (c *Client) InvalidateTags(ctx context.Context, namespace string, tags ...string) error {
-	return c.invalidateTags(ctx, namespace, tags...)
+	ctx, sp := c.start(ctx, OpInvalidateTags, namespace, "", len(tags))
+	err := c.invalidateTags(ctx, namespace, tags...)
+	end(sp, Outcome{Err: err})
+	return err
 }
 
 // Stats returns the client's counters: every cache's, the bus's and the

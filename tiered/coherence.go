@@ -133,7 +133,7 @@ func (h *busHandler) Apply(m *coherence.Message) {
 	for _, cache := range (*Client)(h).cachesOf(m.Namespace) {
 		cache.invalidate(m)
 	}
-	if o := h.cfg.Observer; o != nil {
+	if o := h.cfg.Observer; o != nil && h.wants&(1<<EventInvalidation) != 0 {
 		// Wall clock on both sides: the lag is meaningful within the clock
 		// skew between the hosts.
 		lag := time.Duration(time.Now().UnixNano() - m.SentAt)

@@ -191,15 +191,17 @@ func singleLoader[V any](load BatchLoader[V]) Loader[V] {
 
 // runBatchLoader calls load under the client's load tracking, turning a panic
 // into a *PanicError, and counts it. It returns how long the load took.
-func (c *Cache[V]) runBatchLoader(ctx context.Context, keys []string, load BatchLoader[V]) (map[string]V, time.Duration, error) {
+func (c *Cache[V]) runBatchLoader(ctx context.Context, keys []string, load BatchLoader[V]) (found map[string]V, d time.Duration, err error) {
+	ctx, sp := c.client.start(ctx, OpLoad, c.ns, "", len(keys))
+	defer func() { end(sp, Outcome{Tier: TierLoader, Err: err}) }()
 	ctx, done, err := c.client.beginLoad(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer done()
 	elapsed := c.client.stopwatch()
-	found, err := callBatchLoader(ctx, keys, load)
-	d := elapsed()
+	found, err = callBatchLoader(ctx, keys, load)
+	d = elapsed()
 	c.stats.loads.Add(1)
 	if err != nil {
 		c.stats.loadErrors.Add(1)

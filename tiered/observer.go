@@ -72,6 +72,29 @@ type Observer interface {
 	Observe(ctx context.Context, e Event)
 }
 
+// An EventFilter is an Observer that says which kinds of event it wants,
+// once, at NewClient: the others are not sent to it, so the paths that
+// report them (the L1 hit path among them) skip the call.
+type EventFilter interface {
+	Observer
+	Wants(k EventKind) bool
+}
+
+// wanted is the set of event kinds o is sent, by bit.
+func wanted(o Observer) uint32 {
+	if o == nil {
+		return 0
+	}
+	f, ok := o.(EventFilter)
+	var bits uint32
+	for k := EventHit; k <= EventInvalidation; k++ {
+		if !ok || f.Wants(k) {
+			bits |= 1 << k
+		}
+	}
+	return bits
+}
+
 // A StatsObserver is an Observer that also reads the client's counters when
 // it wants them, as OpenTelemetry's observable instruments do: NewClient
 // hands it Client.Stats. The hot path then pays for one counter (the
@@ -79,4 +102,111 @@ type Observer interface {
 type StatsObserver interface {
 	Observer
 	ObserveStats(read func() ClientStats)
+}
+
+// Op names an operation a SpanObserver hears begin and end.
+type Op uint8
+
+// Operations.
+const (
+	OpGet               Op = iota + 1 // Get and GetWithInfo
+	OpGetMany                         // GetMany
+	OpSet                             // Set
+	OpDelete                          // Delete
+	OpInvalidateTags                  // Cache.InvalidateTags and Client.InvalidateTags
+	OpInvalidatePattern               // InvalidatePattern
+	OpClear                           // Clear
+	OpInvalidate                      // Client.Invalidate
+	OpLoad                            // a loader call, inside the operation that needed it
+	OpRefresh                         // a background refresh (early or stale-while-revalidate), started by a Get
+)
+
+// String returns the operation's name in snake case: "get", "get_many", ….
+func (o Op) String() string {
+	switch o {
+	case OpGet:
+		return "get"
+	case OpGetMany:
+		return "get_many"
+	case OpSet:
+		return "set"
+	case OpDelete:
+		return "delete"
+	case OpInvalidateTags:
+		return "invalidate_tags"
+	case OpInvalidatePattern:
+		return "invalidate_pattern"
+	case OpClear:
+		return "clear"
+	case OpInvalidate:
+		return "invalidate"
+	case OpLoad:
+		return "load"
+	case OpRefresh:
+		return "refresh"
+	}
+	return "unknown"
+}
+
+// Operation is what a SpanObserver is told when an operation begins.
+type Operation struct {
+	Op        Op
+	Namespace string
+	// Key is the key of a one-key operation; empty for the others.
+	Key string
+	// Keys is how many keys (or tags) the operation covers.
+	Keys int
+}
+
+// Outcome is how an operation ended.
+type Outcome struct {
+	// Tier is where a Get's answer came from (TierNone for the other
+	// operations, and for a Get that failed).
+	Tier Tier
+	// Stale reports a stale answer; Negative a cached "not found".
+	Stale, Negative bool
+	// Coalesced reports a Get that waited on another caller's read or load
+	// of its key on this replica.
+	Coalesced bool
+	// Err is the operation's error (ErrNotFound for a Get that found
+	// nothing).
+	Err error
+}
+
+// Span is an operation in progress: End is called once, when it ends.
+type Span interface {
+	End(o Outcome)
+}
+
+// A SpanObserver is an Observer that also hears every operation begin and
+// end, to trace them. Start runs on the caller's goroutine before the
+// operation, on the L1 hit path too: when it does not trace the operation
+// it must return ctx and a nil Span at once, without allocating. The ctx
+// it returns is the one the operation (and its loader) runs with.
+type SpanObserver interface {
+	Observer
+	Start(ctx context.Context, op Operation) (context.Context, Span)
+}
+
+// start begins op on key (or on n keys) if a SpanObserver traces it.
+func (c *Client) start(ctx context.Context, op Op, ns, key string, n int) (context.Context, Span) {
+	if c.spans == nil {
+		return ctx, nil
+	}
+	return c.spans.Start(ctx, Operation{Op: op, Namespace: ns, Key: key, Keys: n})
+}
+
+// soleKey is the key of a one-key call, for its span.
+func soleKey(keys []string) string {
+	if len(keys) == 1 {
+		return keys[0]
+	}
+	return ""
+}
+
+// end ends sp, if there is one.
+func end(sp Span, o Outcome) {
+	if sp != nil {
+		sp.End(o)
+	}
 }

@@ -28,8 +28,15 @@ type Info struct {
 
 // result is what a flight hands to every caller waiting on it.
 type result[V any] struct {
-	e    *entry[V]
-	info Info
+	e         *entry[V]
+	info      Info
+	coalesced bool // the caller waited on another's flight
+}
+
+// outcome is r, answered with err, as a span's outcome.
+func (r result[V]) outcome(err error) Outcome {
+	return Outcome{Tier: r.info.Tier, Stale: r.info.Stale, Negative: r.e != nil && r.e.Value.negative,
+		Coalesced: r.coalesced, Err: err}
 }
 
 // getSlow is Get past a fresh L1 hit. A stale L1 copy inside the
@@ -65,6 +72,7 @@ func (c *Cache[V]) getSlow(ctx context.Context, key string, load Loader[V]) (res
 		return c.fetch(ctx, key, load)
 	})
 	c.count(r, err, shared)
+	r.coalesced = shared
 	return r, err
 }
 
@@ -199,7 +207,9 @@ func (c *Cache[V]) freshL1(ctx context.Context, key string, unvouched bool) (res
 
 // runLoader calls load under the client's load tracking (Close cancels and
 // waits for it), turning a panic into a *PanicError, and counts it.
-func (c *Cache[V]) runLoader(ctx context.Context, key string, load Loader[V]) (V, time.Duration, error) {
+func (c *Cache[V]) runLoader(ctx context.Context, key string, load Loader[V]) (v V, d time.Duration, err error) {
+	ctx, sp := c.client.start(ctx, OpLoad, c.ns, key, 1)
+	defer func() { end(sp, Outcome{Tier: TierLoader, Err: err}) }()
 	ctx, done, err := c.client.beginLoad(ctx)
 	if err != nil {
 		var zero V
@@ -207,8 +217,8 @@ func (c *Cache[V]) runLoader(ctx context.Context, key string, load Loader[V]) (V
 	}
 	defer done()
 	elapsed := c.client.stopwatch()
-	v, err := callLoader(ctx, key, load)
-	d := elapsed()
+	v, err = callLoader(ctx, key, load)
+	d = elapsed()
 	c.stats.loads.Add(1)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		c.stats.loadErrors.Add(1)

@@ -28,6 +28,9 @@ func (c *Cache[V]) refreshAsync(ctx context.Context, key string, seen uint64, lo
 		defer c.survive("refresh", key)
 		rctx, cancel := context.WithTimeout(lctx, c.opts.RefreshTimeout)
 		defer cancel()
+		// Its own span, linked to the request that started it (ctx's).
+		rctx, sp := c.client.start(rctx, OpRefresh, c.ns, key, 1)
+		defer end(sp, Outcome{})
 		c.refresh(rctx, key, seen, load)
 	}()
 }

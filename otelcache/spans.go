@@ -1,0 +1,105 @@
+package otelcache
+
+import (
+	"context"
+	"errors"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/strata-cache/strata/tiered"
+)
+
+// More attribute keys, on spans only.
+const (
+	// AttrKeys is how many keys (or tags) a batch operation covers.
+	AttrKeys = attribute.Key("strata.cache.keys")
+	// AttrCoalesced reports a Get that waited on another caller's read or
+	// load of its key.
+	AttrCoalesced = attribute.Key("strata.cache.coalesced")
+	// AttrKey is the cache key of a one-key operation; only with
+	// WithKeyAttribute(true).
+	AttrKey = attribute.Key("strata.cache.key")
+)
+
+// WithTracerProvider makes the spans with tp. The default is the global
+// provider (otel.GetTracerProvider).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *config) { c.tracers = tp }
+}
+
+// WithKeyAttribute puts each one-key operation's key on its span as
+// strata.cache.key. Off by default: keys can be personal data. Metrics never
+// carry keys.
+func WithKeyAttribute(on bool) Option {
+	return func(c *config) { c.keys = on }
+}
+
+// spanNames are the span names per operation: strata.cache.get, ….
+var spanNames = func() map[tiered.Op]string {
+	m := map[tiered.Op]string{}
+	for op := tiered.OpGet; op <= tiered.OpRefresh; op++ {
+		m[op] = "strata.cache." + op.String()
+	}
+	return m
+}()
+
+// Start implements tiered.SpanObserver. An operation is traced only inside
+// a sampled span of the caller's (a request's): without one, or under one
+// that is not sampled, Start returns at once and allocates nothing. A
+// background refresh gets a span of its own, linked to the request that
+// started it.
+func (o *Observer) Start(ctx context.Context, op tiered.Operation) (context.Context, tiered.Span) {
+	parent := trace.SpanContextFromContext(ctx)
+	if !parent.IsSampled() {
+		return ctx, nil
+	}
+	attrs := []attribute.KeyValue{AttrName.String(op.Namespace)}
+	if op.Keys != 1 {
+		attrs = append(attrs, AttrKeys.Int(op.Keys))
+	}
+	if o.keys && op.Key != "" {
+		attrs = append(attrs, AttrKey.String(op.Key))
+	}
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...)}
+	if op.Op == tiered.OpRefresh {
+		opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: parent}))
+	}
+	ctx, s := o.tracer.Start(ctx, spanNames[op.Op], opts...)
+	return ctx, span{s}
+}
+
+// span is an operation's span.
+type span struct{ trace.Span }
+
+// End implements tiered.Span: the answer's tier and result, and the error
+// (a Get that found nothing is a miss, not an error).
+func (s span) End(out tiered.Outcome) {
+	if out.Tier != tiered.TierNone {
+		s.SetAttributes(AttrTier.String(out.Tier.String()), AttrResult.String(result(out)))
+	}
+	if out.Coalesced {
+		s.SetAttributes(AttrCoalesced.Bool(true))
+	}
+	if out.Err != nil && !errors.Is(out.Err, tiered.ErrNotFound) {
+		s.RecordError(out.Err)
+		s.SetStatus(codes.Error, out.Err.Error())
+	}
+	s.Span.End()
+}
+
+// result names how a Get ended: hit, stale, negative or miss.
+func result(out tiered.Outcome) string {
+	switch {
+	case out.Err != nil && !errors.Is(out.Err, tiered.ErrNotFound):
+		return "error"
+	case out.Stale:
+		return "stale"
+	case out.Negative:
+		return "negative"
+	case out.Tier == tiered.TierL1 || out.Tier == tiered.TierL2:
+		return "hit"
+	}
+	return "miss"
+}
