@@ -39,7 +39,9 @@ var benchCases = []struct {
 	sampled bool
 }{
 	{"bare", func(*testing.B) tiered.Observer { return nil }, false},
-	{"otelcache", func(b *testing.B) tiered.Observer { return benchObserver(b, sdktrace.ParentBased(sdktrace.NeverSample())) }, false},
+	{"otelcache", func(b *testing.B) tiered.Observer {
+		return benchObserver(b, sdktrace.ParentBased(sdktrace.NeverSample()))
+	}, false},
 	{"otelcache-sampled", func(b *testing.B) tiered.Observer { return benchObserver(b, sdktrace.AlwaysSample()) }, true},
 }
 
