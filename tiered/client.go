@@ -228,6 +228,13 @@ func (c *Client) InvalidateTags(ctx context.Context, namespace string, tags ...s
 	return err
 }
 
+// Health returns this replica's view of its tiers and channels: each Redis
+// server's state, each invalidation channel's, the gossip members and the
+// last L1 flush.
+func (c *Client) Health() Health {
+	return c.health()
+}
+
 // Stats returns the client's counters: every cache's, the bus's and the
 // retrier's, read now.
 func (c *Client) Stats() ClientStats {

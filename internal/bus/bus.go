@@ -148,6 +148,7 @@ type Bus struct {
 	acks acks
 
 	pubsubSeen atomic.Int64 // Unix ns of the last pub/sub activity
+	lastReset  atomic.Pointer[Reset]
 	trusted    atomic.Bool
 	stats      stats
 
@@ -516,6 +517,7 @@ func (b *Bus) checkGaps() {
 func (b *Bus) ResetL1(reason string) { b.reset(reason) }
 
 func (b *Bus) reset(reason string) {
+	b.lastReset.Store(&Reset{Reason: reason, At: b.cfg.Now()})
 	b.stats.resets.Add(1)
 	b.cfg.Logger.Warn("strata: dropping L1, an invalidation may have been missed", "reason", reason)
 	b.cfg.Handler.Reset(reason)
@@ -567,6 +569,62 @@ func (b *Bus) gossipVouches(limit int64) bool {
 		}
 	}
 	return true
+}
+
+// Reset is an L1 drop the bus asked for: why, and when.
+type Reset struct {
+	Reason string
+	At     time.Time
+}
+
+// LastReset returns the latest L1 drop for a possibly missed invalidation
+// (a gap, an overflow, a link regained), or nil.
+func (b *Bus) LastReset() *Reset { return b.lastReset.Load() }
+
+// Link is one channel's state.
+type Link struct {
+	Channel Channel
+	// Vouches reports that the channel vouches for L1 now (see checkHealth).
+	Vouches bool
+	// LastHeard is its latest activity: on pub/sub any message or pong; on
+	// gossip the latest message from a member. Zero before the first.
+	LastHeard time.Time
+}
+
+// Links returns the state of each configured channel: pub/sub first.
+func (b *Bus) Links() []Link {
+	limit := b.cfg.Now().UnixNano() - int64(b.cfg.LinkTimeout)
+	var out []Link
+	if b.cfg.Redis != nil {
+		seen := b.pubsubSeen.Load()
+		out = append(out, Link{Channel: PubSub, Vouches: seen > limit, LastHeard: unixOrZero(seen)})
+	}
+	if b.cfg.Gossip != nil {
+		vouches := b.gossipVouches(limit)
+		b.mu.Lock()
+		var heard int64
+		for _, o := range b.origins {
+			heard = max(heard, o.heard[Gossip])
+		}
+		b.mu.Unlock()
+		out = append(out, Link{Channel: Gossip, Vouches: vouches, LastHeard: unixOrZero(heard)})
+	}
+	return out
+}
+
+// String names the channel: "pubsub" or "gossip".
+func (c Channel) String() string {
+	if c == Gossip {
+		return "gossip"
+	}
+	return "pubsub"
+}
+
+func unixOrZero(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 func (b *Bus) setTrusted(v bool) {
