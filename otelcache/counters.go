@@ -89,12 +89,12 @@ func (o *Observer) counters(m metric.Meter) error {
 // the bus's over the clients), and observes them.
 func (o *Observer) collect(obs metric.Observer, cs []*counter) {
 	o.mu.Lock()
-	reads := append([]func() tiered.ClientStats(nil), o.reads...)
+	clients := append([]*tiered.Client(nil), o.clients...)
 	o.mu.Unlock()
 	caches := map[string]tiered.Stats{}
 	var busStats []coherence.Stats
-	for _, read := range reads {
-		s := read()
+	for _, c := range clients {
+		s := c.Stats()
 		for ns, st := range s.Caches {
 			caches[ns] = caches[ns].Add(st)
 		}

@@ -76,7 +76,7 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 }
 
 // Observer records a client's metrics and traces its operations. It
-// implements tiered.StatsObserver and tiered.SpanObserver; one Observer may
+// implements tiered.ClientObserver and tiered.SpanObserver; one Observer may
 // serve several clients, whose counters it adds up per namespace.
 type Observer struct {
 	tracer trace.Tracer
@@ -87,8 +87,8 @@ type Observer struct {
 	loadAttrs    sync.Map // loadKey -> metric.RecordOption
 	lagAttrs     sync.Map // namespace -> metric.RecordOption
 
-	mu    sync.Mutex
-	reads []func() tiered.ClientStats
+	mu      sync.Mutex
+	clients []*tiered.Client
 }
 
 type loadKey struct{ ns, result string }
@@ -102,13 +102,14 @@ func New(opts ...Option) (*Observer, error) {
 	}
 	m := cfg.meters.Meter(scope)
 	o := &Observer{tracer: cfg.tracers.Tracer(scope), keys: cfg.keys}
-	var errs [3]error
+	var errs [4]error
 	o.loadDuration, errs[0] = m.Float64Histogram("strata.cache.load.duration", metric.WithUnit("s"),
 		metric.WithDescription("How long loader calls took, by result (a batch loader call counts once)."))
 	o.lag, errs[1] = m.Float64Histogram("strata.cache.invalidation.lag", metric.WithUnit("s"),
 		metric.WithDescription("From another replica's send to this replica's applying an invalidation; "+
 			"measured across hosts, so it includes their clock skew."))
 	errs[2] = o.counters(m)
+	errs[3] = o.gauges(m)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, err
 	}
@@ -116,7 +117,7 @@ func New(opts ...Option) (*Observer, error) {
 }
 
 // Observe implements tiered.Observer. It records the events that carry a
-// duration; the counts come from tiered.Stats (see ObserveStats), so hits
+// duration; the counts come from tiered.Stats (see ObserveClient), so hits
 // return at once.
 func (o *Observer) Observe(ctx context.Context, e tiered.Event) {
 	switch e.Kind {
@@ -133,12 +134,12 @@ func (o *Observer) Wants(k tiered.EventKind) bool {
 	return k == tiered.EventLoad || k == tiered.EventInvalidation
 }
 
-// ObserveStats implements tiered.StatsObserver: read is a client's counters,
-// read at each collection.
-func (o *Observer) ObserveStats(read func() tiered.ClientStats) {
+// ObserveClient implements tiered.ClientObserver: c's counters and health
+// are read at each collection.
+func (o *Observer) ObserveClient(c *tiered.Client) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.reads = append(o.reads, read)
+	o.clients = append(o.clients, c)
 }
 
 func (o *Observer) loadOption(e tiered.Event) metric.RecordOption {

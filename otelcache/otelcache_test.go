@@ -125,3 +125,43 @@ func TestMetricsAcrossTiers(t *testing.T) {
 		t.Errorf("invalidations sent by a = %d, want at least 1", n)
 	}
 }
+
+// The gauges read each client's Health: the pub/sub channel vouching and
+// its server serving, with its breaker closed.
+func TestGauges(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	obs, reader := newObserved(t)
+	c, err := tiered.NewClient(ctx, tiered.Config{NodeID: "a", Observer: obs, Logger: quiet,
+		Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	gauge := func(got map[string]metricdata.Aggregation, name string, attrs ...attribute.KeyValue) (int64, bool) {
+		g, ok := got[name].(metricdata.Gauge[int64])
+		if !ok {
+			return 0, false
+		}
+		want := attribute.NewSet(attrs...)
+		for _, dp := range g.DataPoints {
+			if dp.Attributes.Equals(&want) {
+				return dp.Value, true
+			}
+		}
+		return 0, false
+	}
+	node := otelcache.AttrNode.String("a")
+	redistest.WaitFor(t, 10*time.Second, func() bool {
+		v, ok := gauge(collect(t, reader), "strata.cache.link.trusted", node, otelcache.AttrChannel.String("pubsub"))
+		return ok && v == 1
+	}, "the pub/sub channel vouching")
+	got := collect(t, reader)
+	server := otelcache.AttrServer.String(srv.Addr())
+	if v, ok := gauge(got, "strata.cache.l2.serving", node, server); !ok || v != 1 {
+		t.Errorf("l2.serving = %d (%v), want 1", v, ok)
+	}
+	if v, ok := gauge(got, "strata.cache.l2.breaker.state", node, server); !ok || v != 0 {
+		t.Errorf("l2.breaker.state = %d (%v), want 0 (closed)", v, ok)
+	}
+}

@@ -169,8 +169,8 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 		_ = c.Close()
 		return nil, err
 	}
-	if so, ok := cfg.Observer.(StatsObserver); ok {
-		so.ObserveStats(c.Stats)
+	if co, ok := cfg.Observer.(ClientObserver); ok {
+		co.ObserveClient(c)
 	}
 	return c, nil
 }

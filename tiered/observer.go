@@ -95,13 +95,13 @@ func wanted(o Observer) uint32 {
 	return bits
 }
 
-// A StatsObserver is an Observer that also reads the client's counters when
-// it wants them, as OpenTelemetry's observable instruments do: NewClient
-// hands it Client.Stats. The hot path then pays for one counter (the
-// cache's), not a second one in the Observer.
-type StatsObserver interface {
+// A ClientObserver is an Observer that also reads the client it observes
+// (Stats, Health) when it wants, as OpenTelemetry's observable instruments
+// do: NewClient hands it the Client before returning it. The hot path then
+// pays for one counter (the cache's), not a second one in the Observer.
+type ClientObserver interface {
 	Observer
-	ObserveStats(read func() ClientStats)
+	ObserveClient(c *Client)
 }
 
 // Op names an operation a SpanObserver hears begin and end.

@@ -99,7 +99,7 @@ func TestStatsJSONAndRatios(t *testing.T) {
 }
 
 // Client.Stats sums the caches of each namespace and carries the bus's and
-// the retrier's counters; a StatsObserver is handed it at NewClient.
+// the retrier's counters; a ClientObserver is handed the client at NewClient.
 func TestClientStats(t *testing.T) {
 	ctx := context.Background()
 	obs := &statsObserver{}
@@ -117,7 +117,7 @@ func TestClientStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	if obs.read == nil {
-		t.Fatal("NewClient did not hand the StatsObserver Client.Stats")
+		t.Fatal("NewClient did not hand the ClientObserver its client")
 	}
 	s := obs.read()
 	if got := s.Caches["a"].Requests(); got != 2 {
@@ -133,5 +133,5 @@ func TestClientStats(t *testing.T) {
 
 type statsObserver struct{ read func() tiered.ClientStats }
 
-func (o *statsObserver) Observe(context.Context, tiered.Event)       {}
-func (o *statsObserver) ObserveStats(read func() tiered.ClientStats) { o.read = read }
+func (o *statsObserver) Observe(context.Context, tiered.Event) {}
+func (o *statsObserver) ObserveClient(c *tiered.Client)        { o.read = c.Stats }
