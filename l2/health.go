@@ -76,6 +76,11 @@ func (h *watch) start() {
 	h.round(true)
 	h.mu.Lock()
 	h.quiet = false
+	for _, n := range h.nodes {
+		if n.fenced.Load() { // out from the start: its return will be logged
+			h.log.Warn("strata: L2 server out of service", "server", n.addr, "reason", "not serving at start")
+		}
+	}
 	h.mu.Unlock()
 	h.wg.Go(func() {
 		t := time.NewTicker(h.interval)

@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/strata-cache/strata/l2"
 	"github.com/strata-cache/strata/tiered"
 )
 
@@ -67,11 +68,15 @@ func (o *Observer) Start(ctx context.Context, op tiered.Operation) (context.Cont
 		opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: parent}))
 	}
 	ctx, s := o.tracer.Start(ctx, spanNames[op.Op], opts...)
-	return ctx, span{s}
+	return ctx, span{Span: s, keys: o.keys}
 }
 
-// span is an operation's span.
-type span struct{ trace.Span }
+// span is an operation's span; keys allows error messages, which may name
+// keys, on it.
+type span struct {
+	trace.Span
+	keys bool
+}
 
 // End implements tiered.Span: the answer's tier and result, and the error
 // (a Get that found nothing is a miss, not an error).
@@ -83,10 +88,49 @@ func (s span) End(out tiered.Outcome) {
 		s.SetAttributes(AttrCoalesced.Bool(true))
 	}
 	if out.Err != nil && !errors.Is(out.Err, tiered.ErrNotFound) {
-		s.RecordError(out.Err)
-		s.SetStatus(codes.Error, out.Err.Error())
+		s.SetAttributes(AttrErrorType.String(errorType(out.Err)))
+		if s.keys {
+			s.RecordError(out.Err)
+			s.SetStatus(codes.Error, out.Err.Error())
+		} else {
+			// Strata's error messages name the key; the type says enough.
+			s.SetStatus(codes.Error, "")
+		}
 	}
 	s.Span.End()
+}
+
+// AttrErrorType is OpenTelemetry's error.type: what kind of error ended an
+// operation, without its message.
+const AttrErrorType = attribute.Key("error.type")
+
+// errorTypes name the errors callers can test for, most specific first.
+var errorTypes = []struct {
+	err  error
+	name string
+}{
+	{tiered.ErrInvalidKey, "invalid_key"},
+	{tiered.ErrInvalidNamespace, "invalid_namespace"},
+	{tiered.ErrValueTooLarge, "value_too_large"},
+	{tiered.ErrClosed, "closed"},
+	{tiered.ErrVersionUnknown, "version_unknown"},
+	{l2.ErrUnavailable, "l2_unavailable"},
+	{context.Canceled, "canceled"},
+	{context.DeadlineExceeded, "timeout"},
+}
+
+// errorType is err's error.type: a known error's name, a *tiered.PanicError
+// as "panic", anything else "_OTHER" (OpenTelemetry's fallback).
+func errorType(err error) string {
+	for _, t := range errorTypes {
+		if errors.Is(err, t.err) {
+			return t.name
+		}
+	}
+	if pe := (*tiered.PanicError)(nil); errors.As(err, &pe) {
+		return "panic"
+	}
+	return "_OTHER"
 }
 
 // result names how a Get ended: hit, stale, negative or miss.

@@ -105,13 +105,14 @@ func (c *Cache[V]) Namespace() string { return c.ns }
 // A nil load makes Get a lookup: only a fresh value answers, and a miss
 // returns ErrNotFound.
 func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V]) (V, error) {
-	if err := c.check(key); err != nil {
-		var zero V
-		return zero, err
-	}
 	var sp Span
 	if c.client.spans != nil {
 		ctx, sp = c.client.start(ctx, OpGet, c.ns, key, 1)
+	}
+	if err := c.check(key); err != nil {
+		end(sp, Outcome{Err: err})
+		var zero V
+		return zero, err
 	}
 	if c.l1 != nil && c.client.trusted.Load() {
 		if e, ok := c.l1.Get(key); ok {
@@ -134,10 +135,11 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V]) (V, erro
 // was stale, with the loader's error that made it so (Info.Cause).
 func (c *Cache[V]) GetWithInfo(ctx context.Context, key string, load Loader[V]) (V, Info, error) {
 	var zero V
+	ctx, sp := c.client.start(ctx, OpGet, c.ns, key, 1)
 	if err := c.check(key); err != nil {
+		end(sp, Outcome{Err: err})
 		return zero, Info{}, err
 	}
-	ctx, sp := c.client.start(ctx, OpGet, c.ns, key, 1)
 	if e, ok := c.getL1(key); ok {
 		end(sp, Outcome{Tier: TierL1, Negative: e.Value.negative})
 		v, err := c.hitL1(ctx, e, c.client.clock.NowNano(), load)
@@ -178,15 +180,15 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, load BatchLoader[
 // (L2 failed): the source of truth holds v, the cache does not, and this
 // replica's L1 copy is dropped. Retrying Set writes v again.
 func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...SetOption) error {
-	if err := c.check(key); err != nil {
-		return err
-	}
-	so := setOptions{ttl: c.opts.TTL}
-	for _, o := range opts {
-		o(&so)
-	}
 	ctx, sp := c.client.start(ctx, OpSet, c.ns, key, 1)
-	err := c.set(ctx, key, v, so)
+	err := c.check(key)
+	if err == nil {
+		so := setOptions{ttl: c.opts.TTL}
+		for _, o := range opts {
+			o(&so)
+		}
+		err = c.set(ctx, key, v, so)
+	}
 	end(sp, Outcome{Err: err})
 	return err
 }
@@ -195,13 +197,11 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...SetOption) 
 // do not return the old values. L1 is cleared even when L2 fails; the L2
 // error is returned.
 func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
-	for _, k := range keys {
-		if err := c.check(k); err != nil {
-			return err
-		}
-	}
 	ctx, sp := c.client.start(ctx, OpDelete, c.ns, soleKey(keys), len(keys))
-	err := c.delete(ctx, keys)
+	err := c.checkAll(keys)
+	if err == nil {
+		err = c.delete(ctx, keys)
+	}
 	end(sp, Outcome{Err: err})
 	return err
 }

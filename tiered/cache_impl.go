@@ -38,6 +38,16 @@ func (c *Cache[V]) check(key string) error {
 	return nil
 }
 
+// checkAll is check for every key.
+func (c *Cache[V]) checkAll(keys []string) error {
+	for _, k := range keys {
+		if err := c.check(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // getL1 returns the L1 entry of key if it is fresh.
 func (c *Cache[V]) getL1(key string) (*entry[V], bool) {
 	if c.l1 == nil || !c.client.trusted.Load() {

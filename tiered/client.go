@@ -121,8 +121,9 @@ type Client struct {
 	loads  sync.WaitGroup
 	writes sync.WaitGroup // writes and invalidations in progress (beginWrite)
 
-	mu     sync.Mutex
-	caches []registeredCache
+	mu      sync.Mutex
+	caches  []registeredCache
+	counted []registeredCache // every cache made, for Stats: Close keeps them
 
 	bus     *bus.Bus      // nil without any invalidation channel
 	gossip  *cluster.Node // nil without Config.Gossip

@@ -51,6 +51,7 @@ func (c *Client) register(cache registeredCache) error {
 		return ErrClosed
 	}
 	c.caches = append(c.caches, cache)
+	c.counted = append(c.counted, cache)
 	return nil
 }
 

@@ -30,31 +30,35 @@ func (c *Cache[V]) refreshAsync(ctx context.Context, key string, seen uint64, lo
 		defer cancel()
 		// Its own span, linked to the request that started it (ctx's).
 		rctx, sp := c.client.start(rctx, OpRefresh, c.ns, key, 1)
-		defer end(sp, Outcome{})
-		c.refresh(rctx, key, seen, load)
+		var err error
+		defer func() { end(sp, Outcome{Err: err}) }()
+		err = c.refresh(rctx, key, seen, load)
 	}()
 }
 
 // refresh replaces key's value, whose version seen triggered it: from L2 if
 // another replica refreshed it already (a fresh, newer version), else by
 // loading under the load lease. A failed refresh leaves the current value
-// alone; runLoader counts and reports it.
-func (c *Cache[V]) refresh(ctx context.Context, key string, seen uint64, load Loader[V]) {
+// alone; runLoader counts and reports it, and refresh returns its error (for
+// the refresh's span).
+func (c *Cache[V]) refresh(ctx context.Context, key string, seen uint64, load Loader[V]) error {
 	r := c.oneLease(key, load)
 	switch {
 	case c.client.l2 == nil:
 		_ = r.run(ctx)
-		return
+		return r.slots[0].err
 	case !c.versionKnown.Load():
-		return
+		return nil
 	}
 	if e, _ := c.readL2(ctx, key); e != nil && e.Value.version > seen && c.client.clock.NowNano() < e.FreshUntil {
 		c.installL1(key, r.slots[0].fence, e)
-		return
+		return nil
 	}
-	if r.tryLease(ctx, 0) {
-		_ = r.loadKeys(ctx, oneKey, fillLeased)
+	if !r.tryLease(ctx, 0) {
+		return nil // another replica refreshes it
 	}
+	_ = r.loadKeys(ctx, oneKey, fillLeased)
+	return r.slots[0].err
 }
 
 // keySet is a set of keys safe for concurrent use.

@@ -9,7 +9,8 @@ import (
 
 // Stats are a cache's counters since it was made.
 //
-// Every call counts once per key: a Get (or a key of a GetMany) is counted
+// Every call counts once per key: a Get (or a distinct key of a GetMany: a
+// key it names twice is one request) is counted
 // in exactly one of L1Hits, L2Hits, StaleHits, StaleOnError and Misses, also
 // when it waited on another caller's read or load of the key (Coalesced
 // counts those as well). Requests and the ratios add them up.
@@ -60,7 +61,10 @@ type ClientStats struct {
 // clientStats is Client.Stats.
 func (c *Client) clientStats() ClientStats {
 	out := ClientStats{Caches: map[string]Stats{}, Bus: c.busStats(), Retry: c.retryStats()}
-	for _, cache := range c.cachesOf("") {
+	c.mu.Lock()
+	counted := c.counted
+	c.mu.Unlock()
+	for _, cache := range counted { // closed ones too: counters never go down
 		out.Caches[cache.namespace()] = out.Caches[cache.namespace()].Add(cache.counters())
 	}
 	return out
