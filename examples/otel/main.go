@@ -16,6 +16,7 @@ import (
 	"log"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -37,7 +38,10 @@ func main() {
 
 // run plays the scenario, printing what happens and then the spans and
 // metrics to w.
-func run(ctx context.Context, w io.Writer) error {
+func run(ctx context.Context, out io.Writer) error {
+	// The exporters write from the goroutines that end spans (a background
+	// refresh's among them) while the scenario prints its steps.
+	w := &lockedWriter{w: out}
 	addr := os.Getenv("STRATA_REDIS")
 	if addr == "" {
 		srv, err := miniredis.Run()
@@ -124,4 +128,16 @@ func run(ctx context.Context, w io.Writer) error {
 	_ = ca.Close() // waits for the refresh, whose span ends
 	_ = cb.Close()
 	return tp.Shutdown(ctx)
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
