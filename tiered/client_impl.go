@@ -103,8 +103,8 @@ func (c *Client) stopwatch() func() time.Duration {
 
 // l2Error reports a failed L2 command: observer, then a rate-limited log.
 func (c *Client) l2Error(ctx context.Context, ns, op string, err error) {
-	if o := c.cfg.Observer; o != nil && c.wants&(1<<EventL2Error) != 0 {
-		o.Observe(ctx, Event{Kind: EventL2Error, Namespace: ns, Tier: TierL2, Err: err})
+	if c.wants&(1<<EventL2Error) != 0 { // never without an Observer
+		c.cfg.Observer.Observe(ctx, Event{Kind: EventL2Error, Namespace: ns, Tier: TierL2, Err: err})
 	}
 	if n, ok := c.l2Log.allow(c.clock.NowNano()); ok {
 		c.cfg.Logger.Warn("strata: L2 unavailable, serving without it",

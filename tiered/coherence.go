@@ -133,11 +133,11 @@ func (h *busHandler) Apply(m *coherence.Message) {
 	for _, cache := range (*Client)(h).cachesOf(m.Namespace) {
 		cache.invalidate(m)
 	}
-	if o := h.cfg.Observer; o != nil && h.wants&(1<<EventInvalidation) != 0 {
+	if h.wants&(1<<EventInvalidation) != 0 { // never without an Observer
 		// Wall clock on both sides: the lag is meaningful within the clock
 		// skew between the hosts.
 		lag := time.Duration(time.Now().UnixNano() - m.SentAt)
-		h.observe(o, Event{Kind: EventInvalidation, Namespace: m.Namespace, Duration: lag})
+		h.observe(h.cfg.Observer, Event{Kind: EventInvalidation, Namespace: m.Namespace, Duration: lag})
 	}
 }
 

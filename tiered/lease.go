@@ -138,7 +138,7 @@ func (r *leases[V]) ask(ctx context.Context, idx []int) (held, others, lost []in
 				lost = r.add(lost, i)
 			}
 		}
-		r.unsure(lost, err, false)
+		r.unsure(lost, err)
 	}
 	for j, i := range idx {
 		if failed(j) {
@@ -147,7 +147,7 @@ func (r *leases[V]) ask(ctx context.Context, idx []int) (held, others, lost []in
 		state, err := r.settle(ctx, i, vals[j], granted[j])
 		if err != nil {
 			c.reportL2(ctx, "lease", err)
-			r.unsure(r.add(nil, i), err, false)
+			r.unsure(r.add(nil, i), err)
 			lost = r.add(lost, i)
 			continue
 		}
@@ -226,7 +226,7 @@ func (r *leases[V]) tryLease(ctx context.Context, i int) bool {
 	took, err := c.client.l2.TryLease(ctx, c.l2ns(), r.slots[i].key, r.token, c.opts.LeaseTTL)
 	if err != nil {
 		c.reportL2(ctx, "lease", err)
-		r.unsure(r.add(nil, i), err, false)
+		r.unsure(r.add(nil, i), err)
 	}
 	return took
 }
@@ -236,10 +236,9 @@ func (r *leases[V]) tryLease(ctx context.Context, i int) bool {
 // the server answers again, and grant a lease no caller holds, which others
 // would wait on for a fill that never comes. Its release is tried until the
 // lease would have expired (releasing a lease never granted does nothing). A
-// request refused before it was sent (l2.ErrUnavailable) granted nothing,
-// unless the run was granted leases already.
-func (r *leases[V]) unsure(idx []int, err error, granted bool) {
-	if unsent(err) && !granted {
+// request refused before it was sent (l2.ErrUnavailable) granted nothing.
+func (r *leases[V]) unsure(idx []int, err error) {
+	if unsent(err) {
 		return
 	}
 	r.c.abandon(r.c.l2ns(), r.keysOf(idx), r.token)

@@ -25,7 +25,7 @@ import (
 // error (l2/breaker.go).
 //
 // "GetMany": since de5d230 a GetMany whose request failed on one master goes
-// on under the leases granted elsewhere and calls unsure(lost, err, false);
+// on under the leases granted elsewhere and calls unsure(lost, err);
 // before, a granted lease anywhere (the healthy key's) made it hand every
 // key's release to the background, and this case passed. "Get": the same
 // root cause on the single-key path (not new in de5d230).
