@@ -16,14 +16,14 @@ import (
 
 // benchObserver is otelcache on a real SDK meter provider and a tracer
 // provider with sampler s.
-func benchObserver(b *testing.B, s sdktrace.Sampler) tiered.Observer {
+func benchObserver(b *testing.B, s sdktrace.Sampler, opts ...otelcache.Option) tiered.Observer {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(s))
 	b.Cleanup(func() {
 		_ = mp.Shutdown(context.Background())
 		_ = tp.Shutdown(context.Background())
 	})
-	obs, err := otelcache.New(otelcache.WithMeterProvider(mp), otelcache.WithTracerProvider(tp))
+	obs, err := otelcache.New(append([]otelcache.Option{otelcache.WithMeterProvider(mp), otelcache.WithTracerProvider(tp)}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -32,7 +32,8 @@ func benchObserver(b *testing.B, s sdktrace.Sampler) tiered.Observer {
 
 // benchCases: no observer; otelcache with parent-based never-sample (what
 // an L1 hit costs in an untraced request); otelcache tracing every
-// request (a sampled parent span: the hit is a span).
+// request (a sampled parent span: an L1 hit is an event on it, or with
+// WithL1HitSpans a span).
 var benchCases = []struct {
 	name    string
 	obs     func(b *testing.B) tiered.Observer
@@ -43,6 +44,9 @@ var benchCases = []struct {
 		return benchObserver(b, sdktrace.ParentBased(sdktrace.NeverSample()))
 	}, false},
 	{"otelcache-sampled", func(b *testing.B) tiered.Observer { return benchObserver(b, sdktrace.AlwaysSample()) }, true},
+	{"otelcache-sampled-hit-spans", func(b *testing.B) tiered.Observer {
+		return benchObserver(b, sdktrace.AlwaysSample(), otelcache.WithL1HitSpans(true))
+	}, true},
 }
 
 func benchGet(b *testing.B, redisAddr string, disableL1 bool) {

@@ -64,9 +64,10 @@ const (
 type Option func(*config)
 
 type config struct {
-	meters  metric.MeterProvider
-	tracers trace.TracerProvider
-	keys    bool
+	meters   metric.MeterProvider
+	tracers  trace.TracerProvider
+	keys     bool
+	hitSpans bool
 }
 
 // WithMeterProvider makes the instruments with mp. The default is the
@@ -79,13 +80,15 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 // implements tiered.ClientObserver and tiered.SpanObserver; one Observer may
 // serve several clients, whose counters it adds up per namespace.
 type Observer struct {
-	tracer trace.Tracer
-	keys   bool
+	tracer   trace.Tracer
+	keys     bool
+	hitSpans bool
 
 	loadDuration metric.Float64Histogram
 	lag          metric.Float64Histogram
 	loadAttrs    sync.Map // loadKey -> metric.RecordOption
 	lagAttrs     sync.Map // namespace -> metric.RecordOption
+	hitAttrs     sync.Map // hitKey -> trace.EventOption
 
 	mu      sync.Mutex
 	clients []*tiered.Client
@@ -101,7 +104,7 @@ func New(opts ...Option) (*Observer, error) {
 		o(&cfg)
 	}
 	m := cfg.meters.Meter(scope)
-	o := &Observer{tracer: cfg.tracers.Tracer(scope), keys: cfg.keys}
+	o := &Observer{tracer: cfg.tracers.Tracer(scope), keys: cfg.keys, hitSpans: cfg.hitSpans}
 	var errs [4]error
 	o.loadDuration, errs[0] = m.Float64Histogram("strata.cache.load.duration", metric.WithUnit("s"),
 		metric.WithDescription("How long loader calls took, by result (a batch loader call counts once)."))

@@ -22,7 +22,19 @@ const (
 	// AttrKey is the cache key of a one-key operation; only with
 	// WithKeyAttribute(true).
 	AttrKey = attribute.Key("strata.cache.key")
+	// AttrEarlyRefresh reports a Get whose hit started an early (XFetch)
+	// refresh in the background.
+	AttrEarlyRefresh = attribute.Key("strata.cache.early_refresh")
+	// AttrKeysL1, AttrKeysL2, AttrKeysStale and AttrKeysMiss count a
+	// GetMany's distinct keys by how each was answered: fresh from L1, fresh
+	// from L2, stale, or missed (loaded, not found or failed).
+	AttrKeysL1    = attribute.Key("strata.cache.keys.l1")
+	AttrKeysL2    = attribute.Key("strata.cache.keys.l2")
+	AttrKeysStale = attribute.Key("strata.cache.keys.stale")
+	AttrKeysMiss  = attribute.Key("strata.cache.keys.miss")
 )
+
+var _ tiered.SpanObserver = (*Observer)(nil)
 
 // WithTracerProvider makes the spans with tp. The default is the global
 // provider (otel.GetTracerProvider).
@@ -35,6 +47,15 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // carry keys.
 func WithKeyAttribute(on bool) Option {
 	return func(c *config) { c.keys = on }
+}
+
+// WithL1HitSpans records each L1 hit of a sampled request as a span of its
+// own (strata.cache.get) instead of an event of that name on the request's
+// span. Off by default: an event costs a fraction of a span (see the
+// package doc), and an L1 hit has no children and takes well under a
+// microsecond, so a span adds no timing a trace could use.
+func WithL1HitSpans(on bool) Option {
+	return func(c *config) { c.hitSpans = on }
 }
 
 // spanNames are the span names per operation: strata.cache.get, ….
@@ -68,14 +89,56 @@ func (o *Observer) Start(ctx context.Context, op tiered.Operation) (context.Cont
 		opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: parent}))
 	}
 	ctx, s := o.tracer.Start(ctx, spanNames[op.Op], opts...)
-	return ctx, span{Span: s, keys: o.keys}
+	return ctx, span{Span: s, keys: o.keys, batch: op.Op == tiered.OpGetMany}
+}
+
+// Hit implements tiered.SpanObserver: a sampled request's L1 hit becomes
+// an event named strata.cache.get on the request's span, with the same
+// attributes a span would have (or a span, with WithL1HitSpans). Elsewhere
+// it returns at once and allocates nothing.
+func (o *Observer) Hit(ctx context.Context, op tiered.Operation, out tiered.Outcome) {
+	parent := trace.SpanFromContext(ctx)
+	if !parent.SpanContext().IsSampled() {
+		return
+	}
+	if o.hitSpans || !parent.IsRecording() {
+		// A remote parent cannot take an event: the hit gets a span.
+		_, sp := o.Start(ctx, op)
+		sp.End(out)
+		return
+	}
+	k := hitKey{op.Namespace, result(out), out.EarlyRefresh}
+	if o.keys {
+		parent.AddEvent(spanNames[op.Op], trace.WithAttributes(append(k.attrs(), AttrKey.String(op.Key))...))
+		return
+	}
+	opt, ok := o.hitAttrs.Load(k)
+	if !ok {
+		opt, _ = o.hitAttrs.LoadOrStore(k, trace.WithAttributes(k.attrs()...))
+	}
+	parent.AddEvent(spanNames[op.Op], opt.(trace.EventOption))
+}
+
+// hitKey is what an L1 hit's event says, besides its key: its attribute
+// sets are made once (hitAttrs) so the event allocates no option.
+type hitKey struct {
+	ns, result string
+	early      bool
+}
+
+func (k hitKey) attrs() []attribute.KeyValue {
+	attrs := []attribute.KeyValue{AttrName.String(k.ns), AttrTier.String(tiered.TierL1.String()), AttrResult.String(k.result)}
+	if k.early {
+		attrs = append(attrs, AttrEarlyRefresh.Bool(true))
+	}
+	return attrs
 }
 
 // span is an operation's span; keys allows error messages, which may name
-// keys, on it.
+// keys, on it; batch marks a GetMany's.
 type span struct {
 	trace.Span
-	keys bool
+	keys, batch bool
 }
 
 // End implements tiered.Span: the answer's tier and result, and the error
@@ -86,6 +149,13 @@ func (s span) End(out tiered.Outcome) {
 	}
 	if out.Coalesced {
 		s.SetAttributes(AttrCoalesced.Bool(true))
+	}
+	if out.EarlyRefresh {
+		s.SetAttributes(AttrEarlyRefresh.Bool(true))
+	}
+	if s.batch {
+		b := out.Batch
+		s.SetAttributes(AttrKeysL1.Int(b.L1Hits), AttrKeysL2.Int(b.L2Hits), AttrKeysStale.Int(b.Stale), AttrKeysMiss.Int(b.Misses))
 	}
 	if out.Err != nil && !errors.Is(out.Err, tiered.ErrNotFound) {
 		s.SetAttributes(AttrErrorType.String(errorType(out.Err)))

@@ -73,6 +73,34 @@ func attr(s sdktrace.ReadOnlySpan, k attribute.Key) (attribute.Value, bool) {
 	return attribute.Value{}, false
 }
 
+// event returns s's only event named name.
+func event(t *testing.T, s sdktrace.ReadOnlySpan, name string) sdktrace.Event {
+	t.Helper()
+	var found []sdktrace.Event
+	for _, e := range s.Events() {
+		if e.Name == name {
+			found = append(found, e)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%s has %d %s events, want 1", s.Name(), len(found), name)
+	}
+	return found[0]
+}
+
+func wantEventAttr(t *testing.T, e sdktrace.Event, k attribute.Key, want string) {
+	t.Helper()
+	for _, kv := range e.Attributes {
+		if kv.Key == k {
+			if kv.Value.Emit() != want {
+				t.Errorf("event %s: %s = %q, want %q", e.Name, k, kv.Value.Emit(), want)
+			}
+			return
+		}
+	}
+	t.Errorf("event %s: no %s, want %q", e.Name, k, want)
+}
+
 func wantAttr(t *testing.T, s sdktrace.ReadOnlySpan, k attribute.Key, want string) {
 	t.Helper()
 	if v, ok := attr(s, k); !ok || v.Emit() != want {
@@ -106,8 +134,8 @@ func TestSpans(t *testing.T) {
 	req.End()
 
 	gets := tr.spans("strata.cache.get")
-	if len(gets) != 2 {
-		t.Fatalf("%d get spans, want 2", len(gets))
+	if len(gets) != 1 {
+		t.Fatalf("%d get spans, want 1 (the L1 hit is an event)", len(gets))
 	}
 	for _, s := range gets {
 		if s.Parent().SpanID() != req.SpanContext().SpanID() || s.SpanKind() != trace.SpanKindInternal {
@@ -118,8 +146,10 @@ func TestSpans(t *testing.T) {
 	}
 	wantAttr(t, gets[0], otelcache.AttrTier, "loader")
 	wantAttr(t, gets[0], otelcache.AttrResult, "miss")
-	wantAttr(t, gets[1], otelcache.AttrTier, "l1")
-	wantAttr(t, gets[1], otelcache.AttrResult, "hit")
+	hit := event(t, tr.spans("request")[0], "strata.cache.get")
+	wantEventAttr(t, hit, otelcache.AttrTier, "l1")
+	wantEventAttr(t, hit, otelcache.AttrResult, "hit")
+	wantEventAttr(t, hit, otelcache.AttrKey, "k")
 	loads := tr.spans("strata.cache.load")
 	if len(loads) != 1 || loads[0].Parent().SpanID() != gets[0].SpanContext().SpanID() {
 		t.Errorf("load spans %d; want one, child of the first get", len(loads))

@@ -105,22 +105,21 @@ func (c *Cache[V]) Namespace() string { return c.ns }
 // A nil load makes Get a lookup: only a fresh value answers, and a miss
 // returns ErrNotFound.
 func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V]) (V, error) {
-	var sp Span
-	if c.client.spans != nil {
-		ctx, sp = c.client.start(ctx, OpGet, c.ns, key, 1)
-	}
 	if err := c.check(key); err != nil {
-		end(sp, Outcome{Err: err})
+		c.client.failed(ctx, OpGet, c.ns, key, err)
 		var zero V
 		return zero, err
 	}
 	if c.l1 != nil && c.client.trusted.Load() {
 		if e, ok := c.l1.Get(key); ok {
 			if now := c.client.clock.NowNano(); now < e.LocalFreshUntil {
-				end(sp, Outcome{Tier: TierL1, Negative: e.Value.negative})
 				return c.hitL1(ctx, e, now, load)
 			}
 		}
+	}
+	var sp Span
+	if c.client.spans != nil {
+		ctx, sp = c.client.start(ctx, OpGet, c.ns, key, 1)
 	}
 	r, err := c.getSlow(ctx, key, load)
 	end(sp, r.outcome(err))
@@ -135,16 +134,15 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V]) (V, erro
 // was stale, with the loader's error that made it so (Info.Cause).
 func (c *Cache[V]) GetWithInfo(ctx context.Context, key string, load Loader[V]) (V, Info, error) {
 	var zero V
-	ctx, sp := c.client.start(ctx, OpGet, c.ns, key, 1)
 	if err := c.check(key); err != nil {
-		end(sp, Outcome{Err: err})
+		c.client.failed(ctx, OpGet, c.ns, key, err)
 		return zero, Info{}, err
 	}
 	if e, ok := c.getL1(key); ok {
-		end(sp, Outcome{Tier: TierL1, Negative: e.Value.negative})
 		v, err := c.hitL1(ctx, e, c.client.clock.NowNano(), load)
 		return v, Info{Tier: TierL1}, err
 	}
+	ctx, sp := c.client.start(ctx, OpGet, c.ns, key, 1)
 	r, err := c.getSlow(ctx, key, load)
 	end(sp, r.outcome(err))
 	if err != nil {
@@ -168,9 +166,9 @@ func (c *Cache[V]) GetWithInfo(ctx context.Context, key string, load Loader[V]) 
 // found, and the error is returned.
 func (c *Cache[V]) GetMany(ctx context.Context, keys []string, load BatchLoader[V]) (map[string]V, error) {
 	ctx, sp := c.client.start(ctx, OpGetMany, c.ns, "", len(keys))
-	m, err := c.getMany(ctx, keys, load)
-	end(sp, Outcome{Err: err})
-	return m, err
+	g, err := c.getMany(ctx, keys, load)
+	end(sp, Outcome{Batch: g.n, Err: err})
+	return g.out, err
 }
 
 // Set stores v under key in both tiers (after Writer, if any). When Set

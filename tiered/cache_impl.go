@@ -10,21 +10,29 @@ import (
 
 // hitL1 answers a fresh L1 hit, starting an early refresh when XFetch says so.
 func (c *Cache[V]) hitL1(ctx context.Context, e *entry[V], now int64, load Loader[V]) (V, error) {
-	c.countL1Hit(ctx, e, now, load)
+	early := c.countL1Hit(ctx, e, now, load)
+	if c.client.spans != nil {
+		c.client.spans.Hit(ctx, Operation{Op: OpGet, Namespace: c.ns, Key: e.Key, Keys: 1},
+			Outcome{Tier: TierL1, Negative: e.Value.negative, EarlyRefresh: early})
+	}
 	return c.result(e)
 }
 
 // countL1Hit counts and reports a fresh L1 hit, starting an early refresh or
-// a sliding extension where due.
-func (c *Cache[V]) countL1Hit(ctx context.Context, e *entry[V], now int64, load Loader[V]) {
+// a sliding extension where due; it reports whether it started a refresh.
+func (c *Cache[V]) countL1Hit(ctx context.Context, e *entry[V], now int64, load Loader[V]) (early bool) {
 	c.stats.l1Hits.add()
+	if e.Value.negative {
+		c.stats.l1NegativeHits.Add(1)
+	}
 	if now >= e.Value.refreshFrom && load != nil {
-		c.earlyRefresh(ctx, e, now, load)
+		early = c.earlyRefresh(ctx, e, now, load)
 	}
 	if c.opts.Sliding && !e.Value.negative {
 		c.slide(ctx, e, now)
 	}
 	c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
+	return early
 }
 
 // check validates key and the client's state.
@@ -63,7 +71,6 @@ func (c *Cache[V]) getL1(key string) (*entry[V], bool) {
 // result turns an entry into Get's results.
 func (c *Cache[V]) result(e *entry[V]) (V, error) {
 	if e.Value.negative {
-		c.stats.negativeHits.Add(1)
 		var zero V
 		return zero, ErrNotFound
 	}

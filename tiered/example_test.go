@@ -107,7 +107,7 @@ func ExampleCache_Get() {
 		fmt.Println(errors.Is(err, tiered.ErrNotFound))
 	}
 	s := users.Stats()
-	fmt.Printf("loads=%d l1hits=%d negative=%d\n", loads, s.L1Hits, s.NegativeHits)
+	fmt.Printf("loads=%d l1hits=%d negative=%d\n", loads, s.L1Hits, s.L1NegativeHits)
 	// Output:
 	// Ada
 	// Ada

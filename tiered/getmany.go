@@ -12,26 +12,46 @@ import (
 )
 
 // getMany is Cache.GetMany.
-func (c *Cache[V]) getMany(ctx context.Context, keys []string, load BatchLoader[V]) (map[string]V, error) {
+func (c *Cache[V]) getMany(ctx context.Context, keys []string, load BatchLoader[V]) (*gathered[V], error) {
 	for _, k := range keys {
 		if err := c.check(k); err != nil {
-			return nil, err
+			return &gathered[V]{}, err
 		}
 	}
-	out := make(map[string]V, len(keys))
-	missing := c.getManyL1(ctx, keys, out)
+	g := &gathered[V]{out: make(map[string]V, len(keys))}
+	missing := c.getManyL1(ctx, keys, g)
 	switch {
 	case len(missing) == 0:
-		return out, nil
+		return g, nil
 	case load == nil:
-		c.lookupMany(ctx, missing, out)
-		return out, nil
+		c.lookupMany(ctx, missing, g)
+		return g, nil
 	}
-	return out, c.loadMany(ctx, missing, load, out)
+	return g, c.loadMany(ctx, missing, load, g)
 }
 
-// getManyL1 fills out from L1 and returns the distinct keys it lacks.
-func (c *Cache[V]) getManyL1(ctx context.Context, keys []string, out map[string]V) []string {
+// gathered is what a GetMany found so far, and how it answered each key.
+type gathered[V any] struct {
+	out map[string]V
+	n   Batch
+}
+
+// tally counts one key's answer a.
+func (g *gathered[V]) tally(a answer) {
+	switch a {
+	case answerL1:
+		g.n.L1Hits++
+	case answerL2:
+		g.n.L2Hits++
+	case answerStale:
+		g.n.Stale++
+	default:
+		g.n.Misses++
+	}
+}
+
+// getManyL1 fills g from L1 and returns the distinct keys it lacks.
+func (c *Cache[V]) getManyL1(ctx context.Context, keys []string, g *gathered[V]) []string {
 	missing := make([]string, 0, len(keys))
 	seen := make(map[string]struct{}, len(keys))
 	for _, k := range keys {
@@ -45,9 +65,13 @@ func (c *Cache[V]) getManyL1(ctx context.Context, keys []string, out map[string]
 			continue
 		}
 		c.stats.l1Hits.add()
+		if e.Value.negative {
+			c.stats.l1NegativeHits.Add(1)
+		}
+		g.tally(answerL1)
 		c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
 		if v, err := c.result(e); err == nil {
-			out[k] = v
+			g.out[k] = v
 			if c.opts.Sliding {
 				c.slide(ctx, e, c.client.clock.NowNano())
 			}
@@ -56,11 +80,12 @@ func (c *Cache[V]) getManyL1(ctx context.Context, keys []string, out map[string]
 	return missing
 }
 
-// lookupMany fills out with the fresh L2 values of keys.
-func (c *Cache[V]) lookupMany(ctx context.Context, keys []string, out map[string]V) {
+// lookupMany fills g with the fresh L2 values of keys.
+func (c *Cache[V]) lookupMany(ctx context.Context, keys []string, g *gathered[V]) {
 	store := c.client.l2
 	if store == nil {
 		c.stats.misses.Add(uint64(len(keys)))
+		g.n.Misses += len(keys)
 		return
 	}
 	fences := make([]l1.Fence, len(keys)) // before the read: writes after it win
@@ -81,31 +106,32 @@ func (c *Cache[V]) lookupMany(ctx context.Context, keys []string, out map[string
 		if vals[i] == nil && failed(i) {
 			// Maybe not a miss: a fresh L1 copy answers, as Get's would.
 			if r, ok := c.freshL1(ctx, k, true); ok {
-				c.collect(k, r, nil, false, out)
+				c.collect(k, r, nil, false, g)
 				continue
 			}
 		}
 		e := c.decodeOrDelete(ctx, k, vals[i])
 		if e == nil || now >= e.FreshUntil {
 			c.stats.misses.Add(1)
+			g.tally(answerMiss)
 			continue
 		}
-		c.collect(k, c.hitL2(ctx, k, fences[i], e, nil), nil, false, out)
+		c.collect(k, c.hitL2(ctx, k, fences[i], e, nil), nil, false, g)
 	}
 }
 
 // collect counts the answer for key of one GetMany (see count) and puts its
-// value in out if it has one.
-func (c *Cache[V]) collect(key string, r result[V], err error, shared bool, out map[string]V) {
-	c.count(r, err, shared)
-	if err != nil || r.e == nil {
-		return
+// value in g if it has one.
+func (c *Cache[V]) collect(key string, r result[V], err error, shared bool, g *gathered[V]) {
+	g.tally(c.count(r, err, shared))
+	g.put(key, r, err)
+}
+
+// put puts key's value in g.out if r, with err, has one.
+func (g *gathered[V]) put(key string, r result[V], err error) {
+	if err == nil && r.e != nil && !r.e.Value.negative {
+		g.out[key] = r.e.Value.v
 	}
-	if r.e.Value.negative {
-		c.stats.negativeHits.Add(1)
-		return
-	}
-	out[key] = r.e.Value.v
 }
 
 // decodeOrDelete decodes b (nil for a miss), deleting it from L2 if corrupt.
@@ -124,7 +150,7 @@ func (c *Cache[V]) decodeOrDelete(ctx context.Context, key string, b []byte) *en
 // loadMany resolves keys missing from L1 with a loader: it leads the keys no
 // other call on this replica is loading, under one run of the lease
 // protocol, and waits for the others.
-func (c *Cache[V]) loadMany(ctx context.Context, keys []string, load BatchLoader[V], out map[string]V) error {
+func (c *Cache[V]) loadMany(ctx context.Context, keys []string, load BatchLoader[V], g *gathered[V]) error {
 	var led []string
 	var calls []*flight.Call[result[V]]
 	waits := map[string]*flight.Call[result[V]]{}
@@ -138,17 +164,16 @@ func (c *Cache[V]) loadMany(ctx context.Context, keys []string, load BatchLoader
 	}
 	var errs []error
 	if len(led) > 0 {
-		errs = append(errs, c.leadMany(ctx, led, calls, load, out))
+		errs = append(errs, c.leadMany(ctx, led, calls, load, g))
 	}
 	for k, call := range waits {
 		r, err, retry := call.Wait(ctx)
 		if retry {
 			r, err = c.getSlow(ctx, k, singleLoader(load)) // counted there
-			if err == nil && r.e != nil && !r.e.Value.negative {
-				out[k] = r.e.Value.v
-			}
+			g.tally(answerOf(r, err))
+			g.put(k, r, err)
 		} else {
-			c.collect(k, r, err, true, out)
+			c.collect(k, r, err, true, g)
 		}
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			errs = append(errs, err)
@@ -158,8 +183,8 @@ func (c *Cache[V]) loadMany(ctx context.Context, keys []string, load BatchLoader
 }
 
 // leadMany resolves the keys this call leads, finishes their flight calls
-// and copies the values found into out.
-func (c *Cache[V]) leadMany(ctx context.Context, keys []string, calls []*flight.Call[result[V]], load BatchLoader[V], out map[string]V) error {
+// and copies the values found into g.
+func (c *Cache[V]) leadMany(ctx context.Context, keys []string, calls []*flight.Call[result[V]], load BatchLoader[V], g *gathered[V]) error {
 	r := c.manyLeases(keys, load)
 	defer func() {
 		for i, s := range r.slots {
@@ -168,7 +193,7 @@ func (c *Cache[V]) leadMany(ctx context.Context, keys []string, calls []*flight.
 	}()
 	err := r.run(ctx)
 	for _, s := range r.slots {
-		c.collect(s.key, s.res, s.err, false, out)
+		c.collect(s.key, s.res, s.err, false, g)
 	}
 	return err
 }

@@ -108,6 +108,9 @@ func (r *leases[V]) leased(ctx context.Context) error {
 	if len(others) > 0 {
 		c.stats.leaseWaits.Add(uint64(len(others)))
 		err = errors.Join(err, r.await(ctx, others))
+		for _, i := range others {
+			r.slots[i].res.coalesced = true // waited on another caller's lease
+		}
 	}
 	return errors.Join(errL2, err)
 }

@@ -166,11 +166,26 @@ type Outcome struct {
 	// Stale reports a stale answer; Negative a cached "not found".
 	Stale, Negative bool
 	// Coalesced reports a Get that waited on another caller's read or load
-	// of its key on this replica.
+	// of its key: on this replica (a shared flight) or on another (its load
+	// lease).
 	Coalesced bool
+	// EarlyRefresh reports a Get whose fresh hit started an early (XFetch)
+	// refresh in the background.
+	EarlyRefresh bool
+	// Batch is how a GetMany answered its distinct keys (zero for the
+	// other operations).
+	Batch Batch
 	// Err is the operation's error (ErrNotFound for a Get that found
 	// nothing).
 	Err error
+}
+
+// Batch counts a GetMany's distinct keys by how each was answered, as Stats
+// counts requests: each key in exactly one field.
+type Batch struct {
+	L1Hits, L2Hits int // fresh from L1, from L2 (cached "not found"s included)
+	Stale          int // stale, under StaleWhileRevalidate or StaleIfError
+	Misses         int // loaded, not found or failed
 }
 
 // Span is an operation in progress: End is called once, when it ends.
@@ -180,12 +195,19 @@ type Span interface {
 
 // A SpanObserver is an Observer that also hears every operation begin and
 // end, to trace them. Start runs on the caller's goroutine before the
-// operation, on the L1 hit path too: when it does not trace the operation
-// it must return ctx and a nil Span at once, without allocating. The ctx
-// it returns is the one the operation (and its loader) runs with.
+// operation: when it does not trace the operation it must return ctx and a
+// nil Span at once, without allocating. The ctx it returns is the one the
+// operation (and its loader) runs with.
+//
+// A Get answered from a fresh L1 copy, the hot path, is reported once it
+// is over, by Hit instead of Start and End: nothing runs inside it to
+// parent, so it can be an event on the caller's span rather than a span of
+// its own. Hit must return at once, without allocating, when it does not
+// trace. An early refresh such a hit starts is linked to ctx's span.
 type SpanObserver interface {
 	Observer
 	Start(ctx context.Context, op Operation) (context.Context, Span)
+	Hit(ctx context.Context, op Operation, out Outcome)
 }
 
 // start begins op on key (or on n keys) if a SpanObserver traces it.
@@ -194,6 +216,12 @@ func (c *Client) start(ctx context.Context, op Op, ns, key string, n int) (conte
 		return ctx, nil
 	}
 	return c.spans.Start(ctx, Operation{Op: op, Namespace: ns, Key: key, Keys: n})
+}
+
+// failed reports op on key, refused with err before it began.
+func (c *Client) failed(ctx context.Context, op Op, ns, key string, err error) {
+	_, sp := c.start(ctx, op, ns, key, 1)
+	end(sp, Outcome{Err: err})
 }
 
 // soleKey is the key of a one-key call, for its span.

@@ -30,13 +30,14 @@ type Info struct {
 type result[V any] struct {
 	e         *entry[V]
 	info      Info
-	coalesced bool // the caller waited on another's flight
+	coalesced bool // the caller waited on another's flight or lease
+	early     bool // the answer started an early refresh
 }
 
 // outcome is r, answered with err, as a span's outcome.
 func (r result[V]) outcome(err error) Outcome {
 	return Outcome{Tier: r.info.Tier, Stale: r.info.Stale, Negative: r.e != nil && r.e.Value.negative,
-		Coalesced: r.coalesced, Err: err}
+		Coalesced: r.coalesced, EarlyRefresh: r.early, Err: err}
 }
 
 // getSlow is Get past a fresh L1 hit. A stale L1 copy inside the
@@ -53,8 +54,8 @@ func (c *Cache[V]) getSlow(ctx context.Context, key string, load Loader[V]) (res
 		case now < e.LocalFreshUntil:
 			// Another caller's flight filled L1 after this one looked: a
 			// fresh hit, not a stale one to refresh.
-			c.countL1Hit(ctx, e, now, load)
-			return result[V]{e: e, info: Info{Tier: TierL1}}, nil
+			early := c.countL1Hit(ctx, e, now, load)
+			return result[V]{e: e, info: Info{Tier: TierL1}, early: early}, nil
 		case load != nil && now >= e.FreshUntil && c.inSWR(e, now):
 			c.refreshAsync(ctx, key, e.Value.version, load)
 			r := c.servedStale(ctx, e, TierL1, nil)
@@ -72,8 +73,33 @@ func (c *Cache[V]) getSlow(ctx context.Context, key string, load Loader[V]) (res
 		return c.fetch(ctx, key, load)
 	})
 	c.count(r, err, shared)
-	r.coalesced = shared
+	r.coalesced = r.coalesced || shared
+	r.early = r.early && !shared // the leader started it
 	return r, err
+}
+
+// answer is how one request was answered: Stats counts each in exactly one
+// way.
+type answer uint8
+
+const (
+	answerMiss  answer = iota // loaded, not found or failed
+	answerL1                  // fresh from L1
+	answerL2                  // fresh from L2
+	answerStale               // stale, for either reason
+)
+
+// answerOf is how r, with err, answered a request.
+func answerOf[V any](r result[V], err error) answer {
+	switch {
+	case r.info.Stale:
+		return answerStale
+	case err == nil && r.info.Tier == TierL1:
+		return answerL1
+	case err == nil && r.info.Tier == TierL2:
+		return answerL2
+	}
+	return answerMiss
 }
 
 // count counts one caller's answer once, whether it led the flight or
@@ -81,22 +107,31 @@ func (c *Cache[V]) getSlow(ctx context.Context, key string, load Loader[V]) (res
 // it was served, or as a miss (loaded, not found or failed). The flights and
 // the lease protocol count no answers: a flight answers every caller
 // waiting on it, and background refreshes answer none.
-func (c *Cache[V]) count(r result[V], err error, shared bool) {
+func (c *Cache[V]) count(r result[V], err error, shared bool) answer {
 	if shared {
 		c.stats.coalesced.Add(1)
 	}
+	a := answerOf(r, err)
+	negative := r.e != nil && r.e.Value.negative
 	switch {
-	case r.info.Stale && r.info.Cause == nil:
+	case a == answerStale && r.info.Cause == nil:
 		c.stats.staleHits.Add(1)
-	case r.info.Stale:
+	case a == answerStale:
 		c.stats.staleOnError.Add(1)
-	case err == nil && r.info.Tier == TierL1:
+	case a == answerL1:
 		c.stats.l1Hits.add()
-	case err == nil && r.info.Tier == TierL2:
+		if negative {
+			c.stats.l1NegativeHits.Add(1)
+		}
+	case a == answerL2:
 		c.stats.l2Hits.Add(1)
+		if negative {
+			c.stats.l2NegativeHits.Add(1)
+		}
 	default:
 		c.stats.misses.Add(1)
 	}
+	return a
 }
 
 // staleL1 returns key's L1 entry if it may still be served as stale.
@@ -179,15 +214,16 @@ func (c *Cache[V]) lookupL2(ctx context.Context, key string, f l1.Fence) (result
 // an early refresh (with load) or a sliding extension where due.
 func (c *Cache[V]) hitL2(ctx context.Context, key string, f l1.Fence, e *entry[V], load Loader[V]) result[V] {
 	now := c.client.clock.NowNano()
+	var early bool
 	if load != nil && now >= e.Value.refreshFrom {
-		c.earlyRefresh(ctx, e, now, load)
+		early = c.earlyRefresh(ctx, e, now, load)
 	}
 	if c.opts.Sliding && !e.Value.negative {
 		c.slide(ctx, e, now)
 	}
 	c.observe(ctx, Event{Kind: EventHit, Tier: TierL2})
 	c.installL1(key, f, e)
-	return result[V]{e: e, info: Info{Tier: TierL2}}
+	return result[V]{e: e, info: Info{Tier: TierL2}, early: early}
 }
 
 // freshL1 answers from a fresh L1 copy of key; unvouched tells whether one
@@ -324,10 +360,9 @@ func (c *Cache[V]) refreshFrom(e *entry[V]) int64 {
 }
 
 // earlyRefresh is XFetch on a fresh hit: refresh in the background when due.
-func (c *Cache[V]) earlyRefresh(ctx context.Context, e *entry[V], now int64, load Loader[V]) {
-	if c.xfetchDue(e, now) {
-		c.refreshAsync(ctx, e.Key, e.Value.version, load)
-	}
+// It reports whether it started a refresh.
+func (c *Cache[V]) earlyRefresh(ctx context.Context, e *entry[V], now int64, load Loader[V]) bool {
+	return c.xfetchDue(e, now) && c.refreshAsync(ctx, e.Key, e.Value.version, load)
 }
 
 // xfetchDue draws whether now - delta·beta·ln(rand) >= expiry: the chance is

@@ -10,15 +10,15 @@ import (
 // already refreshing it. The refresh runs with ctx's values but not its
 // cancellation (the caller has its answer already), bounded by
 // RefreshTimeout and ended by Close; across replicas the load lease lets one
-// refresh run.
-func (c *Cache[V]) refreshAsync(ctx context.Context, key string, seen uint64, load Loader[V]) {
+// refresh run. It reports whether it started one.
+func (c *Cache[V]) refreshAsync(ctx context.Context, key string, seen uint64, load Loader[V]) bool {
 	if !c.refreshing.add(key) {
-		return
+		return false
 	}
 	lctx, done, err := c.client.beginLoad(context.WithoutCancel(ctx))
 	if err != nil {
 		c.refreshing.remove(key)
-		return
+		return false
 	}
 	c.stats.refreshes.Add(1)
 	c.observe(ctx, Event{Kind: EventRefresh})
@@ -34,6 +34,7 @@ func (c *Cache[V]) refreshAsync(ctx context.Context, key string, seen uint64, lo
 		defer func() { end(sp, Outcome{Err: err}) }()
 		err = c.refresh(rctx, key, seen, load)
 	}()
+	return true
 }
 
 // refresh replaces key's value, whose version seen triggered it: from L2 if

@@ -15,23 +15,24 @@ import (
 // when it waited on another caller's read or load of the key (Coalesced
 // counts those as well). Requests and the ratios add them up.
 type Stats struct {
-	L1Hits         uint64 `json:"l1_hits"`         // answered from L1, fresh
-	L2Hits         uint64 `json:"l2_hits"`         // answered from L2, fresh
-	Misses         uint64 `json:"misses"`          // answered by a load, not found or failed: no tier had a fresh value
-	StaleHits      uint64 `json:"stale_hits"`      // answered with a stale value under StaleWhileRevalidate
-	StaleOnError   uint64 `json:"stale_on_error"`  // answered with a stale value under StaleIfError, the loader having failed
-	Coalesced      uint64 `json:"coalesced"`       // of those, calls that waited on another caller's read or load of the key on this replica
-	NegativeHits   uint64 `json:"negative_hits"`   // hits on a cached "not found" (also counted per tier)
-	Loads          uint64 `json:"loads"`           // loader calls (a BatchLoader call counts once)
-	LoadErrors     uint64 `json:"load_errors"`     // loader calls that failed (ErrNotFound excluded)
-	L2Errors       uint64 `json:"l2_errors"`       // L2 commands that failed; the call went on without L2
-	CorruptEntries uint64 `json:"corrupt_entries"` // undecodable L2 entries, deleted and treated as misses
-	Uncached       uint64 `json:"uncached"`        // loaded values not cached: too large, not encodable or with tags an entry cannot hold
-	Refreshes      uint64 `json:"refreshes"`       // background refreshes started (early refresh and stale-while-revalidate)
-	LeaseWaits     uint64 `json:"lease_waits"`     // keys whose load waited for another caller's lease instead of loading
-	LeaseTimeouts  uint64 `json:"lease_timeouts"`  // waits that outlasted LeaseWait and loaded without caching
-	FillsRejected  uint64 `json:"fills_rejected"`  // loads whose lease a write or invalidation ended first: not cached
-	Extensions     uint64 `json:"extensions"`      // sliding-expiration PEXPIREs sent to L2
+	L1Hits         uint64 `json:"l1_hits"`          // answered from L1, fresh
+	L2Hits         uint64 `json:"l2_hits"`          // answered from L2, fresh
+	Misses         uint64 `json:"misses"`           // answered by a load, not found or failed: no tier had a fresh value
+	StaleHits      uint64 `json:"stale_hits"`       // answered with a stale value under StaleWhileRevalidate
+	StaleOnError   uint64 `json:"stale_on_error"`   // answered with a stale value under StaleIfError, the loader having failed
+	Coalesced      uint64 `json:"coalesced"`        // of those, calls that waited on another caller's read or load of the key on this replica
+	L1NegativeHits uint64 `json:"l1_negative_hits"` // of L1Hits, hits on a cached "not found"
+	L2NegativeHits uint64 `json:"l2_negative_hits"` // of L2Hits, hits on a cached "not found"
+	Loads          uint64 `json:"loads"`            // loader calls (a BatchLoader call counts once)
+	LoadErrors     uint64 `json:"load_errors"`      // loader calls that failed (ErrNotFound excluded)
+	L2Errors       uint64 `json:"l2_errors"`        // L2 commands that failed; the call went on without L2
+	CorruptEntries uint64 `json:"corrupt_entries"`  // undecodable L2 entries, deleted and treated as misses
+	Uncached       uint64 `json:"uncached"`         // loaded values not cached: too large, not encodable or with tags an entry cannot hold
+	Refreshes      uint64 `json:"refreshes"`        // background refreshes started (early refresh and stale-while-revalidate)
+	LeaseWaits     uint64 `json:"lease_waits"`      // keys whose load waited for another caller's lease instead of loading
+	LeaseTimeouts  uint64 `json:"lease_timeouts"`   // waits that outlasted LeaseWait and loaded without caching
+	FillsRejected  uint64 `json:"fills_rejected"`   // loads whose lease a write or invalidation ended first: not cached
+	Extensions     uint64 `json:"extensions"`       // sliding-expiration PEXPIREs sent to L2
 }
 
 // Add returns s with o's counters added: the counters of several caches (or
@@ -40,7 +41,8 @@ func (s Stats) Add(o Stats) Stats {
 	return Stats{
 		L1Hits: s.L1Hits + o.L1Hits, L2Hits: s.L2Hits + o.L2Hits, Misses: s.Misses + o.Misses,
 		StaleHits: s.StaleHits + o.StaleHits, StaleOnError: s.StaleOnError + o.StaleOnError,
-		Coalesced: s.Coalesced + o.Coalesced, NegativeHits: s.NegativeHits + o.NegativeHits,
+		Coalesced:      s.Coalesced + o.Coalesced,
+		L1NegativeHits: s.L1NegativeHits + o.L1NegativeHits, L2NegativeHits: s.L2NegativeHits + o.L2NegativeHits,
 		Loads: s.Loads + o.Loads, LoadErrors: s.LoadErrors + o.LoadErrors, L2Errors: s.L2Errors + o.L2Errors,
 		CorruptEntries: s.CorruptEntries + o.CorruptEntries, Uncached: s.Uncached + o.Uncached,
 		Refreshes: s.Refreshes + o.Refreshes, LeaseWaits: s.LeaseWaits + o.LeaseWaits,
@@ -99,7 +101,8 @@ type stats struct {
 	l1Hits         stripedCounter
 	l2Hits         atomic.Uint64
 	misses         atomic.Uint64
-	negativeHits   atomic.Uint64
+	l1NegativeHits atomic.Uint64
+	l2NegativeHits atomic.Uint64
 	loads          atomic.Uint64
 	loadErrors     atomic.Uint64
 	l2Errors       atomic.Uint64
@@ -120,7 +123,8 @@ func (s *stats) snapshot() Stats {
 		L1Hits:         s.l1Hits.sum(),
 		L2Hits:         s.l2Hits.Load(),
 		Misses:         s.misses.Load(),
-		NegativeHits:   s.negativeHits.Load(),
+		L1NegativeHits: s.l1NegativeHits.Load(),
+		L2NegativeHits: s.l2NegativeHits.Load(),
 		Loads:          s.loads.Load(),
 		LoadErrors:     s.loadErrors.Load(),
 		L2Errors:       s.l2Errors.Load(),

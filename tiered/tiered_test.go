@@ -82,10 +82,10 @@ func TestNegativeCachingInBothTiers(t *testing.T) {
 	if n := missing.calls.Load(); n != 1 {
 		t.Errorf("loader called %d times, want 1 (negative entry in L1 and L2)", n)
 	}
-	if s := a.Stats(); s.NegativeHits != 2 || s.L1Hits != 2 {
+	if s := a.Stats(); s.L1NegativeHits != 2 || s.L1Hits != 2 {
 		t.Errorf("replica A stats %+v, want 2 negative L1 hits", s)
 	}
-	if s := b.Stats(); s.NegativeHits != 1 || s.L2Hits != 1 {
+	if s := b.Stats(); s.L2NegativeHits != 1 || s.L2Hits != 1 {
 		t.Errorf("replica B stats %+v, want 1 negative L2 hit", s)
 	}
 }
