@@ -113,6 +113,7 @@ type Cache[V any] struct {
 	// it shared; Close holds it exclusively and sets closed.
 	life   sync.RWMutex
 	closed bool
+	counts counts
 }
 
 // New returns an L1 cache configured by cfg.
@@ -128,8 +129,10 @@ func New[V any](cfg Config) (*Cache[V], error) {
 		KeyToHash:          cfg.keyToHash,
 		IgnoreInternalCost: true, // entryOverhead already counts it
 		// Every way out (delete, overwrite, eviction, rejection, expiry,
-		// Clear) passes here: the tag index follows the cache.
-		OnExit: c.tags.remove,
+		// Clear) passes here: the tag index and the count follow the cache.
+		OnExit:   c.exited,
+		OnEvict:  c.evicted,
+		OnReject: func(*ristretto.Item[*Entry[V]]) { c.counts.rejected.Add(1) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("l1: %w", err)
@@ -207,6 +210,8 @@ func (c *Cache[V]) Clear() {
 		c.life.RLock()
 		defer c.life.RUnlock()
 		if !c.closed {
+			c.counts.clearing.Add(1)
+			defer c.counts.clearing.Add(-1)
 			c.rc.Clear()
 		}
 	})
@@ -230,8 +235,11 @@ func (c *Cache[V]) put(e *Entry[V], now int64) {
 	cost := int64(e.Size + len(e.Key) + entryOverhead)
 	// Indexed before the set: if ristretto rejects e, its exit unindexes it.
 	c.tags.add(e)
-	if !c.rc.SetWithTTL(e.Key, e, cost, ttl) {
+	if c.rc.SetWithTTL(e.Key, e, cost, ttl) {
+		c.counts.entries.Add(1) // until its exit, whether stored or rejected
+	} else {
 		// Dropped by contention: make sure no older copy survives.
+		c.counts.dropped.Add(1)
 		c.rc.Del(e.Key)
 	}
 	// Ristretto applies new keys asynchronously; waiting makes the write
@@ -264,6 +272,7 @@ func (c *Cache[V]) Close() {
 	defer c.life.Unlock()
 	if !c.closed {
 		c.closed = true
+		c.counts.clearing.Add(1)
 		c.rc.Close()
 	}
 }

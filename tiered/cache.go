@@ -240,4 +240,4 @@ func (c *Cache[V]) Clear(ctx context.Context) error {
 }
 
 // Stats returns the cache's counters since it was made.
-func (c *Cache[V]) Stats() Stats { return c.stats.snapshot() }
+func (c *Cache[V]) Stats() Stats { return c.counters() }

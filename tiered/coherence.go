@@ -175,7 +175,13 @@ func (c *Client) cachesOf(ns string) []registeredCache {
 
 func (c *Cache[V]) namespace() string { return c.ns }
 
-func (c *Cache[V]) counters() Stats { return c.stats.snapshot() }
+func (c *Cache[V]) counters() Stats {
+	s := c.stats.snapshot()
+	if c.l1 != nil {
+		s.L1 = c.l1.Stats()
+	}
+	return s
+}
 
 // invalidate applies another replica's invalidation to L1.
 func (c *Cache[V]) invalidate(m *coherence.Message) {

@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"github.com/strata-cache/strata/coherence"
+	"github.com/strata-cache/strata/l1"
 
 	"sync/atomic"
 	"unsafe"
@@ -33,6 +34,9 @@ type Stats struct {
 	LeaseTimeouts  uint64 `json:"lease_timeouts"`   // waits that outlasted LeaseWait and loaded without caching
 	FillsRejected  uint64 `json:"fills_rejected"`   // loads whose lease a write or invalidation ended first: not cached
 	Extensions     uint64 `json:"extensions"`       // sliding-expiration PEXPIREs sent to L2
+	// L1 is the local tier's contents and what its admission policy did
+	// (zero with L1 disabled).
+	L1 l1.Stats `json:"l1"`
 }
 
 // Add returns s with o's counters added: the counters of several caches (or
@@ -47,7 +51,7 @@ func (s Stats) Add(o Stats) Stats {
 		CorruptEntries: s.CorruptEntries + o.CorruptEntries, Uncached: s.Uncached + o.Uncached,
 		Refreshes: s.Refreshes + o.Refreshes, LeaseWaits: s.LeaseWaits + o.LeaseWaits,
 		LeaseTimeouts: s.LeaseTimeouts + o.LeaseTimeouts, FillsRejected: s.FillsRejected + o.FillsRejected,
-		Extensions: s.Extensions + o.Extensions,
+		Extensions: s.Extensions + o.Extensions, L1: s.L1.Add(o.L1),
 	}
 }
 
