@@ -11,34 +11,52 @@ import (
 	"github.com/strata-cache/strata/tiered"
 )
 
-// counter is one observable counter and what it reads from a namespace's
-// tiered.Stats, or from the bus's coherence.Stats.
+// counter is one observable counter (or up-down counter) and what it reads
+// from a namespace's tiered.Stats, or from the client's tiered.ClientStats.
 type counter struct {
 	name, unit, desc string
-	inst             metric.Int64ObservableCounter
+	updown           bool // a level (entries, bytes), not a count
+	inst             metric.Int64Observable
 	cache            func(s tiered.Stats) uint64
-	bus              func(s coherence.Stats) uint64
+	client           func(s tiered.ClientStats) uint64
 	attrs            []attribute.KeyValue // besides the namespace
 }
+
+// More attribute keys, on the counters.
+const (
+	// AttrTransport is the invalidation channel a message went by: pubsub
+	// or gossip.
+	AttrTransport = attribute.Key("strata.cache.transport")
+	// AttrKind is what an invalidation covered: keys, tags, pattern or
+	// clear.
+	AttrKind = attribute.Key("strata.cache.kind")
+	// AttrReason is why an L1 flush, an eviction or a rejected set
+	// happened.
+	AttrReason = attribute.Key("strata.cache.reason")
+)
+
+// kinds are the invalidation kinds counted, by their attribute value.
+var kinds = []coherence.Kind{coherence.KindKeys, coherence.KindTags, coherence.KindPattern, coherence.KindClear}
 
 // counters makes the observable counters and registers the callback that
 // reads them all at once.
 func (o *Observer) counters(m metric.Meter) error {
-	hit := func(tier string) []attribute.KeyValue {
-		return []attribute.KeyValue{AttrTier.String(tier), AttrResult.String("hit")}
+	requests := func(tier, result string, f func(s tiered.Stats) uint64) *counter {
+		c := &counter{name: "strata.cache.requests", unit: "{request}", cache: f,
+			desc: "Requests (a Get, or a key of a GetMany) by the tier that answered and the result; each caller counts once."}
+		if tier != "" {
+			c.attrs = append(c.attrs, AttrTier.String(tier))
+		}
+		c.attrs = append(c.attrs, AttrResult.String(result))
+		return c
 	}
-	const requestsDesc = "Requests (a Get, or a key of a GetMany) by the tier that answered and the result; each caller counts once."
 	cs := []*counter{
-		{name: "strata.cache.requests", unit: "{request}", desc: requestsDesc, attrs: hit("l1"),
-			cache: func(s tiered.Stats) uint64 { return s.L1Hits }},
-		{name: "strata.cache.requests", unit: "{request}", desc: requestsDesc, attrs: hit("l2"),
-			cache: func(s tiered.Stats) uint64 { return s.L2Hits }},
-		{name: "strata.cache.requests", unit: "{request}", desc: requestsDesc,
-			attrs: []attribute.KeyValue{AttrTier.String("loader"), AttrResult.String("miss")},
-			cache: func(s tiered.Stats) uint64 { return s.Misses }},
-		{name: "strata.cache.requests", unit: "{request}", desc: requestsDesc,
-			attrs: []attribute.KeyValue{AttrResult.String("stale")},
-			cache: func(s tiered.Stats) uint64 { return s.StaleHits + s.StaleOnError }},
+		requests("l1", "hit", func(s tiered.Stats) uint64 { return s.L1Hits - s.L1NegativeHits }),
+		requests("l1", "negative", func(s tiered.Stats) uint64 { return s.L1NegativeHits }),
+		requests("l2", "hit", func(s tiered.Stats) uint64 { return s.L2Hits - s.L2NegativeHits }),
+		requests("l2", "negative", func(s tiered.Stats) uint64 { return s.L2NegativeHits }),
+		requests("loader", "miss", func(s tiered.Stats) uint64 { return s.Misses }),
+		requests("", "stale", func(s tiered.Stats) uint64 { return s.StaleHits + s.StaleOnError }),
 		{name: "strata.cache.coalesced", unit: "{request}", desc: "Requests that waited on another caller's read or load of the key on this replica.",
 			cache: func(s tiered.Stats) uint64 { return s.Coalesced }},
 		{name: "strata.cache.refreshes", unit: "{refresh}", desc: "Background refreshes started (early refresh and stale-while-revalidate).",
@@ -51,18 +69,29 @@ func (o *Observer) counters(m metric.Meter) error {
 			cache: func(s tiered.Stats) uint64 { return s.FillsRejected }},
 		{name: "strata.cache.l2.errors", unit: "{error}", desc: "L2 commands that failed; the call went on without L2.",
 			cache: func(s tiered.Stats) uint64 { return s.L2Errors }},
-		{name: "strata.cache.invalidations", unit: "{invalidation}", desc: "Invalidation messages sent, applied, or dropped (malformed or unauthenticated).",
-			attrs: []attribute.KeyValue{AttrDirection.String("sent")}, bus: func(s coherence.Stats) uint64 { return s.Published }},
-		{name: "strata.cache.invalidations", unit: "{invalidation}", attrs: []attribute.KeyValue{AttrDirection.String("received")},
-			bus: func(s coherence.Stats) uint64 { return s.Applied }},
-		{name: "strata.cache.invalidations", unit: "{invalidation}", attrs: []attribute.KeyValue{AttrDirection.String("dropped")},
-			bus: func(s coherence.Stats) uint64 { return s.Malformed + s.Unauthenticated }},
-		{name: "strata.cache.invalidation.gaps", unit: "{gap}", desc: "Invalidation sequences lost on both channels.",
-			bus: func(s coherence.Stats) uint64 { return s.Gaps }},
-		{name: "strata.cache.l1.flushes", unit: "{flush}", desc: "Whole-L1 drops: a lost invalidation, a receive overflow or a link regained.",
-			bus: func(s coherence.Stats) uint64 { return s.Resets }},
+		{name: "strata.cache.entry.count", unit: "{entry}", desc: "Entries in L1.", updown: true,
+			cache: func(s tiered.Stats) uint64 { return uint64(s.L1.Entries) }},
+		{name: "strata.cache.memory.usage", unit: "By", desc: "What L1's entries cost: encoded values, keys and a fixed overhead per entry.", updown: true,
+			cache: func(s tiered.Stats) uint64 { return uint64(s.L1.Cost) }},
+		{name: "strata.cache.evictions", unit: "{entry}", desc: "L1 entries dropped by the cost bound (size) or at their deadline (expired).",
+			attrs: []attribute.KeyValue{AttrReason.String("size")}, cache: func(s tiered.Stats) uint64 { return s.L1.Evicted }},
+		{name: "strata.cache.evictions", attrs: []attribute.KeyValue{AttrReason.String("expired")},
+			cache: func(s tiered.Stats) uint64 { return s.L1.Expired }},
+		{name: "strata.cache.sets.rejected", unit: "{set}", desc: "L1 writes not kept: refused by the admission policy, or lost to contention.",
+			attrs: []attribute.KeyValue{AttrReason.String("admission")}, cache: func(s tiered.Stats) uint64 { return s.L1.Rejected }},
+		{name: "strata.cache.sets.rejected", attrs: []attribute.KeyValue{AttrReason.String("contention")},
+			cache: func(s tiered.Stats) uint64 { return s.L1.Dropped }},
 	}
-	made := map[string]metric.Int64ObservableCounter{}
+	cs = append(cs, invalidations()...)
+	cs = append(cs,
+		&counter{name: "strata.cache.invalidation.gaps", unit: "{gap}", desc: "Invalidation sequences lost on both channels.",
+			client: func(s tiered.ClientStats) uint64 { return s.Bus.Gaps }},
+		flush("gap", func(s tiered.ClientStats) uint64 { return s.Bus.ResetsByReason.Gap }),
+		flush("overflow", func(s tiered.ClientStats) uint64 { return s.Bus.ResetsByReason.Overflow }),
+		flush("trust_regained", func(s tiered.ClientStats) uint64 { return s.Bus.ResetsByReason.LinkRecovered }),
+		flush("l2_route", func(s tiered.ClientStats) uint64 { return s.RouteFlushes }),
+	)
+	made := map[string]metric.Int64Observable{}
 	var insts []metric.Observable
 	var errs []error
 	for _, c := range cs {
@@ -70,7 +99,13 @@ func (o *Observer) counters(m metric.Meter) error {
 			c.inst = inst
 			continue
 		}
-		inst, err := m.Int64ObservableCounter(c.name, metric.WithUnit(c.unit), metric.WithDescription(c.desc))
+		var inst metric.Int64Observable
+		var err error
+		if c.updown {
+			inst, err = m.Int64ObservableUpDownCounter(c.name, metric.WithUnit(c.unit), metric.WithDescription(c.desc))
+		} else {
+			inst, err = m.Int64ObservableCounter(c.name, metric.WithUnit(c.unit), metric.WithDescription(c.desc))
+		}
 		errs = append(errs, err)
 		made[c.name], c.inst = inst, inst
 		insts = append(insts, inst)
@@ -85,6 +120,49 @@ func (o *Observer) counters(m metric.Meter) error {
 	return err
 }
 
+// invalidations are strata.cache.invalidations' series: sent and received
+// per transport and kind, dropped per transport, applied per kind.
+func invalidations() []*counter {
+	const name, unit = "strata.cache.invalidations", "{invalidation}"
+	desc := "Invalidation messages sent and received per transport (a message goes out on both), dropped there " +
+		"(malformed or unauthenticated), and applied once per replica."
+	var cs []*counter
+	channels := []struct {
+		name string
+		of   func(s tiered.ClientStats) coherence.ChannelStats
+	}{
+		{"pubsub", func(s tiered.ClientStats) coherence.ChannelStats { return s.Bus.PubSub }},
+		{"gossip", func(s tiered.ClientStats) coherence.ChannelStats { return s.Bus.Gossip }},
+	}
+	for _, ch := range channels {
+		for _, k := range kinds {
+			cs = append(cs,
+				&counter{name: name, unit: unit, desc: desc,
+					attrs:  []attribute.KeyValue{AttrTransport.String(ch.name), AttrDirection.String("sent"), AttrKind.String(k.String())},
+					client: func(s tiered.ClientStats) uint64 { return ch.of(s).Sent.Of(k) }},
+				&counter{name: name,
+					attrs:  []attribute.KeyValue{AttrTransport.String(ch.name), AttrDirection.String("received"), AttrKind.String(k.String())},
+					client: func(s tiered.ClientStats) uint64 { return ch.of(s).Received.Of(k) }})
+		}
+		cs = append(cs, &counter{name: name,
+			attrs:  []attribute.KeyValue{AttrTransport.String(ch.name), AttrDirection.String("dropped")},
+			client: func(s tiered.ClientStats) uint64 { return ch.of(s).Dropped }})
+	}
+	for _, k := range kinds {
+		cs = append(cs, &counter{name: name,
+			attrs:  []attribute.KeyValue{AttrDirection.String("applied"), AttrKind.String(k.String())},
+			client: func(s tiered.ClientStats) uint64 { return s.Bus.AppliedByKind.Of(k) }})
+	}
+	return cs
+}
+
+// flush is strata.cache.l1.flushes' series for reason.
+func flush(reason string, f func(s tiered.ClientStats) uint64) *counter {
+	return &counter{name: "strata.cache.l1.flushes", unit: "{flush}", client: f, attrs: []attribute.KeyValue{AttrReason.String(reason)},
+		desc: "Whole-L1 drops for a possibly missed invalidation: a sequence gap, a receive overflow, a channel trusted " +
+			"again, or L2's routing changed."}
+}
+
 // collect reads every client's counters, adds them up per namespace (and
 // the bus's over the clients), and observes them.
 func (o *Observer) collect(obs metric.Observer, cs []*counter) {
@@ -92,13 +170,13 @@ func (o *Observer) collect(obs metric.Observer, cs []*counter) {
 	clients := append([]*tiered.Client(nil), o.clients...)
 	o.mu.Unlock()
 	caches := map[string]tiered.Stats{}
-	var busStats []coherence.Stats
+	var all []tiered.ClientStats
 	for _, c := range clients {
 		s := c.Stats()
 		for ns, st := range s.Caches {
 			caches[ns] = caches[ns].Add(st)
 		}
-		busStats = append(busStats, s.Bus)
+		all = append(all, s)
 	}
 	for _, c := range cs {
 		switch {
@@ -107,10 +185,10 @@ func (o *Observer) collect(obs metric.Observer, cs []*counter) {
 				attrs := append([]attribute.KeyValue{AttrName.String(ns)}, c.attrs...)
 				obs.ObserveInt64(c.inst, int64(c.cache(st)), metric.WithAttributes(attrs...))
 			}
-		case c.bus != nil:
+		case c.client != nil:
 			var n uint64
-			for _, b := range busStats {
-				n += c.bus(b)
+			for _, s := range all {
+				n += c.client(s)
 			}
 			obs.ObserveInt64(c.inst, int64(n), metric.WithAttributes(c.attrs...))
 		}

@@ -12,6 +12,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/strata-cache/strata/coherence"
 	"github.com/strata-cache/strata/internal/redistest"
 	"github.com/strata-cache/strata/l2"
 	"github.com/strata-cache/strata/otelcache"
@@ -121,8 +124,106 @@ func TestMetricsAcrossTiers(t *testing.T) {
 		lag, ok := collect(t, readerB)["strata.cache.invalidation.lag"].(metricdata.Histogram[float64])
 		return ok && len(lag.DataPoints) == 1 && lag.DataPoints[0].Count >= 1
 	}, "B records the invalidation's lag")
-	if n := sum(t, collect(t, readerA), "strata.cache.invalidations", otelcache.AttrDirection.String("sent")); n < 1 {
-		t.Errorf("invalidations sent by a = %d, want at least 1", n)
+	keys := otelcache.AttrKind.String("keys")
+	pubsub := otelcache.AttrTransport.String("pubsub")
+	if n := sum(t, collect(t, readerA), "strata.cache.invalidations", pubsub, otelcache.AttrDirection.String("sent"), keys); n < 1 {
+		t.Errorf("invalidations{pubsub,sent,keys} by a = %d, want at least 1", n)
+	}
+	gotB = collect(t, readerB)
+	if n := sum(t, gotB, "strata.cache.invalidations", pubsub, otelcache.AttrDirection.String("received"), keys); n < 1 {
+		t.Errorf("invalidations{pubsub,received,keys} on b = %d, want at least 1", n)
+	}
+	if n := sum(t, gotB, "strata.cache.invalidations", otelcache.AttrDirection.String("applied"), keys); n < 1 {
+		t.Errorf("invalidations{applied,keys} on b = %d, want at least 1", n)
+	}
+}
+
+// A cached "not found" counts as a negative result per tier, and L1's
+// contents are read from its own stats.
+func TestNegativeAndL1Metrics(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	obs, reader := newObserved(t)
+	c, err := tiered.NewClient(ctx, tiered.Config{NodeID: "a", Observer: obs, Logger: quiet,
+		Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	cache, err := tiered.NewCache(c, "users", tiered.Options[string]{TTL: time.Hour, NegativeTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // a miss, then two negative L1 hits
+		if _, err := cache.Get(ctx, "ghost", func(context.Context, string) (string, error) { return "", tiered.ErrNotFound }); err == nil {
+			t.Fatal("ghost found")
+		}
+	}
+	if err := cache.Set(ctx, "k", "value"); err != nil {
+		t.Fatal(err)
+	}
+	got := collect(t, reader)
+	name := otelcache.AttrName.String("users")
+	l1 := otelcache.AttrTier.String("l1")
+	if n := sum(t, got, "strata.cache.requests", name, l1, otelcache.AttrResult.String("negative")); n != 2 {
+		t.Errorf("requests{l1,negative} = %d, want 2", n)
+	}
+	if n := sum(t, got, "strata.cache.requests", name, l1, otelcache.AttrResult.String("hit")); n != 0 {
+		t.Errorf("requests{l1,hit} = %d, want 0 (the hits were negative)", n)
+	}
+	st := cache.Stats().L1
+	if n := sum(t, got, "strata.cache.entry.count", name); n != 2 || n != st.Entries {
+		t.Errorf("entry.count = %d, want 2 (the negative entry and k), as Stats.L1 says (%d)", n, st.Entries)
+	}
+	if n := sum(t, got, "strata.cache.memory.usage", name); n <= 0 || n != st.Cost {
+		t.Errorf("memory.usage = %d, want Stats.L1.Cost (%d)", n, st.Cost)
+	}
+}
+
+// A sequence lost on both channels shows as a gap and an L1 flush with its
+// reason; a forged, undecodable message as dropped on its transport.
+func TestGapAndFlushMetrics(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	obs, reader := newObserved(t)
+	c, err := tiered.NewClient(ctx, tiered.Config{NodeID: "a", Observer: obs, Logger: quiet,
+		Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	redistest.WaitFor(t, 10*time.Second, func() bool { return c.Health().Trusted }, "pub/sub vouches")
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	channel := l2.DefaultPrefix + ":invalidations"
+	for _, seq := range []uint64{1, 3} { // 2 is lost
+		m := coherence.Message{Origin: "ghost", Epoch: 1, Seq: seq, Kind: coherence.KindKeys, Namespace: "users",
+			Items: []string{"x"}, SentAt: time.Now().UnixNano()}
+		if err := rdb.Publish(ctx, channel, coherence.Encode(&m, nil)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rdb.Publish(ctx, channel, "not a message").Err(); err != nil {
+		t.Fatal(err)
+	}
+	pubsub := otelcache.AttrTransport.String("pubsub")
+	redistest.WaitFor(t, 10*time.Second, func() bool {
+		got := collect(t, reader)
+		return sum(t, got, "strata.cache.invalidation.gaps") == 1 &&
+			sum(t, got, "strata.cache.l1.flushes", otelcache.AttrReason.String("gap")) == 1
+	}, "the gap counted, with its flush")
+	got := collect(t, reader)
+	if n := sum(t, got, "strata.cache.invalidations", pubsub, otelcache.AttrDirection.String("received"), otelcache.AttrKind.String("keys")); n != 2 {
+		t.Errorf("invalidations{pubsub,received,keys} = %d, want 2", n)
+	}
+	if n := sum(t, got, "strata.cache.invalidations", pubsub, otelcache.AttrDirection.String("dropped")); n != 1 {
+		t.Errorf("invalidations{pubsub,dropped} = %d, want 1", n)
+	}
+	if n := sum(t, got, "strata.cache.l1.flushes", otelcache.AttrReason.String("trust_regained")); n != 0 {
+		t.Errorf("l1.flushes{trust_regained} = %d, want 0", n)
+	}
+	if h := c.Health(); h.LastFlush == nil || h.LastFlush.Reason != "sequence gap" {
+		t.Errorf("Health().LastFlush = %+v, want the gap", h.LastFlush)
 	}
 }
 

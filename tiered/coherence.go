@@ -59,7 +59,7 @@ func (c *Client) startBus() error {
 			},
 			func() {
 				if b := started.Load(); b != nil {
-					b.ResetL1("gossip receive queue overflow")
+					b.ResetL1(bus.ReasonOverflow)
 				}
 			})
 		if err != nil {

@@ -62,11 +62,15 @@ type ClientStats struct {
 	Caches map[string]Stats `json:"caches"`
 	Bus    coherence.Stats  `json:"bus"`
 	Retry  RetryStats       `json:"retry"`
+	// RouteFlushes counts the drops of the whole L1 because L2's routing
+	// changed (its epoch advanced, or a Ring shard came back): the bus's
+	// Resets count the drops for a possibly missed invalidation.
+	RouteFlushes uint64 `json:"route_flushes"`
 }
 
 // clientStats is Client.Stats.
 func (c *Client) clientStats() ClientStats {
-	out := ClientStats{Caches: map[string]Stats{}, Bus: c.busStats(), Retry: c.retryStats()}
+	out := ClientStats{Caches: map[string]Stats{}, Bus: c.busStats(), Retry: c.retryStats(), RouteFlushes: c.routeFlushes.Load()}
 	c.mu.Lock()
 	counted := c.counted
 	c.mu.Unlock()

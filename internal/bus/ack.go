@@ -120,7 +120,7 @@ func (b *Bus) ack(m *coherence.Message) {
 	a := &coherence.Message{Origin: b.cfg.NodeID, Epoch: b.epoch, Kind: coherence.KindAck, Items: []string{m.Origin}, Version: m.Seq, SentAt: b.cfg.Now().UnixNano()}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HeartbeatInterval)
 	defer cancel()
-	_ = b.send(ctx, coherence.Encode(a, b.cfg.Key))
+	_ = b.send(ctx, a.Kind, coherence.Encode(a, b.cfg.Key))
 }
 
 // livePeers lists the other nodes that should acknowledge: gossip members,

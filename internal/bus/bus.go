@@ -133,6 +133,57 @@ func (c *Config) setDefaults() error {
 type stats struct {
 	published, publishErrors, received, applied, duplicates atomic.Uint64
 	malformed, unauthenticated, gaps, resets, linkLosses    atomic.Uint64
+	appliedKinds                                            kindCounts
+	resetReasons                                            [reasons]atomic.Uint64
+	channels                                                [2]channelCounts // by Channel
+}
+
+// kindCounts count invalidations by coherence.Kind (heartbeats and acks
+// are not counted).
+type kindCounts [coherence.KindClear + 1]atomic.Uint64
+
+func (k *kindCounts) add(kind coherence.Kind) {
+	if kind >= coherence.KindKeys && kind <= coherence.KindClear {
+		k[kind].Add(1)
+	}
+}
+
+func (k *kindCounts) load() coherence.Kinds {
+	return coherence.Kinds{Keys: k[coherence.KindKeys].Load(), Tags: k[coherence.KindTags].Load(),
+		Pattern: k[coherence.KindPattern].Load(), Clear: k[coherence.KindClear].Load()}
+}
+
+type channelCounts struct {
+	sent, received      kindCounts
+	sendErrors, dropped atomic.Uint64
+}
+
+func (c *channelCounts) load() coherence.ChannelStats {
+	return coherence.ChannelStats{Sent: c.sent.load(), SendErrors: c.sendErrors.Load(), Received: c.received.load(), Dropped: c.dropped.Load()}
+}
+
+// Reason is why the bus drops L1.
+type Reason uint8
+
+// Reasons.
+const (
+	ReasonGap           Reason = iota // a sequence lost on both channels
+	ReasonOverflow                    // the gossip receive queue overflowed
+	ReasonLinkRecovered               // a channel vouches again after none did
+	reasons
+)
+
+// String describes r for logs and Health.
+func (r Reason) String() string {
+	switch r {
+	case ReasonGap:
+		return "sequence gap"
+	case ReasonOverflow:
+		return "gossip receive queue overflow"
+	case ReasonLinkRecovered:
+		return "link recovered"
+	}
+	return "unknown"
 }
 
 // Bus sends invalidations on every configured channel and applies received
@@ -213,6 +264,10 @@ func (b *Bus) Stats() coherence.Stats {
 		Published: s.published.Load(), PublishErrors: s.publishErrors.Load(), Received: s.received.Load(),
 		Applied: s.applied.Load(), Duplicates: s.duplicates.Load(), Malformed: s.malformed.Load(),
 		Unauthenticated: s.unauthenticated.Load(), Gaps: s.gaps.Load(), Resets: s.resets.Load(), LinkLosses: s.linkLosses.Load(),
+		AppliedByKind: s.appliedKinds.load(),
+		ResetsByReason: coherence.Resets{Gap: s.resetReasons[ReasonGap].Load(), Overflow: s.resetReasons[ReasonOverflow].Load(),
+			LinkRecovered: s.resetReasons[ReasonLinkRecovered].Load()},
+		PubSub: s.channels[PubSub].load(), Gossip: s.channels[Gossip].load(),
 	}
 }
 
@@ -254,30 +309,32 @@ func (b *Bus) publish(ctx context.Context, template coherence.Message, items []s
 			sending(m.Seq)
 		}
 		b.stats.published.Add(1)
-		if err := b.send(ctx, coherence.Encode(&m, b.cfg.Key)); err != nil {
+		if err := b.send(ctx, m.Kind, coherence.Encode(&m, b.cfg.Key)); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// send writes data on every channel and joins the errors if all failed.
-func (b *Bus) send(ctx context.Context, data []byte) error {
+// send writes data, a message of kind, on every channel and joins the
+// errors if all failed.
+func (b *Bus) send(ctx context.Context, kind coherence.Kind, data []byte) error {
 	var errs []error
 	sent := 0
-	if b.cfg.Redis != nil {
-		if err := b.cfg.Redis.Publish(ctx, b.cfg.Channel, data).Err(); err != nil {
+	count := func(ch Channel, err error) {
+		if err != nil {
 			errs = append(errs, err)
-		} else {
-			sent++
+			b.stats.channels[ch].sendErrors.Add(1)
+			return
 		}
+		sent++
+		b.stats.channels[ch].sent.add(kind)
+	}
+	if b.cfg.Redis != nil {
+		count(PubSub, b.cfg.Redis.Publish(ctx, b.cfg.Channel, data).Err())
 	}
 	if b.cfg.Gossip != nil {
-		if err := b.cfg.Gossip.Broadcast(data); err != nil {
-			errs = append(errs, err)
-		} else {
-			sent++
-		}
+		count(Gossip, b.cfg.Gossip.Broadcast(data))
 	}
 	b.stats.publishErrors.Add(uint64(len(errs)))
 	if sent == 0 && len(errs) > 0 {
@@ -294,14 +351,17 @@ func (b *Bus) Deliver(data []byte, channel Channel) {
 	switch {
 	case errors.Is(err, coherence.ErrUnauthenticated):
 		b.stats.unauthenticated.Add(1)
+		b.stats.channels[channel].dropped.Add(1)
 		return
 	case err != nil:
 		b.stats.malformed.Add(1)
+		b.stats.channels[channel].dropped.Add(1)
 		return
 	}
 	if m.Origin == b.cfg.NodeID && m.Epoch == b.epoch {
 		return
 	}
+	b.stats.channels[channel].received.add(m.Kind)
 	if m.Kind == coherence.KindAck {
 		if len(m.Items) == 1 && m.Items[0] == b.cfg.NodeID {
 			b.acked(m.Origin, m.Version)
@@ -337,6 +397,7 @@ func (b *Bus) apply(m *coherence.Message, channel Channel) bool {
 	}
 	b.cfg.Handler.Apply(m)
 	b.stats.applied.Add(1)
+	b.stats.appliedKinds.add(m.Kind)
 	return true
 }
 
@@ -491,7 +552,7 @@ func (b *Bus) heartbeat(ctx context.Context, timeout time.Duration) {
 	m := &coherence.Message{Origin: b.cfg.NodeID, Epoch: b.epoch, Seq: b.seq.Load(), Kind: coherence.KindHeartbeat, SentAt: b.cfg.Now().UnixNano()}
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	_ = b.send(hctx, coherence.Encode(m, b.cfg.Key))
+	_ = b.send(hctx, m.Kind, coherence.Encode(m, b.cfg.Key))
 }
 
 // checkGaps resets L1 when a sequence stayed missing past the grace.
@@ -508,17 +569,21 @@ func (b *Bus) checkGaps() {
 	b.mu.Unlock()
 	if lost > 0 {
 		b.stats.gaps.Add(uint64(lost))
-		b.reset("sequence gap")
+		b.reset(ReasonGap)
 	}
 }
 
 // ResetL1 tells the handler to drop L1, counting why. The gossip transport
 // calls it when its receive queue overflowed.
-func (b *Bus) ResetL1(reason string) { b.reset(reason) }
+func (b *Bus) ResetL1(r Reason) { b.reset(r) }
 
-func (b *Bus) reset(reason string) {
+func (b *Bus) reset(r Reason) {
+	reason := r.String()
 	b.lastReset.Store(&Reset{Reason: reason, At: b.cfg.Now()})
 	b.stats.resets.Add(1)
+	if r < reasons {
+		b.stats.resetReasons[r].Add(1)
+	}
 	b.cfg.Logger.Warn("strata: dropping L1, an invalidation may have been missed", "reason", reason)
 	b.cfg.Handler.Reset(reason)
 }
@@ -538,7 +603,7 @@ func (b *Bus) checkHealth() {
 	switch was := b.trusted.Load(); {
 	case ok && !was:
 		if b.stats.linkLosses.Load() > 0 {
-			b.reset("link recovered")
+			b.reset(ReasonLinkRecovered)
 		} else {
 			// First trust after start: entries filled before the channels
 			// were up may have missed an invalidation. L1 is nearly empty

@@ -1,0 +1,45 @@
+package bus
+
+import (
+	"context"
+	"testing"
+
+	"github.com/strata-cache/strata/coherence"
+)
+
+// Stats split the traffic by channel and kind, and the L1 drops by reason.
+func TestStatsByChannelKindAndReason(t *testing.T) {
+	rec := &recorder{}
+	b, clock := clockedBus(t, rec)
+	ctx := context.Background()
+	for _, k := range []coherence.Kind{coherence.KindKeys, coherence.KindTags, coherence.KindTags} {
+		if err := b.Publish(ctx, k, "ns", []string{"x"}, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := coherence.Message{Origin: "a", Epoch: 1, Seq: 1, Kind: coherence.KindPattern, Namespace: "ns", Items: []string{"user:*"}}
+	b.Deliver(coherence.Encode(&m, nil), Gossip)
+	b.Deliver(coherence.Encode(&m, nil), PubSub) // the same message, later, on the other channel
+	b.Deliver([]byte("garbage"), PubSub)
+	deliver(b, 1, 3, coherence.KindClear) // 2 is missing
+	expireGaps(b, clock)
+	b.ResetL1(ReasonOverflow)
+
+	s := b.Stats()
+	want := coherence.Stats{
+		Published: 3, Received: 4, Applied: 2, Duplicates: 1, Malformed: 1, Gaps: 1, Resets: 2,
+		AppliedByKind:  coherence.Kinds{Pattern: 1, Clear: 1},
+		ResetsByReason: coherence.Resets{Gap: 1, Overflow: 1},
+		Gossip:         coherence.ChannelStats{Sent: coherence.Kinds{Keys: 1, Tags: 2}, Received: coherence.Kinds{Pattern: 1}},
+		PubSub:         coherence.ChannelStats{Received: coherence.Kinds{Pattern: 1, Clear: 1}, Dropped: 1},
+	}
+	if s != want {
+		t.Errorf("stats\n%+v\nwant\n%+v", s, want)
+	}
+	if got := s.Gossip.Sent.Of(coherence.KindTags); got != 2 {
+		t.Errorf("Kinds.Of(tags) = %d, want 2", got)
+	}
+	if r := b.LastReset(); r == nil || r.Reason != ReasonOverflow.String() {
+		t.Errorf("last reset %+v, want the overflow", r)
+	}
+}

@@ -1,0 +1,71 @@
+package otelcache_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	promclient "github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/strata-cache/strata/internal/redistest"
+	"github.com/strata-cache/strata/l2"
+	"github.com/strata-cache/strata/otelcache"
+	"github.com/strata-cache/strata/tiered"
+)
+
+// How OpenTelemetry's Prometheus exporter renders the instruments: the
+// names the package doc promises.
+func TestPrometheusNames(t *testing.T) {
+	ctx := context.Background()
+	reg := promclient.NewRegistry()
+	exporter, err := prometheus.New(prometheus.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+	t.Cleanup(func() { _ = mp.Shutdown(ctx) })
+	obs, err := otelcache.New(otelcache.WithMeterProvider(mp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := redistest.Start(t)
+	c, err := tiered.NewClient(ctx, tiered.Config{NodeID: "a", Observer: obs, Logger: quiet,
+		Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	cache, err := tiered.NewCache(c, "users", tiered.Options[string]{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cache.Get(ctx, "k", func(context.Context, string) (string, error) { return "v", nil }); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range families {
+		names = append(names, f.GetName())
+	}
+	for _, want := range []string{
+		"strata_cache_requests_total",
+		"strata_cache_load_duration_seconds",
+		"strata_cache_entry_count",
+		"strata_cache_memory_usage_bytes",
+		"strata_cache_evictions_total",
+		"strata_cache_invalidations_total",
+		"strata_cache_l1_flushes_total",
+		"strata_cache_link_trusted_ratio",
+		"strata_cache_l2_serving_ratio",
+	} {
+		if !slices.Contains(names, want) {
+			t.Errorf("no %s among %v", want, names)
+		}
+	}
+}
