@@ -56,8 +56,12 @@ const (
 	// AttrResult is how a request or a load ended: hit, miss or stale for
 	// requests; success, failure or not_found for loads.
 	AttrResult = attribute.Key("strata.cache.result")
-	// AttrDirection is an invalidation's way: sent, received or dropped.
+	// AttrDirection is an invalidation's way: sent, received, applied or
+	// dropped.
 	AttrDirection = attribute.Key("strata.cache.direction")
+	// AttrOperation names the operation a duration is of: get, get_many,
+	// set, delete, invalidate_tags, invalidate_pattern, clear, invalidate.
+	AttrOperation = attribute.Key("strata.cache.operation")
 )
 
 // Option configures New.
@@ -86,6 +90,8 @@ type Observer struct {
 
 	loadDuration metric.Float64Histogram
 	lag          metric.Float64Histogram
+	opDuration   metric.Float64Histogram
+	opAttrs      sync.Map // opKey -> metric.RecordOption
 	loadAttrs    sync.Map // loadKey -> metric.RecordOption
 	lagAttrs     sync.Map // namespace -> metric.RecordOption
 	hitAttrs     sync.Map // hitKey -> trace.EventOption
@@ -105,14 +111,17 @@ func New(opts ...Option) (*Observer, error) {
 	}
 	m := cfg.meters.Meter(scope)
 	o := &Observer{tracer: cfg.tracers.Tracer(scope), keys: cfg.keys, hitSpans: cfg.hitSpans}
-	var errs [4]error
+	var errs [5]error
 	o.loadDuration, errs[0] = m.Float64Histogram("strata.cache.load.duration", metric.WithUnit("s"),
 		metric.WithDescription("How long loader calls took, by result (a batch loader call counts once)."))
 	o.lag, errs[1] = m.Float64Histogram("strata.cache.invalidation.lag", metric.WithUnit("s"),
 		metric.WithDescription("From another replica's send to this replica's applying an invalidation; "+
 			"measured across hosts, so it includes their clock skew."))
-	errs[2] = o.counters(m)
-	errs[3] = o.gauges(m)
+	o.opDuration, errs[2] = m.Float64Histogram("strata.cache.operation.duration", metric.WithUnit("s"),
+		metric.WithDescription("How long operations took, by operation, and for a Get by tier and result; "+
+			"fresh L1 hits are not timed (strata.cache.requests counts them)."))
+	errs[3] = o.counters(m)
+	errs[4] = o.gauges(m)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, err
 	}
@@ -158,6 +167,39 @@ func (o *Observer) loadOption(e tiered.Event) metric.RecordOption {
 		return opt.(metric.RecordOption)
 	}
 	opt, _ := o.loadAttrs.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(AttrName.String(e.Namespace), AttrResult.String(result))))
+	return opt.(metric.RecordOption)
+}
+
+// opKey is what an operation's duration is recorded with.
+type opKey struct {
+	ns, op, tier, result, errType string
+}
+
+func (o *Observer) opOption(op tiered.Op, ns string, out tiered.Outcome) metric.RecordOption {
+	k := opKey{ns: ns, op: op.String()}
+	if op == tiered.OpGet {
+		k.result = result(out)
+		if out.Tier != tiered.TierNone {
+			k.tier = out.Tier.String()
+		}
+	}
+	if out.Err != nil && !errors.Is(out.Err, tiered.ErrNotFound) {
+		k.errType = errorType(out.Err)
+	}
+	if opt, ok := o.opAttrs.Load(k); ok {
+		return opt.(metric.RecordOption)
+	}
+	attrs := []attribute.KeyValue{AttrName.String(ns), AttrOperation.String(k.op)}
+	if k.tier != "" {
+		attrs = append(attrs, AttrTier.String(k.tier))
+	}
+	if k.result != "" {
+		attrs = append(attrs, AttrResult.String(k.result))
+	}
+	if k.errType != "" {
+		attrs = append(attrs, AttrErrorType.String(k.errType))
+	}
+	opt, _ := o.opAttrs.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(attrs...)))
 	return opt.(metric.RecordOption)
 }
 

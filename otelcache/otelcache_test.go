@@ -266,3 +266,68 @@ func TestGauges(t *testing.T) {
 		t.Errorf("l2.breaker.state = %d (%v), want 0 (closed)", v, ok)
 	}
 }
+
+// Every operation but a fresh L1 hit is timed, by operation, tier and
+// result, with error.type on failures; untraced requests too.
+func TestOperationDuration(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	obs, reader := newObserved(t)
+	c, err := tiered.NewClient(ctx, tiered.Config{NodeID: "a", Observer: obs, Logger: quiet,
+		Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	cache, err := tiered.NewCache(c, "users", tiered.Options[string]{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func(context.Context, string) (string, error) { return "v", nil }
+	for range 3 { // a miss, then two L1 hits
+		if _, err := cache.Get(ctx, "k", load); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cache.Set(ctx, "k", "w"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.Set(ctx, "", "w"); err == nil {
+		t.Fatal("empty key accepted")
+	}
+	if _, err := cache.GetMany(ctx, []string{"k", "j"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	h, ok := collect(t, reader)["strata.cache.operation.duration"].(metricdata.Histogram[float64])
+	if !ok {
+		t.Fatal("no strata.cache.operation.duration histogram")
+	}
+	name := otelcache.AttrName.String("users")
+	count := func(attrs ...attribute.KeyValue) uint64 {
+		want := attribute.NewSet(append(attrs, name)...)
+		for _, dp := range h.DataPoints {
+			if dp.Attributes.Equals(&want) {
+				return dp.Count
+			}
+		}
+		return 0
+	}
+	op := otelcache.AttrOperation.String
+	for _, tc := range []struct {
+		attrs []attribute.KeyValue
+		want  uint64
+	}{
+		{[]attribute.KeyValue{op("get"), otelcache.AttrTier.String("loader"), otelcache.AttrResult.String("miss")}, 1},
+		{[]attribute.KeyValue{op("get"), otelcache.AttrTier.String("l1"), otelcache.AttrResult.String("hit")}, 0},
+		{[]attribute.KeyValue{op("set")}, 1},
+		{[]attribute.KeyValue{op("set"), otelcache.AttrErrorType.String("invalid_key")}, 1},
+		{[]attribute.KeyValue{op("get_many")}, 1},
+	} {
+		if n := count(tc.attrs...); n != tc.want {
+			t.Errorf("operation.duration%v: %d points, want %d", tc.attrs, n, tc.want)
+		}
+	}
+	if len(h.DataPoints) != 4 {
+		t.Errorf("%d series, want 4: %+v", len(h.DataPoints), h.DataPoints)
+	}
+}

@@ -3,6 +3,7 @@ package otelcache
 import (
 	"context"
 	"errors"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -69,13 +70,21 @@ var spanNames = func() map[tiered.Op]string {
 
 // Start implements tiered.SpanObserver. An operation is traced only inside
 // a sampled span of the caller's (a request's): without one, or under one
-// that is not sampled, Start returns at once and allocates nothing. A
-// background refresh gets a span of its own, linked to the request that
-// started it.
+// that is not sampled, Start only times the operation for
+// strata.cache.operation.duration (loads and refreshes not even that: they
+// have histograms and counters of their own). A background refresh gets a
+// span of its own, linked to the request that started it.
 func (o *Observer) Start(ctx context.Context, op tiered.Operation) (context.Context, tiered.Span) {
+	return o.start(ctx, op, op.Op != tiered.OpLoad && op.Op != tiered.OpRefresh)
+}
+
+func (o *Observer) start(ctx context.Context, op tiered.Operation, timed bool) (context.Context, tiered.Span) {
 	parent := trace.SpanContextFromContext(ctx)
 	if !parent.IsSampled() {
-		return ctx, nil
+		if !timed {
+			return ctx, nil
+		}
+		return ctx, &span{o: o, op: op.Op, ns: op.Namespace, timed: true, start: time.Now()}
 	}
 	attrs := []attribute.KeyValue{AttrName.String(op.Namespace)}
 	if op.Keys != 1 {
@@ -88,8 +97,12 @@ func (o *Observer) Start(ctx context.Context, op tiered.Operation) (context.Cont
 	if op.Op == tiered.OpRefresh {
 		opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: parent}))
 	}
-	ctx, s := o.tracer.Start(ctx, spanNames[op.Op], opts...)
-	return ctx, span{Span: s, keys: o.keys, batch: op.Op == tiered.OpGetMany}
+	sp := &span{o: o, op: op.Op, ns: op.Namespace, timed: timed}
+	if timed {
+		sp.start = time.Now()
+	}
+	ctx, sp.Span = o.tracer.Start(ctx, spanNames[op.Op], opts...)
+	return ctx, sp
 }
 
 // Hit implements tiered.SpanObserver: a sampled request's L1 hit becomes
@@ -102,8 +115,9 @@ func (o *Observer) Hit(ctx context.Context, op tiered.Operation, out tiered.Outc
 		return
 	}
 	if o.hitSpans || !parent.IsRecording() {
-		// A remote parent cannot take an event: the hit gets a span.
-		_, sp := o.Start(ctx, op)
+		// A remote parent cannot take an event: the hit gets a span. It
+		// is not timed: no L1 hit is (see operation.duration).
+		_, sp := o.start(ctx, op, false)
 		sp.End(out)
 		return
 	}
@@ -134,16 +148,27 @@ func (k hitKey) attrs() []attribute.KeyValue {
 	return attrs
 }
 
-// span is an operation's span; keys allows error messages, which may name
-// keys, on it; batch marks a GetMany's.
+// span is an operation in progress: its trace span (nil when the
+// operation is only timed), and when it started if it is timed.
 type span struct {
 	trace.Span
-	keys, batch bool
+	o     *Observer
+	op    tiered.Op
+	ns    string
+	timed bool
+	start time.Time
 }
 
-// End implements tiered.Span: the answer's tier and result, and the error
-// (a Get that found nothing is a miss, not an error).
-func (s span) End(out tiered.Outcome) {
+// End implements tiered.Span: it records the operation's duration, and on
+// its trace span the answer's tier and result, and the error (a Get that
+// found nothing is a miss, not an error).
+func (s *span) End(out tiered.Outcome) {
+	if s.timed {
+		s.o.opDuration.Record(context.Background(), time.Since(s.start).Seconds(), s.o.opOption(s.op, s.ns, out))
+	}
+	if s.Span == nil {
+		return
+	}
 	if out.Tier != tiered.TierNone {
 		s.SetAttributes(AttrTier.String(out.Tier.String()), AttrResult.String(result(out)))
 	}
@@ -153,13 +178,13 @@ func (s span) End(out tiered.Outcome) {
 	if out.EarlyRefresh {
 		s.SetAttributes(AttrEarlyRefresh.Bool(true))
 	}
-	if s.batch {
+	if s.op == tiered.OpGetMany {
 		b := out.Batch
 		s.SetAttributes(AttrKeysL1.Int(b.L1Hits), AttrKeysL2.Int(b.L2Hits), AttrKeysStale.Int(b.Stale), AttrKeysMiss.Int(b.Misses))
 	}
 	if out.Err != nil && !errors.Is(out.Err, tiered.ErrNotFound) {
 		s.SetAttributes(AttrErrorType.String(errorType(out.Err)))
-		if s.keys {
+		if s.o.keys {
 			s.RecordError(out.Err)
 			s.SetStatus(codes.Error, out.Err.Error())
 		} else {

@@ -194,10 +194,10 @@ type Span interface {
 }
 
 // A SpanObserver is an Observer that also hears every operation begin and
-// end, to trace them. Start runs on the caller's goroutine before the
-// operation: when it does not trace the operation it must return ctx and a
-// nil Span at once, without allocating. The ctx it returns is the one the
-// operation (and its loader) runs with.
+// end, to trace or time them. Start runs on the caller's goroutine before
+// the operation; it may return a nil Span when it neither traces nor times
+// it. The ctx it returns is the one the operation (and its loader) runs
+// with.
 //
 // A Get answered from a fresh L1 copy, the hot path, is reported once it
 // is over, by Hit instead of Start and End: nothing runs inside it to
