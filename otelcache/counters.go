@@ -69,6 +69,12 @@ func (o *Observer) counters(m metric.Meter) error {
 			cache: func(s tiered.Stats) uint64 { return s.FillsRejected }},
 		{name: "strata.cache.l2.errors", unit: "{error}", desc: "L2 commands that failed; the call went on without L2.",
 			cache: func(s tiered.Stats) uint64 { return s.L2Errors }},
+		{name: "strata.cache.l2.corrupt", unit: "{entry}", desc: "Undecodable L2 entries, deleted and treated as misses.",
+			cache: func(s tiered.Stats) uint64 { return s.CorruptEntries }},
+		{name: "strata.cache.uncached", unit: "{value}", desc: "Loaded values not cached: too large, not encodable, or with tags an entry cannot hold.",
+			cache: func(s tiered.Stats) uint64 { return s.Uncached }},
+		{name: "strata.cache.extensions", unit: "{extension}", desc: "Sliding-expiration extensions sent to L2.",
+			cache: func(s tiered.Stats) uint64 { return s.Extensions }},
 		{name: "strata.cache.entry.count", unit: "{entry}", desc: "Entries in L1.", updown: true,
 			cache: func(s tiered.Stats) uint64 { return uint64(s.L1.Entries) }},
 		{name: "strata.cache.memory.usage", unit: "By", desc: "What L1's entries cost: encoded values, keys and a fixed overhead per entry.", updown: true,
@@ -86,6 +92,19 @@ func (o *Observer) counters(m metric.Meter) error {
 	cs = append(cs,
 		&counter{name: "strata.cache.invalidation.gaps", unit: "{gap}", desc: "Invalidation sequences lost on both channels.",
 			client: func(s tiered.ClientStats) uint64 { return s.Bus.Gaps }},
+		&counter{name: "strata.cache.invalidation.duplicates", unit: "{message}", desc: "Copies of invalidations already applied (the other channel's, mostly).",
+			client: func(s tiered.ClientStats) uint64 { return s.Bus.Duplicates }},
+		&counter{name: "strata.cache.invalidation.send_errors", unit: "{send}", desc: "Sends that failed on a transport (heartbeats included).",
+			attrs: []attribute.KeyValue{AttrTransport.String("pubsub")}, client: func(s tiered.ClientStats) uint64 { return s.Bus.PubSub.SendErrors }},
+		&counter{name: "strata.cache.invalidation.send_errors",
+			attrs: []attribute.KeyValue{AttrTransport.String("gossip")}, client: func(s tiered.ClientStats) uint64 { return s.Bus.Gossip.SendErrors }},
+		&counter{name: "strata.cache.link.losses", unit: "{loss}", desc: "Times no invalidation channel could vouch for L1 (reads then bypass it).",
+			client: func(s tiered.ClientStats) uint64 { return s.Bus.LinkLosses }},
+		retries("applied", func(s tiered.RetryStats) uint64 { return s.Applied }),
+		retries("expired", func(s tiered.RetryStats) uint64 { return s.Expired }),
+		retries("dropped", func(s tiered.RetryStats) uint64 { return s.Dropped }),
+		&counter{name: "strata.cache.l2.retries.pending", unit: "{retry}", updown: true, desc: "Failed L2 writes waiting to be tried again.",
+			client: func(s tiered.ClientStats) uint64 { return uint64(s.Retry.Pending) }},
 		flush("gap", func(s tiered.ClientStats) uint64 { return s.Bus.ResetsByReason.Gap }),
 		flush("overflow", func(s tiered.ClientStats) uint64 { return s.Bus.ResetsByReason.Overflow }),
 		flush("trust_regained", func(s tiered.ClientStats) uint64 { return s.Bus.ResetsByReason.LinkRecovered }),
@@ -154,6 +173,13 @@ func invalidations() []*counter {
 			client: func(s tiered.ClientStats) uint64 { return s.Bus.AppliedByKind.Of(k) }})
 	}
 	return cs
+}
+
+// retries is strata.cache.l2.retries' series for result.
+func retries(result string, f func(s tiered.RetryStats) uint64) *counter {
+	return &counter{name: "strata.cache.l2.retries", unit: "{retry}", attrs: []attribute.KeyValue{AttrResult.String(result)},
+		client: func(s tiered.ClientStats) uint64 { return f(s.Retry) },
+		desc:   "Failed L2 writes tried again: applied, given up as expired meanwhile, or dropped because too many waited."}
 }
 
 // flush is strata.cache.l1.flushes' series for reason.

@@ -3,17 +3,21 @@
 //
 // Spans: one per operation (strata.cache.get, .get_many, .set, .delete,
 // .invalidate_tags, .invalidate_pattern, .clear, .invalidate), kind
-// internal, with the namespace, and for a Get the tier and result; a child
-// span per loader call (strata.cache.load); a background refresh's own span
+// internal, with the namespace, and for a Get the tier, the result, and
+// whether it was coalesced or started an early refresh; a child span per
+// loader call (strata.cache.load); a background refresh's own span
 // (strata.cache.refresh), linked to the request that started it. Only
 // operations inside a sampled span of the caller's are traced: elsewhere
-// Start costs a context lookup and allocates nothing, so the L1 hit path
-// stays cheap. A sampled L1 hit records a span (see the benchmarks). Redis
-// commands get their spans from go-redis's redisotel on Client.Redis().
+// nothing is started, and an L1 hit allocates nothing. A sampled request's
+// L1 hit is an event on the request's span, a fraction of a span's cost
+// (WithL1HitSpans makes it a span). Redis commands get their spans from
+// go-redis's redisotel on tiered.Client.Redis().
 //
-// Metrics: requests per namespace, tier and result, load durations,
-// refreshes, lease waits, rejected fills, L2 errors, and the invalidation
-// traffic with its lag.
+// Metrics: requests per namespace, tier and result; operation and load
+// durations; refreshes, lease waits, rejected fills and L2 errors; L1's
+// entries, bytes, evictions and rejected sets; the invalidation traffic per
+// transport, direction and kind, with its lag, gaps and L1 flushes; and
+// gauges of channel trust and Redis server health.
 //
 // It is its own module, so that the OpenTelemetry API enters only the go.mod
 // of programs that import it; the library's packages never import
@@ -28,7 +32,9 @@
 //
 // The counters a cache keeps anyway (tiered.Stats, tiered.Client.BusStats)
 // are read through observable instruments at collection time: the L1 hit
-// path pays for the cache's own counter, not a second one here.
+// path pays for the cache's own counter, not a second one here. The
+// module's README.md lists every span and instrument beside the Stats field
+// that carries the same count, with the measurements behind these choices.
 package otelcache
 
 import (

@@ -2,7 +2,10 @@ package otelcache_test
 
 import (
 	"context"
+	"os"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,6 +69,50 @@ func TestPrometheusNames(t *testing.T) {
 	} {
 		if !slices.Contains(names, want) {
 			t.Errorf("no %s among %v", want, names)
+		}
+	}
+}
+
+// The README's metrics table documents every instrument, and no other.
+func TestREADMEListsEveryMetric(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, _ := strings.Cut(string(readme), "## Metrics")
+	documented := map[string]bool{}
+	for _, line := range strings.Split(table, "\n") {
+		if m := regexp.MustCompile("^\\| `(strata\\.cache\\.[a-z0-9_.]+)`").FindStringSubmatch(line); m != nil {
+			documented[m[1]] = true
+		}
+	}
+	ctx := context.Background()
+	obs, reader := newObserved(t)
+	srv := redistest.Start(t)
+	c, err := tiered.NewClient(ctx, tiered.Config{NodeID: "a", Observer: obs, Logger: quiet,
+		Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	cache, err := tiered.NewCache(c, "users", tiered.Options[string]{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cache.Get(ctx, "k", func(context.Context, string) (string, error) { return "v", nil }); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitFor(t, 10*time.Second, func() bool { return c.Health().Trusted }, "pub/sub vouches")
+	made := map[string]bool{"strata.cache.invalidation.lag": true} // recorded only when another replica's invalidation arrives
+	for name := range collect(t, reader) {
+		made[name] = true
+		if !documented[name] {
+			t.Errorf("%s is not in README.md's table", name)
+		}
+	}
+	for name := range documented {
+		if !made[name] {
+			t.Errorf("README.md documents %s, which is not made", name)
 		}
 	}
 }
