@@ -105,7 +105,7 @@ func run(ctx context.Context, out io.Writer) error {
 		f    func() error
 	}{
 		{"a: miss, loaded", get(a)},
-		{"a: L1 hit", get(a)},
+		{"a: L1 hit (an event on demo-request's span)", get(a)},
 		{"b: L2 hit", get(b)},
 		{"a: stale value served while one refresh runs", func() error { time.Sleep(400 * time.Millisecond); return get(a)() }},
 		{"a: Set; b applies the invalidation (its lag is recorded)", func() error {

@@ -16,7 +16,9 @@ func TestOtelDemoRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{`"strata.cache.get"`, `"strata.cache.load"`, `"strata.cache.refresh"`,
-		`"strata.cache.requests"`, `"strata.cache.invalidation.lag"`} {
+		`"strata.cache.requests"`, `"strata.cache.invalidation.lag"`, `"strata.cache.operation.duration"`,
+		`"Events": [`, // the L1 hit, on the request's span
+	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %s", want)
 		}
