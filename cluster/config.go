@@ -171,6 +171,15 @@ func maxPacketMessage(mc *memberlist.Config) int {
 	return mc.UDPBufferSize - packetFraming
 }
 
+// announceTimeout bounds Close's wait for the announcement that it is
+// leaving (see metaLeaving): two gossip intervals hold at least one gossip
+// round, which carries it to up to GossipNodes (3) members; the leave that
+// follows supersedes it in the gossip queue, so members it missed see a
+// death.
+func announceTimeout(mc *memberlist.Config) time.Duration {
+	return 2 * mc.GossipInterval
+}
+
 // leaveTimeout bounds Close's wait for the leave announcement: it rides the
 // next gossip round, so five rounds allow for a busy gossip queue.
 func leaveTimeout(mc *memberlist.Config) time.Duration {
