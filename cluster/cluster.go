@@ -195,8 +195,9 @@ func (n *Node) OnMembership(fn func(name string, joined bool)) { n.impl.onMember
 func (n *Node) Stats() Stats { return n.impl.stats() }
 
 // Close leaves the cluster gracefully (announcing the departure, waiting at
-// most two gossip intervals for it to go out, so others show this node as
-// left rather than dead, then at most five for memberlist's leave), shuts memberlist down and
+// most five gossip intervals for it to go out, so others show this node as
+// left rather than dead, then at most five for memberlist's leave: each
+// usually ends within a round or two), shuts memberlist down and
 // stops this package's goroutines, waiting for a callback in progress to
 // return. Messages still queued are discarded. Close is idempotent; later
 // calls return the first call's result.

@@ -172,12 +172,15 @@ func maxPacketMessage(mc *memberlist.Config) int {
 }
 
 // announceTimeout bounds Close's wait for the announcement that it is
-// leaving (see metaLeaving): two gossip intervals hold at least one gossip
-// round, which carries it to up to GossipNodes (3) members; the leave that
-// follows supersedes it in the gossip queue, so members it missed see a
-// death.
+// leaving (see metaLeaving). The wait ends as soon as memberlist has
+// gossiped it its full retransmission count (RetransmitMult*log10(N+1)
+// sends, to GossipNodes members a round: one or two rounds in a small
+// cluster); the bound is leaveTimeout's, five rounds, for a busy gossip
+// queue or a loaded host. Ending it earlier would let the leave that
+// follows supersede the announcement in the gossip queue before it went
+// out, and members would see a death.
 func announceTimeout(mc *memberlist.Config) time.Duration {
-	return 2 * mc.GossipInterval
+	return leaveTimeout(mc)
 }
 
 // leaveTimeout bounds Close's wait for the leave announcement: it rides the

@@ -35,52 +35,52 @@ func stateOf(n *Node, name string) (Member, bool) {
 // its address and when; one that rejoins under its name is alive again.
 func TestMemberStatesLeftDeadRejoined(t *testing.T) {
 	start := time.Now()
-	nodes, _ := startCluster(t, 3, testKey)
+	nodes, _ := startCluster(t, 4, testKey)
 	for _, m := range nodes[0].MemberStates() {
 		if m.State != MemberAlive || m.Since.Before(start) || m.Addr == "" {
 			t.Errorf("member %+v: want alive, with an address, since the start", m)
 		}
 	}
-	if got := len(nodes[0].MemberStates()); got != 3 {
-		t.Fatalf("%d members, want 3", got)
+	if got := len(nodes[0].MemberStates()); got != 4 {
+		t.Fatalf("%d members, want 4", got)
 	}
-	left, dead := nodes[2].Addr(), nodes[1].Addr()
-	// The crash first: memberlist declares a member dead sooner when
-	// another member confirms the suspicion (here n2).
+	left, dead := nodes[3].Addr(), nodes[1].Addr()
+	if err := nodes[3].Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n3 shown as left", func() bool {
+		m, _ := stateOf(nodes[0], "n3")
+		return m.State == MemberLeft && m.Addr == left
+	})
+	// memberlist declares a member dead sooner when another member (n2)
+	// confirms the suspicion.
 	crash(nodes[1])
 	waitFor(t, "n1 shown as dead", func() bool {
 		m, _ := stateOf(nodes[0], "n1")
 		return m.State == MemberDead && m.Addr == dead
 	})
-	if err := nodes[2].Close(); err != nil {
-		t.Fatal(err)
+	if m, _ := stateOf(nodes[0], "n3"); m.State != MemberLeft {
+		t.Errorf("n3 after n1's death: %+v, want still left", m)
 	}
-	waitFor(t, "n2 shown as left", func() bool {
-		m, _ := stateOf(nodes[0], "n2")
-		return m.State == MemberLeft && m.Addr == left
-	})
-	if m, _ := stateOf(nodes[0], "n1"); m.State != MemberDead {
-		t.Errorf("n1 after n2 left: %+v, want still dead", m)
-	}
-	if got := nodes[0].Members(); len(got) != 1 {
-		t.Errorf("Members = %v, want n0 alone", got)
+	if got := nodes[0].Members(); len(got) != 2 {
+		t.Errorf("Members = %v, want n0 and n2", got)
 	}
 
-	// n2 rejoins: it left through Close, so it may at once.
+	// n3 rejoins: it left through Close, so it may at once.
 	before := time.Now()
-	back := startNode(t, localConfig(testKey, nodes[0].Addr()), "n2", func([]byte) {})
-	waitFor(t, "n2 alive again", func() bool {
-		m, _ := stateOf(nodes[0], "n2")
+	back := startNode(t, localConfig(testKey, nodes[0].Addr()), "n3", func([]byte) {})
+	waitFor(t, "n3 alive again", func() bool {
+		m, _ := stateOf(nodes[0], "n3")
 		return m.State == MemberAlive && m.Addr == back.Addr() && !m.Since.Before(before)
 	})
 	count := 0
 	for _, m := range nodes[0].MemberStates() {
-		if m.Name == "n2" {
+		if m.Name == "n3" {
 			count++
 		}
 	}
 	if count != 1 {
-		t.Errorf("n2 listed %d times, want once", count)
+		t.Errorf("n3 listed %d times, want once", count)
 	}
 }
 

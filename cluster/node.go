@@ -224,8 +224,8 @@ func (n *node) close() error {
 	n.closeOnce.Do(func() {
 		n.closed.Store(true)
 		// The others learn of the departure from this metadata; the wait
-		// ends with the broadcast's last retransmission or at
-		// announceWait, which is expected.
+		// ends with the broadcast's last retransmission, or at announceWait
+		// (a timeout is no error of Close: some may then see a death).
 		n.leaving.Store(true)
 		_ = n.ml.UpdateNode(n.announceWait)
 		if err := n.ml.Leave(n.leaveWait); err != nil {
