@@ -146,6 +146,19 @@ func (n *Node) Addr() string { return n.impl.addr }
 // dead) members, this node included, in no particular order.
 func (n *Node) Members() []string { return n.impl.members() }
 
+// MemberStates returns every member this node knows, this one included, by
+// name: the alive (and suspected) ones, and those that left or died within
+// the last ten minutes (the latest 32 of them). A member that rejoins is
+// alive again.
+func (n *Node) MemberStates() []Member { return n.impl.memberStates() }
+
+// Conflicts returns the name conflicts seen since Start: a node that claimed
+// the name of a member from another address (two replicas started with one
+// name). memberlist keeps the member it knew and refuses the claim, so the
+// two nodes' views of the cluster are both wrong; each conflict is also
+// logged as a warning.
+func (n *Node) Conflicts() Conflicts { return n.impl.conflicts() }
+
 // Broadcast delivers msg to every other alive member twice over: a direct
 // best-effort UDP send to each (measured about 3x faster than a reliable
 // TCP send on loopback; see BenchmarkDirectSend), and a copy queued on
@@ -182,7 +195,9 @@ func (n *Node) OnMembership(fn func(name string, joined bool)) { n.impl.onMember
 func (n *Node) Stats() Stats { return n.impl.stats() }
 
 // Close leaves the cluster gracefully (announcing the departure, waiting at
-// most five gossip intervals for it to go out), shuts memberlist down and
+// most five gossip intervals for it to go out, so others show this node as
+// left rather than dead, then at most five for memberlist's leave: each
+// usually ends within a round or two), shuts memberlist down and
 // stops this package's goroutines, waiting for a callback in progress to
 // return. Messages still queued are discarded. Close is idempotent; later
 // calls return the first call's result.

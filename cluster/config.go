@@ -171,6 +171,18 @@ func maxPacketMessage(mc *memberlist.Config) int {
 	return mc.UDPBufferSize - packetFraming
 }
 
+// announceTimeout bounds Close's wait for the announcement that it is
+// leaving (see metaLeaving). The wait ends as soon as memberlist has
+// gossiped it its full retransmission count (RetransmitMult*log10(N+1)
+// sends, to GossipNodes members a round: one or two rounds in a small
+// cluster); the bound is leaveTimeout's, five rounds, for a busy gossip
+// queue or a loaded host. Ending it earlier would let the leave that
+// follows supersede the announcement in the gossip queue before it went
+// out, and members would see a death.
+func announceTimeout(mc *memberlist.Config) time.Duration {
+	return leaveTimeout(mc)
+}
+
 // leaveTimeout bounds Close's wait for the leave announcement: it rides the
 // next gossip round, so five rounds allow for a busy gossip queue.
 func leaveTimeout(mc *memberlist.Config) time.Duration {

@@ -11,8 +11,14 @@ import (
 // may block.
 type delegate node
 
-// NodeMeta is unused: members carry no metadata.
-func (d *delegate) NodeMeta(limit int) []byte { return nil }
+// NodeMeta is empty but while Close announces the departure: see
+// metaLeaving.
+func (d *delegate) NodeMeta(limit int) []byte {
+	if (*node)(d).leaving.Load() {
+		return []byte(metaLeaving)
+	}
+	return nil
+}
 
 // NotifyMsg copies the message (memberlist reuses b) and queues it without
 // blocking; a full queue drops it.
@@ -40,14 +46,35 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {}
 // it with its node lock held, one call at a time.
 type eventDelegate node
 
-// NotifyJoin relays a join.
-func (e *eventDelegate) NotifyJoin(m *memberlist.Node) { e.events.notify(m.Name, true) }
+// NotifyJoin records and relays a join.
+func (e *eventDelegate) NotifyJoin(m *memberlist.Node) {
+	e.roster.joined(m)
+	e.events.notify(m.Name, true)
+}
 
-// NotifyLeave relays a departure or death.
-func (e *eventDelegate) NotifyLeave(m *memberlist.Node) { e.events.notify(m.Name, false) }
+// NotifyLeave records and relays a departure or death.
+func (e *eventDelegate) NotifyLeave(m *memberlist.Node) {
+	e.roster.left(m)
+	e.events.notify(m.Name, false)
+}
 
-// NotifyUpdate is unused: members carry no metadata to update.
+// NotifyUpdate is unused: the only metadata, metaLeaving, is read at the
+// departure.
 func (e *eventDelegate) NotifyUpdate(m *memberlist.Node) {}
+
+// conflictDelegate is the node as memberlist's ConflictDelegate, called with
+// memberlist's node lock held.
+type conflictDelegate node
+
+// NotifyConflict records and logs a node claiming a member's name from
+// another address, which memberlist refuses: in Strata, two replicas with
+// one NodeID, which also ignore each other's invalidations as their own.
+func (c *conflictDelegate) NotifyConflict(existing, other *memberlist.Node) {
+	n := (*node)(c)
+	conflict := n.roster.conflict(existing, other)
+	n.logger.warn("cluster: two nodes claim one name; the newcomer is refused (duplicate NodeID?)",
+		"name", conflict.Name, "existing", conflict.Existing, "other", conflict.Other)
+}
 
 // broadcast is one message in the gossip catch-up queue. It is unique:
 // receivers de-duplicate, so nothing queued is ever superseded, and marking

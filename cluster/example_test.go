@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log"
 	"slices"
+	"time"
 
 	"github.com/strata-cache/strata/cluster"
 )
@@ -45,4 +46,34 @@ func ExampleStart() {
 	// Output:
 	// [replica-a replica-b]
 	// invalidate user:42
+}
+
+func ExampleNode_MemberStates() {
+	cfg := cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal}
+	a, err := cluster.Start(cfg, "replica-a", func([]byte) {}, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer a.Close()
+	cfg.Join = []string{a.Addr()}
+	b, err := cluster.Start(cfg, "replica-b", func([]byte) {}, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = b.Close() // announces that it leaves
+
+	// Wait (with a deadline) until a has heard of the departure.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if ms := a.MemberStates(); len(ms) == 2 && ms[1].State == cluster.MemberLeft {
+			break
+		}
+	}
+	for _, m := range a.MemberStates() {
+		fmt.Println(m.Name, m.State)
+	}
+	fmt.Println(a.Conflicts().Count, "name conflicts")
+	// Output:
+	// replica-a alive
+	// replica-b left
+	// 0 name conflicts
 }

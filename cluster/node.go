@@ -31,6 +31,12 @@ type node struct {
 
 	deliver *deliverer
 	events  *eventDispatcher
+	roster  *roster
+
+	// leaving is set by Close, which then gossips it (as node metadata) for
+	// at most announceWait before memberlist's leave.
+	leaving      atomic.Bool
+	announceWait time.Duration
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -55,9 +61,11 @@ func start(cfg Config, name string, handle func([]byte), onOverflow func()) (*no
 	mc := s.memberlistConfig(name, log.New(n.logger, "", 0))
 	mc.Delegate = (*delegate)(n)
 	mc.Events = (*eventDelegate)(n)
+	mc.Conflict = (*conflictDelegate)(n)
 	n.gossip.RetransmitMult = mc.RetransmitMult
 	n.maxPacket = maxPacketMessage(mc)
 	n.leaveWait = leaveTimeout(mc)
+	n.announceWait = announceTimeout(mc)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		n.stopGoroutines()
@@ -84,6 +92,7 @@ func newNode(s settings, name string, handle func([]byte), onOverflow func()) *n
 	n.sendDirect = n.sendDirectDefault
 	n.deliver = newDeliverer(s.QueueSize, handle, onOverflow, n.protect)
 	n.events = newEventDispatcher(n.protect)
+	n.roster = newRoster()
 	return n
 }
 
@@ -193,6 +202,10 @@ func (n *node) sendDirectDefault(to *memberlist.Node, msg []byte) error {
 	return n.ml.SendBestEffort(to, msg)
 }
 
+func (n *node) memberStates() []Member { return n.roster.members() }
+
+func (n *node) conflicts() Conflicts { return n.roster.conflictsSeen() }
+
 func (n *node) onMembership(fn func(string, bool)) {
 	n.events.setFunc(fn)
 }
@@ -210,6 +223,11 @@ func (n *node) stats() Stats {
 func (n *node) close() error {
 	n.closeOnce.Do(func() {
 		n.closed.Store(true)
+		// The others learn of the departure from this metadata; the wait
+		// ends with the broadcast's last retransmission, or at announceWait
+		// (a timeout is no error of Close: some may then see a death).
+		n.leaving.Store(true)
+		_ = n.ml.UpdateNode(n.announceWait)
 		if err := n.ml.Leave(n.leaveWait); err != nil {
 			// Not an error of Close: the others still find out by probing.
 			n.logger.warn("cluster: leave not announced", "err", err)

@@ -310,30 +310,63 @@ func (s *Store) MarkDirty(ns, server string, keys ...string) {
 	}
 }
 
-// ServerHealth is one Redis server as the store sees it.
+// ServerHealth is one Redis server as the store sees it. What Serving
+// means depends on the deployment; Watched says which case applies:
+//
+//   - a single node or Ring shards (Addrs): Strata's health watch checks
+//     each server every HealthInterval and fences it; Serving is that
+//     watch's verdict, Watched is true;
+//   - a Redis Cluster (ClusterAddrs): one entry per master of the latest
+//     topology go-redis loaded (its seeds until then), with the breaker
+//     Strata keeps for it; Serving is that breaker letting cache commands
+//     through (closed, or breakers off). No round trip is made: a master
+//     that stopped answering serves until its breaker opens;
+//   - a caller's own client (Config.Client): Strata keeps no breaker or
+//     watch for it, so Health checks it then, one PING per server bounded
+//     by HealthTimeout: a *redis.Client's address, each shard of a Ring (one
+//     its heartbeat holds down is not serving), each master of a
+//     ClusterClient (go-redis reloads the topology for the list first).
+//     Serving is that PING's answer.
 type ServerHealth struct {
+	// Addr is the server's "host:port" ("" for a caller's client of a type
+	// Strata does not know).
 	Addr string `json:"addr"`
-	// Serving: the server takes cache traffic. False while it is unreachable
-	// or not yet cleaned of keys whose writes failed.
+	// Serving: the server takes cache traffic (see above). False while it is
+	// unreachable or not yet cleaned of keys whose writes failed.
 	Serving bool `json:"serving"`
-	// Dirty: writes to the server failed; it is cleaned before it serves.
+	// Dirty: writes to the server failed; it is cleaned before it serves
+	// (single node and Ring only).
 	Dirty bool `json:"dirty"`
 	// Reason says why a server that is not serving was taken out.
 	Reason string `json:"reason,omitempty"`
 	// Breaker is its circuit breaker's state: "closed", "half-open" or
-	// "open" ("" when breakers are disabled).
+	// "open" ("" when breakers are disabled, and for a caller's client).
 	Breaker string `json:"breaker,omitempty"`
+	// Watched reports that Strata's health watch checks the server (a
+	// single node or Ring shard of Addrs).
+	Watched bool `json:"watched"`
 }
 
-// Health returns the state of each server of a single node or a Ring, in
-// Addrs order; nil for a Redis Cluster or a caller's client.
+// Health returns the state of each Redis server: a single node's or Ring's
+// in Addrs order, a Cluster's masters and a caller's client's servers in
+// address order (see ServerHealth for what each knows). It makes no round
+// trip except for a caller's client, where it blocks for at most
+// HealthTimeout.
 func (s *Store) Health() []ServerHealth {
-	if !s.topo.watched() {
-		return nil
+	switch {
+	case s.topo.watched():
+		return s.health.servers()
+	case s.cluster != nil:
+		return s.cluster.health()
 	}
-	out := make([]ServerHealth, len(s.health.nodes))
-	for i, n := range s.health.nodes {
-		out[i] = ServerHealth{Addr: n.addr, Serving: n.serving(), Dirty: n.dirty.Load()}
+	return s.callerHealth()
+}
+
+// servers is Health for a single node or a Ring.
+func (h *watch) servers() []ServerHealth {
+	out := make([]ServerHealth, len(h.nodes))
+	for i, n := range h.nodes {
+		out[i] = ServerHealth{Addr: n.addr, Serving: n.serving(), Dirty: n.dirty.Load(), Watched: true}
 		if why := n.why.Load(); why != nil && !out[i].Serving {
 			out[i].Reason = *why
 		}

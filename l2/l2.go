@@ -211,11 +211,14 @@ type Store struct {
 	owned      bool
 	prefix     string
 	standInTTL time.Duration
-	set        *shardSet // a Ring's routing (shardRing); nil otherwise
-	pool       *workers  // a Ring's fan-out workers (shardRing); nil otherwise
-	health     *watch    // the health watch (topo.watched()); nil otherwise
-	closeOnce  sync.Once
-	closeErr   error
+	set        *shardSet    // a Ring's routing (shardRing); nil otherwise
+	pool       *workers     // a Ring's fan-out workers (shardRing); nil otherwise
+	health     *watch       // the health watch (topo.watched()); nil otherwise
+	cluster    *clusterView // a Cluster client Strata made; nil otherwise
+	// healthTimeout bounds the checks Health makes of a caller's client.
+	healthTimeout time.Duration
+	closeOnce     sync.Once
+	closeErr      error
 }
 
 // Watcher is told of the changes the health watch of a single node or a
@@ -254,7 +257,7 @@ func OpenWatched(cfg Config, w Watcher) (*Store, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	s := &Store{owned: cfg.Client == nil, prefix: cfg.Prefix, standInTTL: cfg.StandInTTL}
+	s := &Store{owned: cfg.Client == nil, prefix: cfg.Prefix, standInTTL: cfg.StandInTTL, healthTimeout: cfg.HealthTimeout}
 	cfg.build(s, w)
 	if s.topo.watched() {
 		s.health.start()

@@ -3,7 +3,6 @@ package l2
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,7 +70,8 @@ func (c *Config) build(s *Store, w Watcher) {
 	case c.Client != nil:
 		s.client, s.topo = c.Client, callerTopology(c.Client)
 	case len(c.ClusterAddrs) > 0:
-		s.client, s.topo = c.buildCluster(), redisCluster
+		s.cluster = newClusterView(c.ClusterAddrs)
+		s.client, s.topo = c.buildCluster(s.cluster), redisCluster
 	case len(c.Addrs) == 1:
 		c.buildSingle(s, w)
 	default:
@@ -89,11 +89,10 @@ func (c *Config) options(addr string) *redis.Options {
 }
 
 // buildCluster makes a Cluster client. Cluster nodes come and go with
-// failovers: each gets a breaker when go-redis first connects to it; the
-// cluster itself routes.
-func (c *Config) buildCluster() *redis.ClusterClient {
-	var mu sync.Mutex
-	nodes := map[string]*node{}
+// failovers: each gets a breaker when go-redis first connects to it, kept
+// in view, which also learns the masters from go-redis's own CLUSTER SLOTS
+// replies; the cluster itself routes.
+func (c *Config) buildCluster(view *clusterView) *redis.ClusterClient {
 	var cluster *redis.ClusterClient
 	var lastReload atomic.Int64
 	// A failing node may have lost its slots to a promoted replica; go-redis
@@ -116,15 +115,8 @@ func (c *Config) buildCluster() *redis.ClusterClient {
 		MinRetryBackoff: -1, MaxRetryBackoff: -1,
 		NewClient: func(o *redis.Options) *redis.Client {
 			cl := redis.NewClient(o)
-			mu.Lock()
-			n := nodes[o.Addr]
-			if n == nil {
-				n = newNode(o.Addr, o.Addr, c.breaker(), false)
-				n.onFailure = reload
-				nodes[o.Addr] = n
-			}
-			mu.Unlock()
-			cl.AddHook(n)
+			cl.AddHook(view.guard(o.Addr, c.breaker(), reload))
+			cl.AddHook(slotsHook{view: view, addr: o.Addr})
 			return cl
 		},
 	})

@@ -200,10 +200,10 @@ func (c *Client) Redis() redis.UniversalClient {
 	return c.l2.Client()
 }
 
-// L2Health returns the state of each Redis server of a single node or a
-// Ring, in l2.Config.Addrs order: whether it serves, why not, and its
-// circuit breaker's state. It is nil for a Redis Cluster, a caller's own
-// client, or without L2.
+// L2Health returns the state of each Redis server (see l2.Store.Health): a
+// single node's or Ring's in l2.Config.Addrs order, a Redis Cluster's
+// masters, a caller's own client's servers: whether it serves, why not, and
+// its circuit breaker's state. It is nil without L2.
 func (c *Client) L2Health() []l2.ServerHealth {
 	if c.l2 == nil {
 		return nil

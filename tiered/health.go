@@ -3,28 +3,38 @@ package tiered
 import (
 	"time"
 
+	"github.com/strata-cache/strata/cluster"
 	"github.com/strata-cache/strata/l2"
 )
 
 // Health is one replica's view of its tiers and channels, for probes and
 // dashboards (see the debughttp package). Every field is read when Health
-// is called.
+// is called; nothing in it costs a round trip to Redis except a caller's
+// own client (l2.Config.Client), whose servers are PINGed then, for at most
+// l2.Config.HealthTimeout.
 type Health struct {
 	// NodeID is this replica's ID.
 	NodeID string `json:"node_id"`
 	// Trusted reports that some invalidation channel vouches for L1; while
 	// none does, reads bypass L1.
 	Trusted bool `json:"trusted"`
-	// Servers are the Redis servers of a single node or a Ring, as
-	// L2Health returns them (empty for a Redis Cluster or a caller's own
-	// client, and without L2).
+	// Servers are the Redis servers as L2Health returns them: a single
+	// node's or Ring's, a Redis Cluster's masters, a caller's client's
+	// servers (see l2.ServerHealth for what Serving means in each); empty
+	// without L2.
 	Servers []l2.ServerHealth `json:"servers,omitempty"`
 	// Channels are the invalidation channels configured: Redis pub/sub,
 	// gossip.
 	Channels []ChannelHealth `json:"channels,omitempty"`
 	// Members are the gossip cluster's members by NodeID, this one
-	// included (empty without gossip).
-	Members []string `json:"members,omitempty"`
+	// included, with their states: alive, and for a while those that left
+	// or died (see cluster.Node.MemberStates); empty without gossip.
+	Members []cluster.Member `json:"members,omitempty"`
+	// Conflicts are the gossip name conflicts seen: another replica started
+	// with a NodeID already in the cluster. Such replicas ignore each
+	// other's invalidations as their own; give each a unique NodeID. Zero
+	// without gossip.
+	Conflicts cluster.Conflicts `json:"conflicts,omitzero"`
 	// LastFlush is the latest drop of the whole L1 for a possibly missed
 	// invalidation, or nil.
 	LastFlush *Flush `json:"last_flush,omitempty"`
@@ -44,8 +54,11 @@ type ChannelHealth struct {
 
 // Flush is a drop of the whole L1: why, and when.
 type Flush struct {
-	Reason string    `json:"reason"`
-	At     time.Time `json:"at"`
+	// Reason says why: "sequence gap", "link recovered" (trust regained
+	// after a channel outage), "gossip receive queue overflow".
+	Reason string `json:"reason"`
+	// At is when.
+	At time.Time `json:"at"`
 }
 
 // health is Client.Health.
@@ -60,7 +73,7 @@ func (c *Client) health() Health {
 		}
 	}
 	if c.gossip != nil {
-		h.Members = c.gossip.Members()
+		h.Members, h.Conflicts = c.gossip.MemberStates(), c.gossip.Conflicts()
 	}
 	return h
 }

@@ -200,7 +200,10 @@ func TestReview7HealthConcurrent(t *testing.T) {
 		_ = cb.Delete(ctx, "k")
 	}
 	_ = b.Close()
-	redistest.WaitFor(t, 10*time.Second, func() bool { return len(a.Health().Members) == 1 }, "b left")
+	redistest.WaitFor(t, 10*time.Second, func() bool {
+		ms := a.Health().Members
+		return len(ms) == 2 && ms[1].Name == "b" && ms[1].State == cluster.MemberLeft
+	}, "b left")
 	_ = a.Close()
 	close(stop)
 	wg.Wait()
