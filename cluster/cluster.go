@@ -16,6 +16,11 @@ var (
 	// ErrJoin is wrapped by Start when none of Config.Join could be reached
 	// within Config.JoinTimeout.
 	ErrJoin = errors.New("cluster: join failed")
+	// ErrNameTaken is wrapped by Start when a member of the cluster it
+	// joined already has its name, at another address: two replicas started
+	// with one NodeID. (A replica restarted at a new address under its old
+	// name meets it too until the cluster declares the old address dead.)
+	ErrNameTaken = errors.New("cluster: name taken by another member")
 	// ErrClosed is returned by Broadcast and SendTo after Close.
 	ErrClosed = errors.New("cluster: node closed")
 	// ErrUnknownMember is wrapped by SendTo when no alive member has the name.

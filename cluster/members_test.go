@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -138,19 +139,22 @@ func TestConflictRecordedAndLogged(t *testing.T) {
 	if c := first.Conflicts(); c.Count != 0 || c.Last != nil {
 		t.Fatalf("conflicts before any: %+v", c)
 	}
-	second := startNode(t, localConfig(testKey, first.Addr()), "dup", func([]byte) {})
-	for _, n := range []*Node{first, second} {
-		waitFor(t, "a conflict on "+n.Addr(), func() bool { return n.Conflicts().Count > 0 })
-		c := n.Conflicts()
-		if c.Last == nil || c.Last.Name != "dup" || c.Last.Existing != n.Addr() || c.Last.At.IsZero() {
-			t.Errorf("on %s: last conflict %+v, want dup claimed from elsewhere", n.Addr(), c.Last)
+	// The newcomer sees its name at the first's address while joining, and
+	// refuses to start.
+	second, err := Start(localConfig(testKey, first.Addr()), "dup", func([]byte) {}, nil)
+	if !errors.Is(err, ErrNameTaken) || !strings.Contains(err.Error(), first.Addr()) {
+		if second != nil {
+			_ = second.Close()
 		}
+		t.Fatalf("Start of a second dup: %v, want ErrNameTaken naming %s", err, first.Addr())
 	}
-	if c := first.Conflicts(); c.Last.Other != second.Addr() {
-		t.Errorf("first's conflict names %s as the other, want %s", c.Last.Other, second.Addr())
+	waitFor(t, "a conflict on the first", func() bool { return first.Conflicts().Count > 0 })
+	c := first.Conflicts()
+	if c.Last == nil || c.Last.Name != "dup" || c.Last.Existing != first.Addr() || c.Last.Other == first.Addr() || c.Last.At.IsZero() {
+		t.Errorf("last conflict %+v, want dup claimed from elsewhere", c.Last)
 	}
 	logs := out.String()
-	want := fmt.Sprintf("name=dup existing=%s other=%s", first.Addr(), second.Addr())
+	want := fmt.Sprintf("name=dup existing=%s other=%s", first.Addr(), c.Last.Other)
 	if !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, want) {
 		t.Errorf("logs lack a warning with %q:\n%s", want, logs)
 	}

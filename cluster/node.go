@@ -73,7 +73,14 @@ func start(cfg Config, name string, handle func([]byte), onOverflow func()) (*no
 	}
 	n.ml = ml
 	n.addr = ml.LocalNode().Address()
-	if err := n.join(s.Join, s.JoinTimeout); err != nil {
+	err = n.join(s.Join, s.JoinTimeout)
+	if c := n.roster.conflictsSeen().Last; err == nil && c != nil && c.Name == name {
+		// Joining merged the members' state, which names this node at
+		// another address: memberlist refused one of the two, whose
+		// gossip would then be lost.
+		err = fmt.Errorf("%w: %q is claimed from %s and %s", ErrNameTaken, name, c.Existing, c.Other)
+	}
+	if err != nil {
 		_ = ml.Shutdown()
 		n.stopGoroutines()
 		return nil, err

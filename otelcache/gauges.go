@@ -27,7 +27,7 @@ func (o *Observer) gauges(m metric.Meter) error {
 	trusted, err1 := m.Int64ObservableGauge("strata.cache.link.trusted", metric.WithUnit("1"),
 		metric.WithDescription("1 while the invalidation channel vouches for L1, else 0."))
 	serving, err2 := m.Int64ObservableGauge("strata.cache.l2.serving", metric.WithUnit("1"),
-		metric.WithDescription("1 while the Redis server takes cache traffic, else 0 (single node and Ring)."))
+		metric.WithDescription("1 while the Redis server takes cache traffic, else 0 (see l2.ServerHealth.Serving; a caller's own client's servers are PINGed at each collection)."))
 	breaker, err3 := m.Int64ObservableGauge("strata.cache.l2.breaker.state", metric.WithUnit("1"),
 		metric.WithDescription("The Redis server's circuit breaker: 0 closed, 1 half-open, 2 open."))
 	if err := errors.Join(err1, err2, err3); err != nil {

@@ -129,7 +129,8 @@ type Client struct {
 	gossip  *cluster.Node // nil without Config.Gossip
 	trusted atomic.Bool   // some channel vouches for L1 (always, without channels)
 
-	routeFlushes atomic.Uint64 // L1 drops for L2 routing changes
+	routeFlushes   atomic.Uint64         // L1 drops for L2 routing changes
+	lastRouteFlush atomic.Pointer[Flush] // the latest of them
 
 	l2Log       rateLimitedLog
 	uncachedLog rateLimitedLog // loaded values too large (or not encodable) to cache

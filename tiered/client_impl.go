@@ -22,6 +22,7 @@ func (w l2Watcher) Repaired(ns string, keys []string) { w.c.repaired(ns, keys) }
 // invalidation may have been applied against a different server.
 func (c *Client) routeChanged(reason string) {
 	c.routeFlushes.Add(1)
+	c.lastRouteFlush.Store(&Flush{Reason: "L2 routing changed: " + reason, At: c.clock.Now()})
 	c.cfg.Logger.Warn("strata: L2 routing changed; dropping L1", "reason", reason)
 	for _, cache := range c.cachesOf("") {
 		cache.reset()

@@ -30,13 +30,12 @@ type Health struct {
 	// included, with their states: alive, and for a while those that left
 	// or died (see cluster.Node.MemberStates); empty without gossip.
 	Members []cluster.Member `json:"members,omitempty"`
-	// Conflicts are the gossip name conflicts seen: another replica started
-	// with a NodeID already in the cluster. Such replicas ignore each
-	// other's invalidations as their own; give each a unique NodeID. Zero
-	// without gossip.
+	// Conflicts are the gossip name conflicts seen: another replica tried
+	// to join with this one's NodeID from another address (its NewClient
+	// fails with cluster.ErrNameTaken). Zero without gossip.
 	Conflicts cluster.Conflicts `json:"conflicts,omitzero"`
-	// LastFlush is the latest drop of the whole L1 for a possibly missed
-	// invalidation, or nil.
+	// LastFlush is the latest drop of the whole L1, for a possibly missed
+	// invalidation or because L2's routing changed, or nil.
 	LastFlush *Flush `json:"last_flush,omitempty"`
 }
 
@@ -55,7 +54,9 @@ type ChannelHealth struct {
 // Flush is a drop of the whole L1: why, and when.
 type Flush struct {
 	// Reason says why: "sequence gap", "link recovered" (trust regained
-	// after a channel outage), "gossip receive queue overflow".
+	// after a channel outage), "gossip receive queue overflow", or "L2
+	// routing changed: " and the change (its epoch advanced, a shard came
+	// back).
 	Reason string `json:"reason"`
 	// At is when.
 	At time.Time `json:"at"`
@@ -71,6 +72,9 @@ func (c *Client) health() Health {
 		if r := c.bus.LastReset(); r != nil {
 			h.LastFlush = &Flush{Reason: r.Reason, At: r.At}
 		}
+	}
+	if r := c.lastRouteFlush.Load(); r != nil && (h.LastFlush == nil || r.At.After(h.LastFlush.At)) {
+		h.LastFlush = r
 	}
 	if c.gossip != nil {
 		h.Members, h.Conflicts = c.gossip.MemberStates(), c.gossip.Conflicts()
