@@ -41,7 +41,9 @@ type counts struct {
 }
 
 // Stats returns the cache's stats. Entries and Cost settle once the writes
-// in flight are applied.
+// in flight are applied, and count an entry past its local deadline until
+// ristretto's cleanup (every few seconds) drops it, though Get no longer
+// returns it.
 func (c *Cache[V]) Stats() Stats {
 	c.life.RLock()
 	defer c.life.RUnlock()

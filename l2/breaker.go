@@ -221,7 +221,9 @@ func allHandshake(cmds []redis.Cmder) bool {
 // after the hooks return.
 func (n *node) settle(cmd redis.Cmder, err error, serverFailed bool) {
 	// NOSCRIPT is answered before the script runs; go-redis then sends EVAL.
-	if err != nil && !errors.Is(err, redis.Nil) && !redis.HasErrorPrefix(err, "NOSCRIPT") && n.onDirty != nil {
+	// A full write-behind stream is refused before anything is written.
+	if err != nil && !errors.Is(err, redis.Nil) && !redis.HasErrorPrefix(err, "NOSCRIPT") &&
+		!redis.HasErrorPrefix(err, backpressureReply) && n.onDirty != nil {
 		if keys, all := invalidated(cmd); (len(keys) > 0 || all) && n.markDirty(keys, all) {
 			n.onDirty()
 		}

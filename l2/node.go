@@ -152,7 +152,9 @@ func invalidated(cmd redis.Cmder) (keys []string, all bool) {
 		if len(args) < 5 {
 			return nil, false
 		}
-		if s, _ := args[1].(string); s != writeScript.Hash() && s != writeScriptSrc {
+		switch s, _ := args[1].(string); s {
+		case writeScript.Hash(), writeScriptSrc, appendScript.Hash(), appendScriptSrc:
+		default:
 			return nil, false
 		}
 		for _, a := range args[3:5] {

@@ -38,6 +38,7 @@ type Cache[V any] struct {
 	guard      *l1.Guard               // the fill guard: L1's, or its own when L1 is disabled
 	stats      stats
 	longestTTL atomic.Int64 // the longest WithTTL a Set used (see longestLife)
+	flusher    *flusher[V]  // with Options.WriteBehind; nil otherwise
 
 	// at is the namespace's version and its name in L2 keys (ns, or ns#N
 	// after the Clear that made version N), swapped together and only
@@ -79,7 +80,15 @@ func NewCache[V any](c *Client, namespace string, opts Options[V]) (*Cache[V], e
 	} else {
 		cache.guard = l1.NewGuard()
 	}
+	if opts.WriteBehind != nil {
+		if err := cache.checkWriteBehind(); err != nil {
+			cache.close()
+			return nil, err
+		}
+		cache.flusher = newFlusher(cache)
+	}
 	if err := c.register(cache); err != nil {
+		cache.drain()
 		cache.close()
 		return nil, err
 	}
@@ -238,6 +247,17 @@ func (c *Cache[V]) Clear(ctx context.Context) error {
 	end(sp, Outcome{Err: err})
 	return err
 }
+
+// DeadLetters lists the write-behind writes given up after
+// WriteBehind.MaxAttempts failed flushes (or undecodable), with why; nil
+// without WriteBehind.
+func (c *Cache[V]) DeadLetters(ctx context.Context) ([]DeadLetter[V], error) {
+	return c.deadLetters(ctx)
+}
+
+// Redrive puts the dead-letter writes back to be flushed again, and
+// returns how many it moved.
+func (c *Cache[V]) Redrive(ctx context.Context) (int, error) { return c.redrive(ctx) }
 
 // Stats returns the cache's counters since it was made.
 func (c *Cache[V]) Stats() Stats { return c.counters() }

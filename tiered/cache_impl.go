@@ -21,10 +21,7 @@ func (c *Cache[V]) hitL1(ctx context.Context, e *entry[V], now int64, load Loade
 // countL1Hit counts and reports a fresh L1 hit, starting an early refresh or
 // a sliding extension where due; it reports whether it started a refresh.
 func (c *Cache[V]) countL1Hit(ctx context.Context, e *entry[V], now int64, load Loader[V]) (early bool) {
-	c.stats.l1Hits.add()
-	if e.Value.negative {
-		c.stats.l1NegativeHits.Add(1)
-	}
+	c.stats.l1Hit(e.Value.negative)
 	if now >= e.Value.refreshFrom && load != nil {
 		early = c.earlyRefresh(ctx, e, now, load)
 	}

@@ -129,11 +129,13 @@ type Client struct {
 	gossip  *cluster.Node // nil without Config.Gossip
 	trusted atomic.Bool   // some channel vouches for L1 (always, without channels)
 
+	lastVersion    atomic.Uint64         // the latest version handed out (nextVersion)
 	routeFlushes   atomic.Uint64         // L1 drops for L2 routing changes
 	lastRouteFlush atomic.Pointer[Flush] // the latest of them
 
 	l2Log       rateLimitedLog
 	uncachedLog rateLimitedLog // loaded values too large (or not encodable) to cache
+	wbLog       rateLimitedLog // write-behind flush failures
 	retry       retrier        // failed L2 writes tried again
 	spans       SpanObserver   // Config.Observer, if it traces operations
 	wants       uint32         // the event kinds Config.Observer is sent, by bit (see EventFilter)
@@ -168,6 +170,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	c.l2Log.interval = int64(cfg.LogInterval)
+	c.wbLog.interval = int64(cfg.LogInterval)
 	c.uncachedLog.interval = int64(cfg.LogInterval)
 	if err := c.startBus(); err != nil {
 		_ = c.Close()

@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -153,6 +154,11 @@ func (c *Client) close() error {
 	// Their invalidations go out before the bus's last heartbeat, which
 	// lets receivers notice one lost on both channels.
 	c.writes.Wait()
+	var drains sync.WaitGroup // write-behind: flush what is pending first
+	for _, cache := range caches {
+		drains.Go(cache.drain)
+	}
+	drains.Wait()
 	c.retry.close()
 	if c.bus != nil {
 		_ = c.bus.Close()
@@ -170,4 +176,17 @@ func (c *Client) close() error {
 		return c.l2.Close()
 	}
 	return nil
+}
+
+// nextVersion returns a version for a write or load made at now (Unix ns):
+// now, or just above the last one handed out, so that two writes of this
+// replica never share a version even within one tick of a coarse clock.
+func (c *Client) nextVersion(now int64) uint64 {
+	for {
+		last := c.lastVersion.Load()
+		v := max(uint64(now), last+1)
+		if c.lastVersion.CompareAndSwap(last, v) {
+			return v
+		}
+	}
 }

@@ -19,6 +19,7 @@ import (
 type registeredCache interface {
 	namespace() string
 	counters() Stats
+	drain() // write-behind: flush what is pending, then stop
 	close()
 	invalidate(m *coherence.Message)
 	reset()
@@ -180,6 +181,7 @@ func (c *Cache[V]) counters() Stats {
 	if c.l1 != nil {
 		s.L1 = c.l1.Stats()
 	}
+	s.WriteBehind = c.flusher.stats()
 	return s
 }
 

@@ -52,3 +52,7 @@ func ReloadingForTest[V any](c *Cache[V]) bool { return c.reloading.Load() }
 
 // L2 returns the client's Redis tier, or nil.
 func (c *Client) L2() *l2.Store { return c.l2 }
+
+// FlusherLooked reports whether c's write-behind flusher finished its first
+// pass over the streams.
+func FlusherLooked[V any](c *Cache[V]) bool { return c.flusher != nil && c.flusher.looked.Load() }

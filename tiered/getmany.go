@@ -64,10 +64,7 @@ func (c *Cache[V]) getManyL1(ctx context.Context, keys []string, g *gathered[V])
 			missing = append(missing, k)
 			continue
 		}
-		c.stats.l1Hits.add()
-		if e.Value.negative {
-			c.stats.l1NegativeHits.Add(1)
-		}
+		c.stats.l1Hit(e.Value.negative)
 		g.tally(answerL1)
 		c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
 		if v, err := c.result(e); err == nil {

@@ -52,6 +52,8 @@ const (
 	// EventInvalidation: another node's invalidation was applied to this
 	// replica's L1; Duration is its lag from the sender's clock to now.
 	EventInvalidation
+	// EventFlush: a write-behind Flush call took Duration and returned Err.
+	EventFlush
 )
 
 // Event is one thing an Observer is told about.
@@ -87,7 +89,7 @@ func wanted(o Observer) uint32 {
 	}
 	f, ok := o.(EventFilter)
 	var bits uint32
-	for k := EventHit; k <= EventInvalidation; k++ {
+	for k := EventHit; k <= EventFlush; k++ {
 		if !ok || f.Wants(k) {
 			bits |= 1 << k
 		}

@@ -126,6 +126,9 @@ type Options[V any] struct {
 	// Writer, when set, makes Set write-through: Set calls it first and
 	// updates the cache only if it succeeds.
 	Writer func(ctx context.Context, key string, v V) error
+	// WriteBehind, when set, makes Set and Delete write-behind: see
+	// WriteBehind. It needs L2 (Redis 6.2 or later) and excludes Writer.
+	WriteBehind *WriteBehind[V]
 }
 
 func (o *Options[V]) setDefaults() error {
@@ -169,6 +172,16 @@ func (o *Options[V]) setDefaults() error {
 	}
 	if o.MaxValueSize == 0 {
 		o.MaxValueSize = DefaultMaxValueSize
+	}
+	if o.WriteBehind != nil {
+		if o.Writer != nil {
+			return errors.New("tiered: Options.Writer (write-through) and Options.WriteBehind exclude each other")
+		}
+		wb := *o.WriteBehind // the caller's stays as it was
+		if err := wb.setDefaults(); err != nil {
+			return err
+		}
+		o.WriteBehind = &wb
 	}
 	return nil
 }

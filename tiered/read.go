@@ -119,14 +119,12 @@ func (c *Cache[V]) count(r result[V], err error, shared bool) answer {
 	case a == answerStale:
 		c.stats.staleOnError.Add(1)
 	case a == answerL1:
-		c.stats.l1Hits.add()
-		if negative {
-			c.stats.l1NegativeHits.Add(1)
-		}
+		c.stats.l1Hit(negative)
 	case a == answerL2:
-		c.stats.l2Hits.Add(1)
 		if negative {
 			c.stats.l2NegativeHits.Add(1)
+		} else {
+			c.stats.l2Hits.Add(1)
 		}
 	default:
 		c.stats.misses.Add(1)
@@ -336,7 +334,7 @@ func (c *Cache[V]) newEntry(key string, v V, negative bool, ttl time.Duration, d
 	now := c.client.clock.NowNano()
 	fresh := now + c.jitter(int64(ttl))
 	e := &entry[V]{Key: key, FreshUntil: fresh, StaleUntil: fresh,
-		Value: cached[V]{negative: negative, version: uint64(now), loadDuration: d}}
+		Value: cached[V]{negative: negative, version: c.client.nextVersion(now), loadDuration: d}}
 	if !negative {
 		e.Value.v = v
 		e.StaleUntil += int64(max(c.opts.StaleWhileRevalidate, c.opts.StaleIfError))

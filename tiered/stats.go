@@ -37,6 +37,9 @@ type Stats struct {
 	// L1 is the local tier's contents and what its admission policy did
 	// (zero with L1 disabled).
 	L1 l1.Stats `json:"l1"`
+	// WriteBehind counts the flushing of a write-behind cache on this
+	// replica (zero without Options.WriteBehind).
+	WriteBehind WriteBehindStats `json:"write_behind"`
 }
 
 // Add returns s with o's counters added: the counters of several caches (or
@@ -52,6 +55,7 @@ func (s Stats) Add(o Stats) Stats {
 		Refreshes: s.Refreshes + o.Refreshes, LeaseWaits: s.LeaseWaits + o.LeaseWaits,
 		LeaseTimeouts: s.LeaseTimeouts + o.LeaseTimeouts, FillsRejected: s.FillsRejected + o.FillsRejected,
 		Extensions: s.Extensions + o.Extensions, L1: s.L1.Add(o.L1),
+		WriteBehind: s.WriteBehind.add(o.WriteBehind),
 	}
 }
 
@@ -106,8 +110,8 @@ func ratio(n, of uint64) float64 {
 // network round trip or a load anyway, but the L1 hit is the hot path and a
 // single shared counter would make every core fight over one cache line.
 type stats struct {
-	l1Hits         stripedCounter
-	l2Hits         atomic.Uint64
+	l1Hits         stripedCounter // on values; L1Hits adds l1NegativeHits
+	l2Hits         atomic.Uint64  // on values; L2Hits adds l2NegativeHits
 	misses         atomic.Uint64
 	l1NegativeHits atomic.Uint64
 	l2NegativeHits atomic.Uint64
@@ -126,13 +130,25 @@ type stats struct {
 	coalesced      atomic.Uint64
 }
 
+// l1Hit counts a fresh L1 hit, on a cached "not found" if negative. The
+// hits on values and on "not found"s are two counters, so that each
+// series a snapshot yields only grows.
+func (s *stats) l1Hit(negative bool) {
+	if negative {
+		s.l1NegativeHits.Add(1)
+		return
+	}
+	s.l1Hits.add()
+}
+
 func (s *stats) snapshot() Stats {
+	l1Neg, l2Neg := s.l1NegativeHits.Load(), s.l2NegativeHits.Load()
 	return Stats{
-		L1Hits:         s.l1Hits.sum(),
-		L2Hits:         s.l2Hits.Load(),
+		L1Hits:         s.l1Hits.sum() + l1Neg,
+		L2Hits:         s.l2Hits.Load() + l2Neg,
 		Misses:         s.misses.Load(),
-		L1NegativeHits: s.l1NegativeHits.Load(),
-		L2NegativeHits: s.l2NegativeHits.Load(),
+		L1NegativeHits: l1Neg,
+		L2NegativeHits: l2Neg,
 		Loads:          s.loads.Load(),
 		LoadErrors:     s.loadErrors.Load(),
 		L2Errors:       s.l2Errors.Load(),

@@ -48,7 +48,11 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 		servers = c.client.serversOf([]string{key})
 		if l2err = c.versionReady(ctx); l2err == nil {
 			var l2ns string
-			if cause = c.underVersion(ctx, func(ns string) (uint64, bool, error) { l2ns = ns; return c.writeL2(ctx, ns, e, payload) }); cause != nil {
+			cause = c.underVersion(ctx, func(ns string) (uint64, bool, error) { l2ns = ns; return c.writeL2(ctx, ns, e, payload) })
+			if errors.Is(cause, ErrBackpressure) {
+				return cause // nothing was written
+			}
+			if cause != nil {
 				c.reportL2(ctx, "set", cause)
 				l2err = fmt.Errorf("tiered: set %q in L2: %w", key, cause)
 			}
@@ -57,6 +61,11 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	}
 	if c.beforeSetInstall != nil {
 		c.beforeSetInstall(key)
+	}
+	if c.flusher != nil && l2err != nil {
+		// Not recorded for the database: no replica may serve it.
+		c.dropL1(key)
+		return errors.Join(l2err, c.client.publishWrite(ctx, c.ns, []string{key}, servers, cause, e.Value.version))
 	}
 	c.installWritten(f, e)
 	return c.degraded(l2err, c.client.publishWrite(ctx, c.ns, []string{key}, servers, cause, e.Value.version))
@@ -104,9 +113,21 @@ func (c *Cache[V]) write(ctx context.Context, key string, v V) (err error) {
 // It returns the namespace version the write saw, when the store can read it
 // with the write (see l2.Store.WriteSeeing).
 func (c *Cache[V]) writeL2(ctx context.Context, l2ns string, e *entry[V], payload []byte) (uint64, bool, error) {
+	caller := ctx // a write-behind Set blocked on back-pressure waits for it
 	ctx = context.WithoutCancel(ctx)
 	store := c.client.l2
-	version, seen, err := store.WriteSeeing(ctx, l2ns, e.Key, envelope(e, payload), c.l2TTL(e), c.ns)
+	var version uint64
+	var seen bool
+	var err error
+	if c.flusher != nil {
+		rec := appendRecord(e.Key, payload, false, e.Value.version, int64(e.Value.version))
+		err = c.backpressured(caller, func() error {
+			version, seen, err = store.WriteAppend(ctx, l2ns, e.Key, envelope(e, payload), c.l2TTL(e), c.ns, rec, c.opts.WriteBehind.MaxPending)
+			return err
+		})
+	} else {
+		version, seen, err = store.WriteSeeing(ctx, l2ns, e.Key, envelope(e, payload), c.l2TTL(e), c.ns)
+	}
 	if err != nil {
 		return 0, false, err
 	}
@@ -133,7 +154,11 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 		if l2err = c.versionReady(ctx); l2err == nil {
 			wctx := context.WithoutCancel(ctx)
 			var l2ns string
-			if cause = c.underVersion(wctx, func(ns string) (uint64, bool, error) { l2ns = ns; return store.DeleteSeeing(wctx, ns, c.ns, keys...) }); cause != nil {
+			del := func(ns string) (uint64, bool, error) { l2ns = ns; return store.DeleteSeeing(wctx, ns, c.ns, keys...) }
+			if c.flusher != nil {
+				del = func(ns string) (uint64, bool, error) { l2ns = ns; return 0, false, c.deleteAppend(ctx, wctx, ns, keys) }
+			}
+			if cause = c.underVersion(wctx, del); cause != nil {
 				c.reportL2(ctx, "delete", cause)
 				l2err = fmt.Errorf("tiered: delete in L2: %w", cause)
 			}
@@ -143,7 +168,24 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 	for _, k := range keys {
 		c.dropL1(k)
 	}
+	if c.flusher != nil && l2err != nil {
+		return errors.Join(l2err, c.client.publishWrite(ctx, c.ns, keys, servers, cause, uint64(c.client.clock.NowNano())))
+	}
 	return c.degraded(l2err, c.client.publishWrite(ctx, c.ns, keys, servers, cause, uint64(c.client.clock.NowNano())))
+}
+
+// deleteAppend deletes keys from L2 under ns and records a tombstone of
+// each for the database, key by key.
+func (c *Cache[V]) deleteAppend(caller, ctx context.Context, ns string, keys []string) error {
+	var errs []error
+	for _, k := range keys {
+		now := c.client.clock.NowNano()
+		rec := appendRecord(k, nil, true, c.client.nextVersion(now), now)
+		errs = append(errs, c.backpressured(caller, func() error {
+			return c.client.l2.DeleteAppend(ctx, ns, k, c.ns, rec, c.opts.WriteBehind.MaxPending)
+		}))
+	}
+	return errors.Join(errs...)
 }
 
 // spoolFailed hands the keys whose write under l2ns failed with cause (nil:
