@@ -16,11 +16,13 @@ import (
 // HealthTimeout at the latest. A caller's client keeps its own timeouts
 // (go-redis ignores a context's deadline unless ContextTimeoutEnabled), so a
 // PING that outlasts HealthTimeout is reported as unanswered and finishes in
-// the background, within the client's ReadTimeout.
+// the background, within the client's ReadTimeout; until it does, no
+// other PING is sent to that server (probes calling Health often do not
+// pile them up), and the server is reported as not answering.
 func (s *Store) callerHealth() []ServerHealth {
 	ctx, cancel := context.WithTimeout(context.Background(), s.healthTimeout)
 	defer cancel()
-	ch := &checks{late: fmt.Sprintf("no answer to PING within %v", s.healthTimeout), res: map[string]ServerHealth{}}
+	ch := &checks{late: fmt.Sprintf("no answer to PING within %v", s.healthTimeout), res: map[string]ServerHealth{}, inFlight: &s.pinging}
 	done := make(chan struct{})
 	var expected []string // servers listed even if their check never starts
 	var missing string    // why such a server is not serving
@@ -60,7 +62,8 @@ func (s *Store) callerHealth() []ServerHealth {
 // checks collects the PINGs of one callerHealth, some of which may finish
 // after it returned.
 type checks struct {
-	late string // the reason of a PING not answered in time
+	late     string    // the reason of a PING not answered in time
+	inFlight *sync.Map // addresses with a PING unanswered, of any check
 
 	mu  sync.Mutex
 	res map[string]ServerHealth // by address; a pending PING reads as late
@@ -68,6 +71,11 @@ type checks struct {
 
 // ping records addr's health from a PING of c.
 func (ch *checks) ping(ctx context.Context, addr string, c redis.Cmdable) {
+	if _, busy := ch.inFlight.LoadOrStore(addr, struct{}{}); busy {
+		ch.set(ServerHealth{Addr: addr, Reason: "an earlier PING is still unanswered"})
+		return
+	}
+	defer ch.inFlight.Delete(addr)
 	ch.set(ServerHealth{Addr: addr, Reason: ch.late})
 	h := ServerHealth{Addr: addr, Serving: true}
 	if err := c.Ping(ctx).Err(); err != nil {

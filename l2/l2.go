@@ -215,8 +215,10 @@ type Store struct {
 	pool       *workers     // a Ring's fan-out workers (shardRing); nil otherwise
 	health     *watch       // the health watch (topo.watched()); nil otherwise
 	cluster    *clusterView // a Cluster client Strata made; nil otherwise
-	// healthTimeout bounds the checks Health makes of a caller's client.
+	// healthTimeout bounds the checks Health makes of a caller's client;
+	// pinging holds the servers with a check's PING unanswered.
 	healthTimeout time.Duration
+	pinging       sync.Map
 	closeOnce     sync.Once
 	closeErr      error
 }
