@@ -97,6 +97,8 @@ type Observer struct {
 	loadDuration metric.Float64Histogram
 	lag          metric.Float64Histogram
 	opDuration   metric.Float64Histogram
+	flushDur     metric.Float64Histogram
+	flushAttrs   sync.Map // loadKey -> metric.RecordOption
 	opAttrs      sync.Map // opKey -> metric.RecordOption
 	loadAttrs    sync.Map // loadKey -> metric.RecordOption
 	lagAttrs     sync.Map // namespace -> metric.RecordOption
@@ -117,7 +119,7 @@ func New(opts ...Option) (*Observer, error) {
 	}
 	m := cfg.meters.Meter(scope)
 	o := &Observer{tracer: cfg.tracers.Tracer(scope), keys: cfg.keys, hitSpans: cfg.hitSpans}
-	var errs [5]error
+	var errs [6]error
 	o.loadDuration, errs[0] = m.Float64Histogram("strata.cache.load.duration", metric.WithUnit("s"),
 		metric.WithDescription("How long loader calls took, by result (a batch loader call counts once)."))
 	o.lag, errs[1] = m.Float64Histogram("strata.cache.invalidation.lag", metric.WithUnit("s"),
@@ -126,6 +128,8 @@ func New(opts ...Option) (*Observer, error) {
 	o.opDuration, errs[2] = m.Float64Histogram("strata.cache.operation.duration", metric.WithUnit("s"),
 		metric.WithDescription("How long operations took, by operation, and for a Get by tier and result; "+
 			"fresh L1 hits are not timed (strata.cache.requests counts them)."))
+	o.flushDur, errs[5] = m.Float64Histogram("strata.cache.writebehind.flush.duration", metric.WithUnit("s"),
+		metric.WithDescription("How long write-behind Flush calls took, by result (success, failure)."))
 	errs[3] = o.counters(m)
 	errs[4] = o.gauges(m)
 	if err := errors.Join(errs[:]...); err != nil {
@@ -143,13 +147,27 @@ func (o *Observer) Observe(ctx context.Context, e tiered.Event) {
 		o.loadDuration.Record(ctx, e.Duration.Seconds(), o.loadOption(e))
 	case tiered.EventInvalidation:
 		o.lag.Record(ctx, max(e.Duration.Seconds(), 0), o.lagOption(e.Namespace))
+	case tiered.EventFlush:
+		o.flushDur.Record(ctx, e.Duration.Seconds(), o.flushOption(e))
 	}
 }
 
+func (o *Observer) flushOption(e tiered.Event) metric.RecordOption {
+	k := loadKey{e.Namespace, "success"}
+	if e.Err != nil {
+		k.result = "failure"
+	}
+	if opt, ok := o.flushAttrs.Load(k); ok {
+		return opt.(metric.RecordOption)
+	}
+	opt, _ := o.flushAttrs.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(AttrName.String(k.ns), AttrResult.String(k.result))))
+	return opt.(metric.RecordOption)
+}
+
 // Wants implements tiered.EventFilter: only the events that carry a
-// duration. The L1 hit path then does not call Observe at all.
+// duration (loads, invalidations, write-behind flushes). The L1 hit path then does not call Observe at all.
 func (o *Observer) Wants(k tiered.EventKind) bool {
-	return k == tiered.EventLoad || k == tiered.EventInvalidation
+	return k == tiered.EventLoad || k == tiered.EventInvalidation || k == tiered.EventFlush
 }
 
 // ObserveClient implements tiered.ClientObserver: c's counters and health

@@ -331,3 +331,35 @@ func TestOperationDuration(t *testing.T) {
 		t.Errorf("%d series, want 4: %+v", len(h.DataPoints), h.DataPoints)
 	}
 }
+
+// A write-behind cache's flushing shows as counters and a flush-duration
+// histogram.
+func TestWriteBehindMetrics(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	obs, reader := newObserved(t)
+	c, err := tiered.NewClient(ctx, tiered.Config{NodeID: "a", Observer: obs, Logger: quiet,
+		Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	cache, err := tiered.NewCache(c, "users", tiered.Options[string]{TTL: time.Hour, WriteBehind: &tiered.WriteBehind[string]{
+		Flush: func(context.Context, []tiered.Write[string]) error { return nil }, Interval: 5 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"a", "b"} {
+		if err := cache.Set(ctx, k, "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name := otelcache.AttrName.String("users")
+	redistest.WaitFor(t, 10*time.Second, func() bool {
+		return sum(t, collect(t, reader), "strata.cache.writebehind.flushed", name) == 2
+	}, "two writes flushed")
+	h, ok := collect(t, reader)["strata.cache.writebehind.flush.duration"].(metricdata.Histogram[float64])
+	if !ok || len(h.DataPoints) == 0 || h.DataPoints[0].Count == 0 {
+		t.Errorf("flush.duration: %+v, want the Flush calls", h)
+	}
+}

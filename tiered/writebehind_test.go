@@ -352,3 +352,33 @@ func TestWriteBehindRing(t *testing.T) {
 		t.Errorf("%d shards hold a stream, want 3", used)
 	}
 }
+
+// On a Redis Cluster the namespace's stream sits in its own slot, written
+// in the same pipeline as each value: every write and tombstone is flushed.
+func TestWriteBehindCluster(t *testing.T) {
+	ctx := context.Background()
+	cl := redistest.StartCluster(t, 3)
+	s := newSink()
+	c := newClient(t, tiered.Config{Redis: l2.Config{ClusterAddrs: cl.Addrs()}})
+	cache := newCache(t, c, "wb", wbOptions(s, nil))
+	for i := range 30 {
+		if err := cache.Set(ctx, "k"+strconv.Itoa(i), strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cache.Delete(ctx, "k0", "k1"); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitFor(t, 20*time.Second, func() bool {
+		for i := range 30 {
+			w, ok := s.row("k" + strconv.Itoa(i))
+			if !ok || (i < 2) != w.Deleted || !w.Deleted && w.Value != strconv.Itoa(i) {
+				return false
+			}
+		}
+		return true
+	}, "every write and tombstone flushed")
+	if st := cache.Stats().WriteBehind; st.LostByTrim != 0 || st.DeadLettered != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
