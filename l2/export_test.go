@@ -37,3 +37,6 @@ func (s *Store) Write(ctx context.Context, ns, key string, data []byte, ttl time
 	_, _, err := s.WriteSeeing(ctx, ns, key, data, ttl, "")
 	return err
 }
+
+// StreamsVersion exposes streamsVersion.
+var StreamsVersion = streamsVersion

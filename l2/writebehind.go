@@ -461,14 +461,21 @@ func (s *Store) StreamsSupported(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		v := infoField(info, "redis_version")
-		var major, minor int
-		if _, err := fmt.Sscanf(v, "%d.%d", &major, &minor); err != nil {
-			return fmt.Errorf("l2: Redis version %q of %s: %w", v, st.Server, err)
+		if err := streamsVersion(infoField(info, "redis_version")); err != nil {
+			return fmt.Errorf("%w (%s)", err, st.Server)
 		}
-		if major < 6 || major == 6 && minor < 2 {
-			return fmt.Errorf("l2: write-behind needs Redis 6.2 or later (XAUTOCLAIM); %s runs %s", st.Server, v)
-		}
+	}
+	return nil
+}
+
+// streamsVersion checks that Redis version v has XAUTOCLAIM (6.2).
+func streamsVersion(v string) error {
+	var major, minor int
+	if _, err := fmt.Sscanf(v, "%d.%d", &major, &minor); err != nil {
+		return fmt.Errorf("l2: Redis version %q: %w", v, err)
+	}
+	if major < 6 || major == 6 && minor < 2 {
+		return fmt.Errorf("l2: write-behind needs Redis 6.2 or later (XAUTOCLAIM); the server runs %s", v)
 	}
 	return nil
 }

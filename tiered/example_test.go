@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/strata-cache/strata/l2"
 	"github.com/strata-cache/strata/tiered"
 )
 
@@ -501,4 +502,37 @@ func ExampleWithTTL() {
 	// Output:
 	// login:alice "" tiered: not found
 	// invite:bob "XK2-PQ7" <nil>
+}
+
+// Write-behind needs Redis: this example compiles but does not run here.
+// Set returns once Redis recorded the write; Flush receives it in a batch,
+// in the background.
+func ExampleWriteBehind() {
+	ctx := context.Background()
+	client, err := tiered.NewClient(ctx, tiered.Config{Redis: l2.Config{Addrs: []string{"localhost:6379"}}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close() // flushes what is pending first
+	type user struct{ Name string }
+	stored := map[string]uint64{} // the database: each key's newest version
+	users, err := tiered.NewCache(client, "users", tiered.Options[user]{
+		WriteBehind: &tiered.WriteBehind[user]{
+			Flush: func(ctx context.Context, batch []tiered.Write[user]) error {
+				for _, w := range batch {
+					if w.Version <= stored[w.Key] {
+						continue // delivered again, or older: at least once
+					}
+					stored[w.Key] = w.Version // UPSERT ... WHERE version < w.Version
+				}
+				return nil
+			},
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := users.Set(ctx, "42", user{Name: "Ada"}); errors.Is(err, tiered.ErrBackpressure) {
+		log.Print("the database is behind: try later")
+	}
 }

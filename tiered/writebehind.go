@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,6 +264,9 @@ func (f *flusher[V]) step(i int) bool {
 		return false
 	}
 	es, err := f.next(ctx, i)
+	if err != nil && strings.Contains(err.Error(), "NOGROUP") {
+		f.grouped[i] = false // the stream was deleted (a FLUSHALL, say): make it again
+	}
 	if err != nil || len(es) == 0 {
 		return false
 	}
