@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/strata-cache/strata/internal/redistest"
+	"github.com/strata-cache/strata/internal/wbsink"
 	"github.com/strata-cache/strata/l2"
 	"github.com/strata-cache/strata/tiered"
 )
@@ -62,7 +63,31 @@ func BenchmarkSetWriteThrough(b *testing.B) {
 // recorded (not timed), then flushed in batches of 100 into a no-op sink;
 // it reports writes/s.
 func BenchmarkWriteBehindFlush(b *testing.B) {
+	benchFlush(b, func(*redistest.Server) func(context.Context, []tiered.Write[[]byte]) error {
+		return func(context.Context, []tiered.Write[[]byte]) error { return nil }
+	})
+}
+
+// BenchmarkWriteBehindFlushRedisSink is BenchmarkWriteBehindFlush into the
+// crash test's database (internal/wbsink: a Redis hash on another server,
+// one versioned upsert per write, pipelined per batch).
+func BenchmarkWriteBehindFlushRedisSink(b *testing.B) {
+	benchFlush(b, func(*redistest.Server) func(context.Context, []tiered.Write[[]byte]) error {
+		db := redistest.Start(b)
+		sink := wbsink.New(db.Client(b), "bench")
+		return func(ctx context.Context, ws []tiered.Write[[]byte]) error {
+			s := make([]tiered.Write[string], len(ws))
+			for i, w := range ws {
+				s[i] = tiered.Write[string]{Key: w.Key, Value: string(w.Value), Deleted: w.Deleted, Version: w.Version, At: w.At}
+			}
+			return sink.Flush(ctx, s)
+		}
+	})
+}
+
+func benchFlush(b *testing.B, sinkOf func(*redistest.Server) func(context.Context, []tiered.Write[[]byte]) error) {
 	srv := redistest.Start(b)
+	sink := sinkOf(srv)
 	ctx := context.Background()
 	client, err := tiered.NewClient(ctx, tiered.Config{Redis: l2.Config{Addrs: []string{srv.Addr()}}})
 	if err != nil {
@@ -73,9 +98,12 @@ func BenchmarkWriteBehindFlush(b *testing.B) {
 	var open atomic.Bool
 	gate := make(chan struct{})
 	cache, err := tiered.NewCache(client, "bench", tiered.Options[[]byte]{TTL: time.Hour, WriteBehind: &tiered.WriteBehind[[]byte]{
-		Flush: func(_ context.Context, ws []tiered.Write[[]byte]) error {
+		Flush: func(ctx context.Context, ws []tiered.Write[[]byte]) error {
 			if !open.Load() {
 				<-gate
+			}
+			if err := sink(ctx, ws); err != nil {
+				return err
 			}
 			flushed.Add(int64(len(ws)))
 			return nil
