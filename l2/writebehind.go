@@ -15,7 +15,7 @@ import (
 // entries of a Redis Stream, appended with the L2 write they belong to and
 // removed once flushed:
 //
-//	P:ns#writes        the pending writes (fields k, v, d, ver, t)
+//	P:ns#writes        the pending writes (fields k, v, d, t; ver when redriven)
 //	P:ns#writes:dead   those given up after too many failed flushes
 //	P:ns#writes:lock   the flush lock (the replica flushing the stream now)
 //
@@ -26,8 +26,8 @@ import (
 // writes in the stand-in's stream meanwhile, so two streams may hold writes
 // of one key: their versions order them. On a Redis Cluster (and with a
 // caller's own Ring or Cluster client) the namespace has one stream, in its
-// own slot: the append and the write go in one pipeline (one round trip
-// when both slots are on one master) but not atomically; see WriteAppend.
+// own slot: the record is appended first, then the value written; see
+// pipelinedAppend.
 // None of these keys has a hash tag, so no flush or pattern deletion of
 // data keys removes them.
 
@@ -51,29 +51,55 @@ type Record struct {
 	// Payload is the encoded value; nil for a delete (Deleted).
 	Payload []byte
 	Deleted bool
-	// Version is the write's version; At is when it was made (Unix ns).
+	// Version orders the writes recorded in one stream: Redis assigns it,
+	// from the entry's ID (its server's time in ms and a sequence), so a
+	// write recorded after another has a larger one, whichever replica
+	// made them. An entry redriven from the dead letters keeps its first
+	// version. Across streams (a Ring key on a stand-in shard during an
+	// outage) versions follow the servers' clocks. Zero when appending.
 	Version uint64
-	At      int64
+	// At is when the write was made (Unix ns, the writer's clock).
+	At int64
 }
 
-// args appends r as XADD field/value pairs.
+// args appends r as XADD field/value pairs (the version only when it
+// carries one over: a redriven entry).
 func (r *Record) args(a []any) []any {
 	d := "0"
 	if r.Deleted {
 		d = "1"
 	}
-	return append(a, "k", r.Key, "v", r.Payload, "d", d, "ver", strconv.FormatUint(r.Version, 10), "t", strconv.FormatInt(r.At, 10))
+	a = append(a, "k", r.Key, "v", r.Payload, "d", d, "t", strconv.FormatInt(r.At, 10))
+	if r.Version != 0 {
+		a = append(a, "ver", strconv.FormatUint(r.Version, 10))
+	}
+	return a
 }
 
-// parseRecord reads a stream entry's fields back.
-func parseRecord(values map[string]any) (Record, error) {
+// idVersion is the version of the entry with ID id ("ms-seq").
+func idVersion(id string) (uint64, error) {
+	ms, seq, ok := strings.Cut(id, "-")
+	m, err1 := strconv.ParseUint(ms, 10, 64)
+	q, err2 := strconv.ParseUint(seq, 10, 64)
+	if !ok || err1 != nil || err2 != nil || q >= 1<<20 || m >= 1<<43 {
+		return 0, fmt.Errorf("l2: write-behind entry ID %q out of range", id)
+	}
+	return m<<20 | q, nil
+}
+
+// parseRecord reads the fields of the stream entry id back.
+func parseRecord(id string, values map[string]any) (Record, error) {
 	str := func(f string) string { s, _ := values[f].(string); return s }
 	r := Record{Key: str("k"), Deleted: str("d") == "1"}
 	var err1, err2 error
-	r.Version, err1 = strconv.ParseUint(str("ver"), 10, 64)
+	if v, ok := values["ver"].(string); ok {
+		r.Version, err1 = strconv.ParseUint(v, 10, 64)
+	} else {
+		r.Version, err1 = idVersion(id)
+	}
 	r.At, err2 = strconv.ParseInt(str("t"), 10, 64)
 	if _, ok := values["k"].(string); !ok || err1 != nil || err2 != nil {
-		return Record{}, fmt.Errorf("l2: malformed write-behind entry %v", values)
+		return Record{}, fmt.Errorf("l2: malformed write-behind entry %s %v", id, values)
 	}
 	if !r.Deleted {
 		r.Payload = []byte(str("v"))
@@ -129,11 +155,7 @@ func (s *Store) atomicAppend() bool { return s.topo.oneServer() || s.topo == sha
 // acknowledged both.
 //
 // On a single node or a Ring shard the two are one atomic step. Elsewhere
-// they are two commands in one pipeline: if the append fails after the
-// write, the write is undone (the key deleted: readers then load it from
-// the database, which never got it); if the write fails after the append,
-// the error is returned and the database still receives the record (a
-// write reported failed may be flushed: at least once).
+// the record goes first, then the write (see pipelinedAppend).
 func (s *Store) WriteAppend(ctx context.Context, ns, key string, data []byte, ttl time.Duration, base string, rec Record, bound int) (version uint64, seen bool, err error) {
 	return s.appendWrite(ctx, ns, key, data, ttl, base, rec, bound)
 }
@@ -175,42 +197,27 @@ func (s *Store) appendWrite(ctx context.Context, ns, key string, data []byte, tt
 	return version, seen, nil
 }
 
-// pipelinedAppend is appendWrite where the stream and the key may be on
-// different servers.
+// pipelinedAppend is appendWrite where the stream and the key are in
+// different slots (a Cluster, a caller's Ring or Cluster client): the
+// record first, the write once it is in (two round trips). A full stream
+// refuses the write before anything is written; a write that fails after
+// its record leaves the record, which the database then receives (a write
+// reported failed may be flushed: at least once).
 func (s *Store) pipelinedAppend(ctx context.Context, k string, data []byte, ttlMS int64, base string, rec Record, bound int) (uint64, bool, error) {
-	var write redis.Cmder
-	var add *redis.Cmd
-	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		add = xaddScript.EvalSha(ctx, p, []string{s.StreamKey(base)}, rec.args([]any{bound})...)
-		if data == nil {
-			write = p.Del(ctx, k, k+leaseSuffix)
-		} else {
-			write = writeScript.EvalSha(ctx, p, []string{k, k + leaseSuffix}, data, ttlMS)
-		}
-		return nil
-	})
-	if isNoScript(add.Err()) || isNoScript(write.Err()) {
-		// First use on this server: load the scripts, then go again.
-		for _, sc := range []*redis.Script{xaddScript, writeScript} {
-			if err := sc.Load(ctx, s.client).Err(); err != nil {
-				return 0, false, err
-			}
-		}
-		return s.pipelinedAppend(ctx, k, data, ttlMS, base, rec, bound)
+	if err := xaddScript.Run(ctx, s.client, []string{s.StreamKey(base)}, rec.args([]any{bound})...).Err(); err != nil {
+		return 0, false, appendError(err)
 	}
-	switch addErr, writeErr := add.Err(), write.Err(); {
-	case addErr != nil && writeErr == nil:
-		// Written but not recorded: undo the write.
-		return 0, false, errors.Join(appendError(addErr), s.client.Del(context.WithoutCancel(ctx), k).Err())
-	case addErr != nil:
-		return 0, false, errors.Join(appendError(addErr), writeErr)
-	case writeErr != nil && !errors.Is(writeErr, redis.Nil):
-		return 0, false, writeErr
+	var err error
+	if data == nil {
+		err = s.client.Del(ctx, k, k+leaseSuffix).Err()
+	} else {
+		err = writeScript.Run(ctx, s.client, []string{k, k + leaseSuffix}, data, ttlMS).Err()
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, false, err
 	}
 	return 0, false, nil
 }
-
-func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
 
 // appendError maps a full stream's reply to ErrBackpressure.
 func appendError(err error) error {
@@ -253,15 +260,21 @@ type Entry struct {
 	ID     string
 	Record Record
 	Err    error
+	raw    map[string]any // the fields as stored, kept whole in a dead letter
 }
 
 func entries(msgs []redis.XMessage) []Entry {
 	out := make([]Entry, len(msgs))
 	for i, m := range msgs {
-		out[i].ID = m.ID
-		out[i].Record, out[i].Err = parseRecord(m.Values)
+		out[i] = entryOf(m.ID, m.Values)
 	}
 	return out
+}
+
+func entryOf(id string, values map[string]any) Entry {
+	e := Entry{ID: id, raw: values}
+	e.Record, e.Err = parseRecord(id, values)
+	return e
 }
 
 // EnsureGroup creates the consumer group on st, reading from its start, if
@@ -319,9 +332,7 @@ func (st Stream) Claim(ctx context.Context, group, consumer string, minIdle time
 			f, _ := fields[i].(string)
 			values[f] = fields[i+1]
 		}
-		e := Entry{ID: id}
-		e.Record, e.Err = parseRecord(values)
-		claimed = append(claimed, e)
+		claimed = append(claimed, entryOf(id, values))
 	}
 	if len(res) > 2 {
 		ids, _ := res[2].([]any)
@@ -348,24 +359,37 @@ func (st Stream) Done(ctx context.Context, group string, ids []string) error {
 	return err
 }
 
-// Bury moves entries to the dead-letter stream, each with the reason it was
-// given up, and acknowledges and deletes them from the stream, in one
-// transaction.
+// Bury moves entries to the dead-letter stream, each with its fields as
+// stored (its version carried over when it has one) and the reason it was
+// given up, then acknowledges and deletes them from the stream. The two
+// streams may be in different slots, so this is two steps: an entry both
+// buried and still pending (a crash in between) is flushed or buried
+// again, never lost.
 func (st Stream) Bury(ctx context.Context, group string, es []Entry, reason string) error {
 	if len(es) == 0 {
 		return nil
 	}
 	ids := make([]string, len(es))
-	_, err := st.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := st.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, e := range es {
 			ids[i] = e.ID
-			p.XAdd(ctx, &redis.XAddArgs{Stream: st.key + deadSuffix, Values: append(e.Record.args(nil), "id", e.ID, "error", reason)})
+			values := make([]any, 0, 2*len(e.raw)+6)
+			for f, v := range e.raw {
+				if f != "id" && f != "error" {
+					values = append(values, f, v)
+				}
+			}
+			if _, ok := e.raw["ver"]; !ok && e.Err == nil {
+				values = append(values, "ver", strconv.FormatUint(e.Record.Version, 10))
+			}
+			p.XAdd(ctx, &redis.XAddArgs{Stream: st.key + deadSuffix, Values: append(values, "id", e.ID, "error", reason)})
 		}
-		p.XAck(ctx, st.key, group, ids...)
-		p.XDel(ctx, st.key, ids...)
 		return nil
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return st.Done(ctx, group, ids)
 }
 
 // Dead returns the dead-letter entries, oldest first, with the reason each
@@ -376,15 +400,20 @@ func (st Stream) Dead(ctx context.Context) ([]Entry, []string, error) {
 		return nil, nil, err
 	}
 	reasons := make([]string, len(msgs))
+	out := make([]Entry, len(msgs))
 	for i, m := range msgs {
 		reasons[i], _ = m.Values["error"].(string)
+		delete(m.Values, "error")
+		delete(m.Values, "id")
+		out[i] = entryOf(m.ID, m.Values)
 	}
-	return entries(msgs), reasons, nil
+	return out, reasons, nil
 }
 
 // Redrive appends the dead-letter entries back to the stream, as new
-// entries, and removes them from the dead-letter stream, one transaction
-// each. It returns how many it moved.
+// entries keeping their versions, and removes them from the dead-letter
+// stream. Entries that cannot be read as writes stay. It returns how many
+// it moved.
 func (st Stream) Redrive(ctx context.Context) (int, error) {
 	es, _, err := st.Dead(ctx)
 	if err != nil {
@@ -395,12 +424,12 @@ func (st Stream) Redrive(ctx context.Context) (int, error) {
 		if e.Err != nil {
 			continue // not Strata's: left for an operator
 		}
-		_, err := st.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.XAdd(ctx, &redis.XAddArgs{Stream: st.key, Values: e.Record.args(nil)})
-			p.XDel(ctx, st.key+deadSuffix, e.ID)
-			return nil
-		})
-		if err != nil {
+		// Appended again first, then removed: the two streams may be in
+		// different slots; a crash in between redrives it twice.
+		if err := st.c.XAdd(ctx, &redis.XAddArgs{Stream: st.key, Values: e.Record.args(nil)}).Err(); err != nil {
+			return moved, err
+		}
+		if err := st.c.XDel(ctx, st.key+deadSuffix, e.ID).Err(); err != nil {
 			return moved, err
 		}
 		moved++
@@ -427,12 +456,18 @@ func (st Stream) Backlog(ctx context.Context, group string) (pending, inFlight i
 	return xlen.Val(), inFlight, nil
 }
 
+// Lock outcomes.
+const (
+	LockRefused = 0 // another holder has it
+	LockKept    = 1 // holder had it and keeps it for ttl more
+	LockTaken   = 2 // holder did not have it and has it now
+)
+
 // Lock takes or keeps the stream's flush lock for holder, for ttl: only
 // its holder reads and flushes the stream, so the writes of a key are
-// flushed in order. It reports whether holder has it.
-func (st Stream) Lock(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
-	n, err := lockScript.Run(ctx, st.c, []string{st.key + lockSuffix}, holder, ttl.Milliseconds()).Int()
-	return n == 1, err
+// flushed in order. It returns LockRefused, LockKept or LockTaken.
+func (st Stream) Lock(ctx context.Context, holder string, ttl time.Duration) (int, error) {
+	return lockScript.Run(ctx, st.c, []string{st.key + lockSuffix}, holder, ttl.Milliseconds()).Int()
 }
 
 // Unlock releases holder's flush lock, if it holds it.
@@ -443,9 +478,13 @@ func (st Stream) Unlock(ctx context.Context, holder string) error {
 var (
 	lockScript = redis.NewScript(`
 local h = redis.call('GET', KEYS[1])
-if h == ARGV[1] or not h then
+if h == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 1
+end
+if not h then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
 end
 return 0`)
 	unlockScript = redis.NewScript(`

@@ -83,8 +83,12 @@ type Write[V any] struct {
 	Value V // the zero value for a delete
 	// Deleted marks a Delete (a tombstone).
 	Deleted bool
-	// Version orders the writes of one key: a later write has a larger
-	// one. At is when the write was made.
+	// Version orders the writes of one key: Redis assigns it when it
+	// records the write, so a write recorded later has a larger one,
+	// whichever replica made it (a redriven write keeps its own). Across
+	// Ring shards (a key on a stand-in shard during an outage) it follows
+	// the servers' clocks. At is when the write was made, on the writer's
+	// clock.
 	Version uint64
 	At      time.Time
 }
@@ -223,8 +227,6 @@ func (f *flusher[V]) run() {
 // drain flushes until the streams hold nothing this replica may flush, or
 // the drain deadline (which cancels f.ctx), then releases the locks.
 func (f *flusher[V]) drain() {
-	timer := time.AfterFunc(f.wb.DrainTimeout, f.cancel)
-	defer timer.Stop()
 	for f.ctx.Err() == nil {
 		busy := false
 		for i := range f.streams {
@@ -242,9 +244,13 @@ func (f *flusher[V]) drain() {
 	f.cancel()
 }
 
-// stop drains the flusher (bounded by DrainTimeout) and waits for it.
+// stop drains the flusher and waits for it: DrainTimeout from now, the
+// flusher's context ends, and with it a Flush or a back-off in progress.
 func (f *flusher[V]) stop() {
-	f.stopOnce.Do(func() { close(f.stopping) })
+	f.stopOnce.Do(func() {
+		time.AfterFunc(f.wb.DrainTimeout, f.cancel)
+		close(f.stopping)
+	})
 	<-f.done
 }
 
@@ -260,8 +266,13 @@ func (f *flusher[V]) step(i int) bool {
 		}
 		f.grouped[i] = true
 	}
-	if ok, err := st.Lock(ctx, f.consumer, f.lockTTL()); err != nil || !ok {
+	switch got, err := st.Lock(ctx, f.consumer, f.lockTTL()); {
+	case err != nil || got == l2.LockRefused:
 		return false
+	case got == l2.LockTaken:
+		// Held anew: whatever this replica read under an earlier hold may
+		// have been claimed since; what is still its own is read first.
+		f.ownRead[i] = false
 	}
 	es, err := f.next(ctx, i)
 	if err != nil && strings.Contains(err.Error(), "NOGROUP") {
@@ -270,7 +281,7 @@ func (f *flusher[V]) step(i int) bool {
 	if err != nil || len(es) == 0 {
 		return false
 	}
-	f.flushBatch(st, es)
+	f.flushBatch(i, es)
 	return len(es) == f.wb.BatchSize
 }
 
@@ -327,16 +338,27 @@ func (f *flusher[V]) next(ctx context.Context, i int) ([]l2.Entry, error) {
 
 // flushBatch hands es, coalesced per key, to Flush, retrying with back-off,
 // then acknowledges them; after MaxAttempts, or for entries that cannot be
-// decoded, it moves them to the dead-letter stream.
-func (f *flusher[V]) flushBatch(st l2.Stream, es []l2.Entry) {
+// decoded, it moves them to the dead-letter stream. The stream's flush lock
+// is renewed all along; once it is lost (another replica may claim the
+// batch and flush newer writes after it), the batch is not tried again:
+// it stays pending, for whoever holds the lock.
+func (f *flusher[V]) flushBatch(i int, es []l2.Entry) {
+	st := f.streams[i]
+	keep := f.keepLock(st)
+	defer keep.stop()
 	batch, bad := f.coalesce(es)
 	if len(bad) > 0 {
-		f.bury(st, bad, "undecodable")
-		es = slices.DeleteFunc(es, func(e l2.Entry) bool { return slices.ContainsFunc(bad, func(b badEntry) bool { return b.ID == e.ID }) })
+		f.buryEntries(st, bad, errors.New("undecodable: "+bad[0].Err.Error()))
+		es = slices.DeleteFunc(es, func(e l2.Entry) bool {
+			return slices.ContainsFunc(bad, func(b l2.Entry) bool { return b.ID == e.ID })
+		})
+		if len(es) == 0 {
+			return
+		}
 	}
 	ids := make([]string, len(es))
-	for i, e := range es {
-		ids[i] = e.ID
+	for j, e := range es {
+		ids[j] = e.ID
 	}
 	backoff := f.wb.RetryInitial
 	var err error
@@ -347,6 +369,10 @@ func (f *flusher[V]) flushBatch(st l2.Stream, es []l2.Entry) {
 		if err == nil {
 			break
 		}
+		if keep.lost.Load() {
+			f.ownRead[i] = false
+			return // left pending: see above
+		}
 		if attempt >= f.wb.MaxAttempts {
 			f.buryEntries(st, es, err)
 			return
@@ -354,13 +380,11 @@ func (f *flusher[V]) flushBatch(st l2.Stream, es []l2.Entry) {
 		f.retried.Add(1)
 		f.c.client.warnLimited(&f.c.client.wbLog, "strata: write-behind flush failed; retrying", "namespace", f.c.ns,
 			"attempt", attempt, "err", err)
-		if !f.pause(backoff) {
-			return // draining ended: the entries stay pending, for a later flusher
+		if !f.pause(backoff) || keep.lost.Load() {
+			f.ownRead[i] = false
+			return // draining ended, or the lock was lost: the entries stay pending
 		}
 		backoff = min(2*backoff, f.wb.RetryMax)
-		lctx, cancel := context.WithTimeout(f.ctx, f.opTimeout())
-		_, _ = st.Lock(lctx, f.consumer, f.lockTTL())
-		cancel()
 	}
 	f.flushes.Add(1)
 	f.flushed.Add(uint64(len(es)))
@@ -369,8 +393,44 @@ func (f *flusher[V]) flushBatch(st l2.Stream, es []l2.Entry) {
 	if err := st.Done(ctx, wbGroup, ids); err != nil {
 		// Flushed but still pending: flushed again later (at least once).
 		f.c.client.warnLimited(&f.c.client.wbLog, "strata: write-behind acknowledgement failed", "namespace", f.c.ns, "err", err)
-		f.ownRead[f.index(st)] = false // re-read them first
+		f.ownRead[i] = false // re-read them first
 	}
+}
+
+// lockKeeper renews a stream's flush lock while a batch is flushed.
+type lockKeeper struct {
+	lost atomic.Bool // a renewal found the lock held by another, or failed
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func (f *flusher[V]) keepLock(st l2.Stream) *lockKeeper {
+	k := &lockKeeper{done: make(chan struct{})}
+	ttl := f.lockTTL()
+	k.wg.Go(func() {
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-k.done:
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(f.ctx), ttl/3)
+			got, err := st.Lock(ctx, f.consumer, ttl)
+			cancel()
+			if err != nil || got != l2.LockKept {
+				k.lost.Store(true)
+				return
+			}
+		}
+	})
+	return k
+}
+
+func (k *lockKeeper) stop() {
+	close(k.done)
+	k.wg.Wait()
 }
 
 // pause waits d, or until the flusher's context ends (false).
@@ -391,27 +451,24 @@ func (f *flusher[V]) callFlush(batch []Write[V]) (err error) {
 	return f.wb.Flush(f.ctx, batch)
 }
 
-type badEntry struct {
-	ID  string
-	Err error
-}
-
 // coalesce keeps, per key, the write with the highest version (the last
-// appended on a tie), in the order of the keys' first entries.
-func (f *flusher[V]) coalesce(es []l2.Entry) ([]Write[V], []badEntry) {
-	var bad []badEntry
+// recorded), in the order of the keys' first entries; it returns apart the
+// entries that cannot be decoded, with their Err set.
+func (f *flusher[V]) coalesce(es []l2.Entry) ([]Write[V], []l2.Entry) {
+	var bad []l2.Entry
 	at := make(map[string]int, len(es))
 	var out []Write[V]
 	for _, e := range es {
 		if e.Err != nil {
-			bad = append(bad, badEntry{e.ID, e.Err})
+			bad = append(bad, e)
 			continue
 		}
 		w := Write[V]{Key: e.Record.Key, Deleted: e.Record.Deleted, Version: e.Record.Version, At: time.Unix(0, e.Record.At)}
 		if !w.Deleted {
 			v, err := unmarshal(f.c.opts.Codec, e.Record.Payload)
 			if err != nil {
-				bad = append(bad, badEntry{e.ID, err})
+				e.Err = err
+				bad = append(bad, e)
 				continue
 			}
 			w.Value = v
@@ -426,15 +483,6 @@ func (f *flusher[V]) coalesce(es []l2.Entry) ([]Write[V], []badEntry) {
 		out = append(out, w)
 	}
 	return out, bad
-}
-
-func (f *flusher[V]) bury(st l2.Stream, bad []badEntry, why string) {
-	es := make([]l2.Entry, len(bad))
-	for i, b := range bad {
-		es[i] = l2.Entry{ID: b.ID}
-		why = why + ": " + b.Err.Error()
-	}
-	f.buryEntries(st, es, errors.New(why))
 }
 
 func (f *flusher[V]) buryEntries(st l2.Stream, es []l2.Entry, cause error) {
@@ -474,10 +522,10 @@ func (f *flusher[V]) stats() WriteBehindStats {
 		LostByTrim: f.lost.Load()}
 }
 
-// appendRecord is the stream record of a write of e (nil for a delete of
-// key at version) with payload.
-func appendRecord(key string, payload []byte, deleted bool, version uint64, at int64) l2.Record {
-	return l2.Record{Key: key, Payload: payload, Deleted: deleted, Version: version, At: at}
+// appendRecord is the stream record of a write of key with payload (a
+// delete, deleted), made at at; Redis gives it its version.
+func appendRecord(key string, payload []byte, deleted bool, at int64) l2.Record {
+	return l2.Record{Key: key, Payload: payload, Deleted: deleted, At: at}
 }
 
 // backpressured runs write, which may fail with l2.ErrBackpressure; with
