@@ -64,6 +64,12 @@ type Config struct {
 	// attempt is made, and an attempt against a host that does not answer
 	// can last the profile's TCP timeout. Zero means DefaultJoinTimeout.
 	JoinTimeout time.Duration
+	// KeepJoining makes Start, when its first attempt to join reaches none
+	// of Join, succeed alone at once, log a warning and keep trying in the
+	// background (backing off to 2 s) until a seed answers or Close: a
+	// replica starts while its peers are still down. Without it Start
+	// retries for JoinTimeout and then fails.
+	KeepJoining bool
 	// QueueSize bounds the messages received but not yet handled; beyond it
 	// messages are dropped and counted (see Start). Zero means
 	// DefaultQueueSize.

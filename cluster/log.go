@@ -60,3 +60,9 @@ func (s logSink) error(msg string, args ...any) {
 		s.logger.Error(msg, args...)
 	}
 }
+
+func (s logSink) info(msg string, args ...any) {
+	if s.logger != nil {
+		s.logger.Info(msg, args...)
+	}
+}

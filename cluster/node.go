@@ -42,6 +42,11 @@ type node struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	// joining, when a background join runs (Config.KeepJoining), is closed
+	// by Close to stop it; joined waits for it.
+	joining chan struct{}
+	joined  sync.WaitGroup
+
 	received, dropped, sent, sendErrors, panics atomic.Uint64
 }
 
@@ -73,7 +78,18 @@ func start(cfg Config, name string, handle func([]byte), onOverflow func()) (*no
 	}
 	n.ml = ml
 	n.addr = ml.LocalNode().Address()
-	err = n.join(s.Join, s.JoinTimeout)
+	joinFor := s.JoinTimeout
+	if s.KeepJoining {
+		joinFor = 0 // one attempt, then in the background
+	}
+	err = n.join(s.Join, joinFor)
+	if errors.Is(err, ErrJoin) && s.KeepJoining {
+		n.logger.warn("cluster: no seed answered; running alone and joining in the background", "seeds", s.Join, "err", err)
+		n.joining = make(chan struct{})
+		n.joined.Add(1)
+		go n.keepJoining(s.Join)
+		err = nil
+	}
 	if c := n.roster.conflictsSeen().Last; err == nil && c != nil && c.Name == name {
 		// Joining merged the members' state, which names this node at
 		// another address: memberlist refused one of the two, whose
@@ -109,6 +125,26 @@ func newNode(s settings, name string, handle func([]byte), onOverflow func()) *n
 // asked while memberlist holds it.
 func (n *node) memberCount() int {
 	return max(1, int(n.events.alive.Load()))
+}
+
+// keepJoining retries the seeds, backing off, until one answers or Close.
+func (n *node) keepJoining(seeds []string) {
+	defer n.joined.Done()
+	backoff := joinBackoffMin
+	for {
+		t := time.NewTimer(backoff)
+		select {
+		case <-n.joining:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if _, err := n.ml.Join(seeds); err == nil {
+			n.logger.info("cluster: joined", "seeds", seeds)
+			return
+		}
+		backoff = min(2*backoff, joinBackoffMax)
+	}
 }
 
 // join contacts the seeds until one answers, backing off between rounds,
@@ -230,6 +266,10 @@ func (n *node) stats() Stats {
 func (n *node) close() error {
 	n.closeOnce.Do(func() {
 		n.closed.Store(true)
+		if n.joining != nil {
+			close(n.joining)
+			n.joined.Wait()
+		}
 		// The others learn of the departure from this metadata; the wait
 		// ends with the broadcast's last retransmission, or at announceWait
 		// (a timeout is no error of Close: some may then see a death).

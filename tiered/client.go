@@ -98,8 +98,19 @@ type Config struct {
 	Redis l2.Config
 	// Gossip configures the memberlist gossip channel for invalidations, the
 	// second channel beside Redis pub/sub. Nil means none. The memberlist
-	// node is named NodeID.
+	// node is named NodeID. Unless RequireGossip, a replica whose seeds
+	// (Gossip.Join) do not answer starts alone and keeps joining in the
+	// background (cluster.Config.KeepJoining).
 	Gossip *cluster.Config
+	// RequireL2 makes NewClient fail, naming the server, when a Redis
+	// server does not answer a PING at start (within l2.Config.DialTimeout
+	// plus Timeout). By default a replica starts without it, logs a
+	// warning, and the health watch brings the server into service once it
+	// answers (a caller's own client: go-redis reconnects).
+	RequireL2 bool
+	// RequireGossip makes NewClient fail when none of Gossip.Join answers
+	// within Gossip.JoinTimeout, instead of starting alone.
+	RequireGossip bool
 	// Observer receives telemetry events. Nil means none.
 	Observer Observer
 	// Logger receives everything Strata logs: L2 errors (rate-limited), a
@@ -208,6 +219,12 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("tiered: %w", err)
 		}
 		c.l2 = store
+		if cfg.RequireL2 {
+			if err := store.Reachable(ctx); err != nil {
+				_ = store.Close()
+				return nil, fmt.Errorf("tiered: Config.RequireL2: %w", err)
+			}
+		}
 	}
 	if cfg.Clock != nil {
 		c.clock = clock.ToNano(cfg.Clock)

@@ -49,6 +49,7 @@ func (c *Client) startBus() error {
 	var started atomic.Pointer[bus.Bus]
 	if c.cfg.Gossip != nil {
 		gossip := *c.cfg.Gossip
+		gossip.KeepJoining = gossip.KeepJoining || !c.cfg.RequireGossip
 		if gossip.Logger == nil {
 			gossip.Logger = c.cfg.Logger // memberlist's lines too: one logger
 		}

@@ -37,8 +37,10 @@ type PanicError struct {
 }
 
 // Error implements error.
+// Error is one line, without the stack (which stays in Stack): a handler
+// that returns err.Error() to its client does not leak it.
 func (e *PanicError) Error() string {
-	return fmt.Sprintf("tiered: %s panicked: %v\n%s", e.Callback, e.Value, e.Stack)
+	return fmt.Sprintf("tiered: %s panicked: %v", e.Callback, e.Value)
 }
 
 // Unwrap returns the panic value when it is an error.
