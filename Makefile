@@ -46,9 +46,12 @@ test: deps tidy
 	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x ./...) || exit 1; done
 	@for m in $(MODULES); do (cd $$m && $(GO) test -race -count=1 ./...) || exit 1; done
 
-# tidy fails when a module's go.mod or go.sum is not what go mod tidy makes.
+# tidy fails when a module's go.mod or go.sum is not what go mod tidy makes,
+# or when the library's module graph holds a demo's dependency.
 tidy:
 	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy -diff) || { echo "tidy: $$m: run go mod tidy there" >&2; exit 1; }; done
+	@for dep in github.com/alicebob/miniredis/v2 modernc.org/sqlite go.opentelemetry.io/otel; do \
+		GOWORK=off $(GO) mod why -m $$dep | grep -q 'does not need' || { echo "tidy: the library needs $$dep; it belongs in examples/ or otelcache/" >&2; exit 1; }; done
 
 # stress repeats the convergence property test (guarantee 13: replicas end up
 # answering what L2 holds, L2 what the database holds) and the invalidation
