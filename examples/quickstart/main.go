@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 	"github.com/strata-cache/strata/l2"
 	"github.com/strata-cache/strata/tiered"
 )
@@ -104,7 +105,7 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	addrs, stop, err := redisAddrs()
+	addrs, prefix, stop, err := redisAddrs()
 	if err != nil {
 		return err
 	}
@@ -117,21 +118,16 @@ func run(ctx context.Context) error {
 	}
 	// Two Clients stand for two replicas of a service: each has its own L1,
 	// and they share L2.
-	replicaA, usersA, err := newReplica(ctx, "replica-a", addrs, opts)
+	replicaA, usersA, err := newReplica(ctx, "replica-a", addrs, prefix, opts)
 	if err != nil {
 		return err
 	}
 	defer replicaA.Close()
-	replicaB, usersB, err := newReplica(ctx, "replica-b", addrs, opts)
+	replicaB, usersB, err := newReplica(ctx, "replica-b", addrs, prefix, opts)
 	if err != nil {
 		return err
 	}
 	defer replicaB.Close()
-
-	// A real Redis may hold this demo's keys from an earlier run.
-	if err := usersA.Delete(ctx, "1", "2", "3", "404", "999"); err != nil {
-		return fmt.Errorf("clearing demo keys: %w", err)
-	}
 
 	steps := []func() error{
 		func() error { return readThrough(ctx, db, usersA, usersB) },
@@ -151,9 +147,10 @@ func run(ctx context.Context) error {
 	return nil
 }
 
-// redisAddrs returns the L2 addresses from STRATA_REDIS, or starts an
-// embedded server. stop shuts down whatever was started.
-func redisAddrs() (addrs []string, stop func(), err error) {
+// redisAddrs returns the L2 addresses from STRATA_REDIS, with a key prefix
+// of the demo's own whose keys stop deletes, or starts an embedded server,
+// which stop shuts down.
+func redisAddrs() (addrs []string, prefix string, stop func(), err error) {
 	if env := os.Getenv("STRATA_REDIS"); env != "" {
 		for a := range strings.SplitSeq(env, ",") {
 			if a = strings.TrimSpace(a); a != "" {
@@ -161,28 +158,41 @@ func redisAddrs() (addrs []string, stop func(), err error) {
 			}
 		}
 		if len(addrs) == 0 {
-			return nil, nil, fmt.Errorf("STRATA_REDIS=%q lists no address", env)
+			return nil, "", nil, fmt.Errorf("STRATA_REDIS=%q lists no address", env)
 		}
-		kind := "single node"
-		if len(addrs) > 1 {
-			kind = fmt.Sprintf("%d shards", len(addrs))
-		}
-		fmt.Printf("L2: Redis at %s (%s, from STRATA_REDIS)\n\n", strings.Join(addrs, ", "), kind)
-		return addrs, func() {}, nil
+		prefix = fmt.Sprintf("strata-quickstart-%d", time.Now().UnixNano())
+		fmt.Printf("L2: Redis at %s (from STRATA_REDIS), keys under %s:, deleted at the end\n\n", strings.Join(addrs, ", "), prefix)
+		return addrs, prefix, func() { deletePrefix(addrs, prefix) }, nil
 	}
 	srv, err := miniredis.Run()
 	if err != nil {
-		return nil, nil, fmt.Errorf("starting embedded Redis: %w", err)
+		return nil, "", nil, fmt.Errorf("starting embedded Redis: %w", err)
 	}
 	fmt.Printf("L2: embedded Redis-compatible server (miniredis) at %s; set STRATA_REDIS=host:port[,host:port...] for a real one\n\n", srv.Addr())
-	return []string{srv.Addr()}, srv.Close, nil
+	return []string{srv.Addr()}, "", srv.Close, nil
+}
+
+// deletePrefix removes the demo's keys from every server.
+func deletePrefix(addrs []string, prefix string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, a := range addrs {
+		rdb := redis.NewClient(&redis.Options{Addr: a})
+		for _, match := range []string{prefix + ":*", prefix + "#*", prefix + "@*"} {
+			iter := rdb.Scan(ctx, 0, match, 1000).Iterator()
+			for iter.Next(ctx) {
+				rdb.Unlink(ctx, iter.Val())
+			}
+		}
+		_ = rdb.Close()
+	}
 }
 
 // newReplica makes one replica's Client and its users cache.
-func newReplica(ctx context.Context, name string, addrs []string, opts tiered.Options[*User]) (*tiered.Client, *tiered.Cache[*User], error) {
+func newReplica(ctx context.Context, name string, addrs []string, prefix string, opts tiered.Options[*User]) (*tiered.Client, *tiered.Cache[*User], error) {
 	client, err := tiered.NewClient(ctx, tiered.Config{
 		NodeID: name,
-		Redis:  l2.Config{Addrs: addrs},
+		Redis:  l2.Config{Addrs: addrs, Prefix: prefix},
 	})
 	if err != nil {
 		return nil, nil, err
