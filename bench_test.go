@@ -392,29 +392,7 @@ func BenchmarkL1HitEarlyRefresh(b *testing.B) {
 // BenchmarkSet measures a Set on a single Redis with L1 on: the L2 write
 // (value and lease in one script), the namespace check, the L1 install and
 // the pub/sub publish, one call at a time. Compare with BenchmarkRawRedisSet.
-func BenchmarkSet(b *testing.B) {
-	srv := redistest.Start(b)
-	ctx := context.Background()
-	client, err := tiered.NewClient(ctx, tiered.Config{Redis: l2.Config{Addrs: []string{srv.Addr()}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = client.Close() })
-	cache, err := tiered.NewCache(client, "bench", tiered.Options[*benchUser]{TTL: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	keys := benchKeyList()
-	users := make([]*benchUser, len(keys))
-	for i, k := range keys {
-		users[i] = &benchUser{ID: i, Name: k, Email: k + "@example.com"}
-	}
-	run(b, false, func(i int) {
-		if err := cache.Set(ctx, keys[i%benchKeys], users[i%benchKeys]); err != nil {
-			b.Fatal(err)
-		}
-	})
-}
+func BenchmarkSet(b *testing.B) { benchSetWith(b, tiered.Options[*benchUser]{}) }
 
 // BenchmarkRawRedisSet is BenchmarkSet's baseline: a JSON encode and a
 // go-redis SET with a TTL, no invalidation.

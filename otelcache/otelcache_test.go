@@ -38,6 +38,20 @@ func newObserved(t testing.TB) (*otelcache.Observer, *sdkmetric.ManualReader) {
 	return obs, reader
 }
 
+// observedClient is a client named "a" with obs on a Redis of its own,
+// closed at the end of the test.
+func observedClient(t *testing.T, obs tiered.Observer) (*tiered.Client, *redistest.Server) {
+	t.Helper()
+	srv := redistest.Start(t)
+	c, err := tiered.NewClient(context.Background(), tiered.Config{NodeID: "a", Observer: obs, Logger: quiet,
+		Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c, srv
+}
+
 func collect(t *testing.T, r *sdkmetric.ManualReader) map[string]metricdata.Aggregation {
 	t.Helper()
 	var rm metricdata.ResourceMetrics
@@ -142,14 +156,8 @@ func TestMetricsAcrossTiers(t *testing.T) {
 // contents are read from its own stats.
 func TestNegativeAndL1Metrics(t *testing.T) {
 	ctx := context.Background()
-	srv := redistest.Start(t)
 	obs, reader := newObserved(t)
-	c, err := tiered.NewClient(ctx, tiered.Config{NodeID: "a", Observer: obs, Logger: quiet,
-		Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c, _ := observedClient(t, obs)
 	cache, err := tiered.NewCache(c, "users", tiered.Options[string]{TTL: time.Hour, NegativeTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -184,14 +192,8 @@ func TestNegativeAndL1Metrics(t *testing.T) {
 // reason; a forged, undecodable message as dropped on its transport.
 func TestGapAndFlushMetrics(t *testing.T) {
 	ctx := context.Background()
-	srv := redistest.Start(t)
 	obs, reader := newObserved(t)
-	c, err := tiered.NewClient(ctx, tiered.Config{NodeID: "a", Observer: obs, Logger: quiet,
-		Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c, srv := observedClient(t, obs)
 	redistest.WaitFor(t, 10*time.Second, func() bool { return c.Health().Trusted }, "pub/sub vouches")
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -230,15 +232,8 @@ func TestGapAndFlushMetrics(t *testing.T) {
 // The gauges read each client's Health: the pub/sub channel vouching and
 // its server serving, with its breaker closed.
 func TestGauges(t *testing.T) {
-	ctx := context.Background()
-	srv := redistest.Start(t)
 	obs, reader := newObserved(t)
-	c, err := tiered.NewClient(ctx, tiered.Config{NodeID: "a", Observer: obs, Logger: quiet,
-		Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	_, srv := observedClient(t, obs)
 	gauge := func(got map[string]metricdata.Aggregation, name string, attrs ...attribute.KeyValue) (int64, bool) {
 		g, ok := got[name].(metricdata.Gauge[int64])
 		if !ok {
@@ -271,14 +266,8 @@ func TestGauges(t *testing.T) {
 // result, with error.type on failures; untraced requests too.
 func TestOperationDuration(t *testing.T) {
 	ctx := context.Background()
-	srv := redistest.Start(t)
 	obs, reader := newObserved(t)
-	c, err := tiered.NewClient(ctx, tiered.Config{NodeID: "a", Observer: obs, Logger: quiet,
-		Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c, _ := observedClient(t, obs)
 	cache, err := tiered.NewCache(c, "users", tiered.Options[string]{TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -336,14 +325,8 @@ func TestOperationDuration(t *testing.T) {
 // histogram.
 func TestWriteBehindMetrics(t *testing.T) {
 	ctx := context.Background()
-	srv := redistest.Start(t)
 	obs, reader := newObserved(t)
-	c, err := tiered.NewClient(ctx, tiered.Config{NodeID: "a", Observer: obs, Logger: quiet,
-		Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c, _ := observedClient(t, obs)
 	cache, err := tiered.NewCache(c, "users", tiered.Options[string]{TTL: time.Hour, WriteBehind: &tiered.WriteBehind[string]{
 		Flush: func(context.Context, []tiered.Write[string]) error { return nil }, Interval: 5 * time.Millisecond}})
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/strata-cache/strata/internal/redistest"
-	"github.com/strata-cache/strata/l2"
 	"github.com/strata-cache/strata/otelcache"
 	"github.com/strata-cache/strata/tiered"
 )
@@ -34,13 +33,7 @@ func TestPrometheusNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := redistest.Start(t)
-	c, err := tiered.NewClient(ctx, tiered.Config{NodeID: "a", Observer: obs, Logger: quiet,
-		Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c, _ := observedClient(t, obs)
 	cache, err := tiered.NewCache(c, "users", tiered.Options[string]{TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -88,13 +81,7 @@ func TestREADMEListsEveryMetric(t *testing.T) {
 	}
 	ctx := context.Background()
 	obs, reader := newObserved(t)
-	srv := redistest.Start(t)
-	c, err := tiered.NewClient(ctx, tiered.Config{NodeID: "a", Observer: obs, Logger: quiet,
-		Redis: l2.Config{Addrs: []string{srv.Addr()}, Timeout: time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c, _ := observedClient(t, obs)
 	cache, err := tiered.NewCache(c, "users", tiered.Options[string]{TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)

@@ -120,7 +120,7 @@ func (c *Cache[V]) writeL2(ctx context.Context, l2ns string, e *entry[V], payloa
 	var seen bool
 	var err error
 	if c.flusher != nil {
-		rec := appendRecord(e.Key, payload, false, int64(e.Value.version))
+		rec := l2.Record{Key: e.Key, Payload: payload, At: int64(e.Value.version)}
 		err = c.backpressured(caller, func() error {
 			version, seen, err = store.WriteAppend(ctx, l2ns, e.Key, envelope(e, payload), c.l2TTL(e), c.ns, rec, c.opts.WriteBehind.MaxPending)
 			return err
@@ -180,7 +180,7 @@ func (c *Cache[V]) deleteAppend(caller, ctx context.Context, ns string, keys []s
 	var errs []error
 	for _, k := range keys {
 		now := c.client.clock.NowNano()
-		rec := appendRecord(k, nil, true, now)
+		rec := l2.Record{Key: k, Deleted: true, At: now}
 		errs = append(errs, c.backpressured(caller, func() error {
 			return c.client.l2.DeleteAppend(ctx, ns, k, c.ns, rec, c.opts.WriteBehind.MaxPending)
 		}))

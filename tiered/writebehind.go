@@ -197,10 +197,7 @@ func (f *flusher[V]) run() {
 	defer t.Stop()
 	lastBacklog := time.Time{}
 	for {
-		busy := false
-		for i := range f.streams {
-			busy = f.step(i) || busy
-		}
+		busy := f.pass()
 		if time.Since(lastBacklog) >= time.Second {
 			f.readBacklog()
 			lastBacklog = time.Now()
@@ -224,17 +221,20 @@ func (f *flusher[V]) run() {
 	}
 }
 
+// pass takes a step on every stream; it reports whether one may have more
+// to flush at once.
+func (f *flusher[V]) pass() bool {
+	busy := false
+	for i := range f.streams {
+		busy = f.step(i) || busy
+	}
+	return busy
+}
+
 // drain flushes until the streams hold nothing this replica may flush, or
 // the drain deadline (which cancels f.ctx), then releases the locks.
 func (f *flusher[V]) drain() {
-	for f.ctx.Err() == nil {
-		busy := false
-		for i := range f.streams {
-			busy = f.step(i) || busy
-		}
-		if !busy {
-			break
-		}
+	for f.ctx.Err() == nil && f.pass() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -287,16 +287,6 @@ func (f *flusher[V]) step(i int) bool {
 
 func (f *flusher[V]) opTimeout() time.Duration {
 	return max(f.c.client.cfg.Redis.Timeout, time.Second)
-}
-
-// index is st's index in f.streams.
-func (f *flusher[V]) index(st l2.Stream) int {
-	for i := range f.streams {
-		if f.streams[i] == st {
-			return i
-		}
-	}
-	return 0
 }
 
 // next reads the next batch of stream i: this consumer's own unacknowledged
@@ -380,7 +370,7 @@ func (f *flusher[V]) flushBatch(i int, es []l2.Entry) {
 		f.retried.Add(1)
 		f.c.client.warnLimited(&f.c.client.wbLog, "strata: write-behind flush failed; retrying", "namespace", f.c.ns,
 			"attempt", attempt, "err", err)
-		if !f.pause(backoff) || keep.lost.Load() {
+		if sleep(f.ctx, backoff) != nil || keep.lost.Load() {
 			f.ownRead[i] = false
 			return // draining ended, or the lock was lost: the entries stay pending
 		}
@@ -433,18 +423,6 @@ func (k *lockKeeper) stop() {
 	k.wg.Wait()
 }
 
-// pause waits d, or until the flusher's context ends (false).
-func (f *flusher[V]) pause(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-f.ctx.Done():
-		return false
-	}
-}
-
 // callFlush calls Flush, turning a panic into a *PanicError.
 func (f *flusher[V]) callFlush(batch []Write[V]) (err error) {
 	defer recoverCallback("Flush", &err)
@@ -463,15 +441,11 @@ func (f *flusher[V]) coalesce(es []l2.Entry) ([]Write[V], []l2.Entry) {
 			bad = append(bad, e)
 			continue
 		}
-		w := Write[V]{Key: e.Record.Key, Deleted: e.Record.Deleted, Version: e.Record.Version, At: time.Unix(0, e.Record.At)}
-		if !w.Deleted {
-			v, err := unmarshal(f.c.opts.Codec, e.Record.Payload)
-			if err != nil {
-				e.Err = err
-				bad = append(bad, e)
-				continue
-			}
-			w.Value = v
+		w, err := f.c.writeOf(e.Record)
+		if err != nil {
+			e.Err = err
+			bad = append(bad, e)
+			continue
 		}
 		if i, ok := at[w.Key]; ok {
 			if w.Version >= out[i].Version {
@@ -522,12 +496,6 @@ func (f *flusher[V]) stats() WriteBehindStats {
 		LostByTrim: f.lost.Load()}
 }
 
-// appendRecord is the stream record of a write of key with payload (a
-// delete, deleted), made at at; Redis gives it its version.
-func appendRecord(key string, payload []byte, deleted bool, at int64) l2.Record {
-	return l2.Record{Key: key, Payload: payload, Deleted: deleted, At: at}
-}
-
 // backpressured runs write, which may fail with l2.ErrBackpressure; with
 // WriteBehind.Block it waits for room (or ctx) and tries again.
 func (c *Cache[V]) backpressured(ctx context.Context, write func() error) error {
@@ -540,15 +508,22 @@ func (c *Cache[V]) backpressured(ctx context.Context, write func() error) error 
 		if !c.opts.WriteBehind.Block {
 			return fmt.Errorf("%w (%d writes pending in a stream of %q)", ErrBackpressure, c.opts.WriteBehind.MaxPending, c.ns)
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w: waiting for room: %w", ErrBackpressure, ctx.Err())
+		if err := sleep(ctx, backoff); err != nil {
+			return fmt.Errorf("%w: waiting for room: %w", ErrBackpressure, err)
 		}
 		backoff = min(2*backoff, c.opts.WriteBehind.Interval)
 	}
+}
+
+// writeOf decodes a stream record into the Write it stands for.
+func (c *Cache[V]) writeOf(r l2.Record) (Write[V], error) {
+	w := Write[V]{Key: r.Key, Deleted: r.Deleted, Version: r.Version, At: time.Unix(0, r.At)}
+	if w.Deleted {
+		return w, nil
+	}
+	var err error
+	w.Value, err = unmarshal(c.opts.Codec, r.Payload)
+	return w, err
 }
 
 // deadLetters is Cache.DeadLetters.
@@ -565,10 +540,7 @@ func (c *Cache[V]) deadLetters(ctx context.Context) ([]DeadLetter[V], error) {
 		for i, e := range es {
 			d := DeadLetter[V]{ID: e.ID, Reason: reasons[i], Err: e.Err}
 			if e.Err == nil {
-				d.Write = Write[V]{Key: e.Record.Key, Deleted: e.Record.Deleted, Version: e.Record.Version, At: time.Unix(0, e.Record.At)}
-				if !e.Record.Deleted {
-					d.Write.Value, d.Err = unmarshal(c.opts.Codec, e.Record.Payload)
-				}
+				d.Write, d.Err = c.writeOf(e.Record)
 			}
 			out = append(out, d)
 		}
