@@ -63,11 +63,10 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 		c.beforeSetInstall(key)
 	}
 	if c.flusher != nil && l2err != nil {
-		// Not recorded for the database: no replica may serve it.
-		c.dropL1(key)
-		return errors.Join(l2err, c.client.publishWrite(ctx, c.ns, []string{key}, servers, cause, e.Value.version))
+		c.dropL1(key) // not recorded for the database: no replica may serve it
+	} else {
+		c.installWritten(f, e)
 	}
-	c.installWritten(f, e)
 	return c.degraded(l2err, c.client.publishWrite(ctx, c.ns, []string{key}, servers, cause, e.Value.version))
 }
 
@@ -168,9 +167,6 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 	for _, k := range keys {
 		c.dropL1(k)
 	}
-	if c.flusher != nil && l2err != nil {
-		return errors.Join(l2err, c.client.publishWrite(ctx, c.ns, keys, servers, cause, uint64(c.client.clock.NowNano())))
-	}
 	return c.degraded(l2err, c.client.publishWrite(ctx, c.ns, keys, servers, cause, uint64(c.client.clock.NowNano())))
 }
 
@@ -233,9 +229,10 @@ func (c *Cache[V]) longestLife() time.Duration {
 // complete and l2err is only reported to the Observer and the log;
 // otherwise (or when the write did not reach L2 at all, ErrVersionUnknown,
 // or its namespace could not be checked after it) the old value may still
-// be read from L2, and the caller learns.
+// be read from L2, and the caller learns. A write-behind write always
+// fails with its L2 error: it was not recorded for the database.
 func (c *Cache[V]) degraded(l2err, perr error) error {
-	if l2err == nil || c.client.l2.Heals() && !errors.Is(l2err, ErrVersionUnknown) && !errors.Is(l2err, errVersionUnchecked) {
+	if l2err == nil || c.flusher == nil && c.client.l2.Heals() && !errors.Is(l2err, ErrVersionUnknown) && !errors.Is(l2err, errVersionUnchecked) {
 		return perr
 	}
 	return errors.Join(l2err, perr)
