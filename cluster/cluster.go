@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // Sentinel errors. Errors returned by this package wrap one of them (or a
@@ -78,6 +80,13 @@ type Config struct {
 	// [INFO], [WARN], [ERR]) and this package's few warnings. Nil: logs are
 	// discarded.
 	Logger *slog.Logger
+	// Transport, if set, wraps the UDP and TCP transport this package makes
+	// on BindAddr, and memberlist sends and receives through what it
+	// returns: a test or a demo can drop, delay or count packets and
+	// streams (a fault-injecting transport). Shutdown reaches the inner
+	// transport through the wrapper, which must forward it. Nil, as in
+	// production: memberlist's transport as is.
+	Transport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
 }
 
 // Profile selects a memberlist timing preset. Both presets apply the same

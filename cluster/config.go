@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"log"
 	"net"
@@ -187,4 +188,36 @@ func announceTimeout(mc *memberlist.Config) time.Duration {
 // next gossip round, so five rounds allow for a busy gossip queue.
 func leaveTimeout(mc *memberlist.Config) time.Duration {
 	return 5 * mc.GossipInterval
+}
+
+// wrapTransport makes the transport memberlist would make for mc (retrying
+// a port-0 bind as memberlist does, since UDP and TCP must get one port)
+// and sets mc.Transport to wrap's result.
+func wrapTransport(mc *memberlist.Config, wrap func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport) error {
+	nc := &memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger}
+	tries := 1
+	if mc.BindPort == 0 {
+		tries = 10
+	}
+	var nt *memberlist.NetTransport
+	var err error
+	for range tries {
+		if nt, err = memberlist.NewNetTransport(nc); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: listen on %s:%d: %w", mc.BindAddr, mc.BindPort, err)
+	}
+	if mc.BindPort == 0 {
+		mc.BindPort = nt.GetAutoBindPort()
+		mc.AdvertisePort = mc.BindPort
+	}
+	t := wrap(nt)
+	if t == nil {
+		_ = nt.Shutdown()
+		return invalid("Transport", errors.New("returned nil"))
+	}
+	mc.Transport = t
+	return nil
 }

@@ -71,6 +71,12 @@ func start(cfg Config, name string, handle func([]byte), onOverflow func()) (*no
 	n.maxPacket = maxPacketMessage(mc)
 	n.leaveWait = leaveTimeout(mc)
 	n.announceWait = announceTimeout(mc)
+	if s.Transport != nil {
+		if err := wrapTransport(mc, s.Transport); err != nil {
+			n.stopGoroutines()
+			return nil, err
+		}
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		n.stopGoroutines()

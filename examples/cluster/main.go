@@ -30,6 +30,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/strata-cache/strata/cluster"
+	"github.com/strata-cache/strata/cluster/clustertest"
 	"github.com/strata-cache/strata/l2"
 	"github.com/strata-cache/strata/tiered"
 )
@@ -73,7 +74,8 @@ type replica struct {
 	name   string
 	client *tiered.Client
 	users  *tiered.Cache[string]
-	proxy  *proxy // its network path to Redis, which the demo cuts
+	proxy  *proxy              // its network path to Redis, which the demo cuts
+	gossip *clustertest.Faults // its gossip transport, which the demo cuts too
 }
 
 func main() {
@@ -116,9 +118,11 @@ func run(ctx context.Context, w io.Writer) error {
 			return err
 		}
 		defer p.close()
+		faults := &clustertest.Faults{}
 		c, err := tiered.NewClient(ctx, tiered.Config{NodeID: "replica-" + name, Logger: quiet,
-			Redis:  l2.Config{Addrs: []string{p.Addr()}, Prefix: prefix, Timeout: 200 * time.Millisecond},
-			Gossip: &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal, Join: seed}})
+			Redis: l2.Config{Addrs: []string{p.Addr()}, Prefix: prefix, Timeout: 200 * time.Millisecond},
+			Gossip: &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal, Join: seed,
+				Transport: faults.Wrap}})
 		if err != nil {
 			return err
 		}
@@ -128,7 +132,7 @@ func run(ctx context.Context, w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		d.replicas = append(d.replicas, &replica{name: name, client: c, users: users, proxy: p})
+		d.replicas = append(d.replicas, &replica{name: name, client: c, users: users, proxy: p, gossip: faults})
 	}
 	if !d.waitFor(10*time.Second, func() bool {
 		for _, r := range d.replicas {
@@ -147,6 +151,7 @@ func run(ctx context.Context, w io.Writer) error {
 		{"300 concurrent Gets of a cold key, 100 on each replica", d.stampede},
 		{"an update on replica a", d.update},
 		{"pub/sub cut on every replica; an update on a", d.pubsubCut},
+		{"both channels to replica b cut for 400ms; an update on a meanwhile", d.lostInvalidation},
 		{"Redis unreachable from every replica", d.redisDown},
 	}
 	for i, s := range steps {
@@ -222,6 +227,44 @@ func (d *demo) pubsubCut(ctx context.Context) {
 		v, _ := r.users.Get(ctx, "user:1", d.db.load)
 		d.claim(v == "Countess Lovelace", "replica %s serves the new value from its L1 while pub/sub is down", r.name)
 	}
+}
+
+// lostInvalidation: b misses an update on both channels; it finds the gap
+// in a's sequence at a's next heartbeat, drops its L1 and reads the new
+// value.
+func (d *demo) lostInvalidation(ctx context.Context) {
+	b := d.replicas[1]
+	if v, err := b.users.Get(ctx, "user:3", d.db.load); err != nil || v != "Grace" {
+		d.claim(false, "b holds user:3 in L1 before the cut (got %q, %v)", v, err)
+		return
+	}
+	resets := b.client.BusStats().Resets
+	b.proxy.cutPubSub(true)
+	b.gossip.Cut(true)
+	d.db.write("user:3", "Grace Hopper")
+	err := d.replicas[0].users.Set(ctx, "user:3", "Grace Hopper")
+	set := time.Now()
+	// The cut is the fault being shown, not a wait for something: 400ms
+	// outlasts gossip's retransmissions (two rounds of 100ms) and stays
+	// under the 1.5s after which a silent channel stops vouching for L1.
+	time.Sleep(400 * time.Millisecond)
+	b.gossip.Cut(false)
+	b.proxy.cutPubSub(false)
+	d.claim(err == nil && b.gossip.Dropped() > 0, "a's update was lost on both channels to b (%d gossip packets dropped, subscription cut)", b.gossip.Dropped())
+	found := d.waitFor(3*time.Second, func() bool { return b.client.BusStats().Resets > resets })
+	lag := time.Since(set).Round(time.Millisecond)
+	reason := "none"
+	if f := b.client.Health().LastFlush; f != nil {
+		reason = f.Reason
+	}
+	d.claim(found && lag <= 2*time.Second, "b noticed the missed invalidation %v after the Set (reason: %s) and dropped its L1; until then its L1 could answer the old value, for at most 2s by design", lag, reason)
+	stale := 0
+	for range 100 {
+		if v, err := b.users.Get(ctx, "user:3", d.db.load); err != nil || v != "Grace Hopper" {
+			stale++
+		}
+	}
+	d.claim(stale == 0, "0 stale reads on b after that: %d of 100 Gets answered the old value", stale)
 }
 
 func (d *demo) gossipReceived() uint64 {

@@ -577,15 +577,18 @@ func (b *Bus) checkGaps() {
 // calls it when its receive queue overflowed.
 func (b *Bus) ResetL1(r Reason) { b.reset(r) }
 
+// reset drops L1 first and counts it after, so that a reader who sees the
+// count (Stats, Health's last flush) finds L1 already dropped.
 func (b *Bus) reset(r Reason) {
 	reason := r.String()
-	b.lastReset.Store(&Reset{Reason: reason, At: b.cfg.Now()})
-	b.stats.resets.Add(1)
+	b.cfg.Logger.Warn("strata: dropping L1, an invalidation may have been missed", "reason", reason)
+	at := b.cfg.Now()
+	b.cfg.Handler.Reset(reason)
+	b.lastReset.Store(&Reset{Reason: reason, At: at})
 	if r < reasons {
 		b.stats.resetReasons[r].Add(1)
 	}
-	b.cfg.Logger.Warn("strata: dropping L1, an invalidation may have been missed", "reason", reason)
-	b.cfg.Handler.Reset(reason)
+	b.stats.resets.Add(1)
 }
 
 // checkHealth decides whether some channel vouches for L1. Pub/sub does while

@@ -43,3 +43,36 @@ func TestStatsByChannelKindAndReason(t *testing.T) {
 		t.Errorf("last reset %+v, want the overflow", r)
 	}
 }
+
+// resetGate is a Handler whose Reset waits until released.
+type resetGate struct {
+	recorder
+	entered, release chan struct{}
+}
+
+func (g *resetGate) Reset(reason string) {
+	close(g.entered)
+	<-g.release
+	g.recorder.Reset(reason)
+}
+
+// A reset is counted once L1 is dropped, not before: the cluster demo read
+// Resets going up, then Got the old value from an L1 not yet dropped.
+func TestResetCountedAfterTheDrop(t *testing.T) {
+	g := &resetGate{entered: make(chan struct{}), release: make(chan struct{})}
+	b, _ := clockedBus(t, g)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.ResetL1(ReasonOverflow)
+	}()
+	<-g.entered
+	if s := b.Stats(); s.Resets != 0 || s.ResetsByReason.Overflow != 0 || b.LastReset() != nil {
+		t.Errorf("while L1 is being dropped: resets %d, by reason %+v, last %+v; want none yet", s.Resets, s.ResetsByReason, b.LastReset())
+	}
+	close(g.release)
+	<-done
+	if s := b.Stats(); s.Resets != 1 || s.ResetsByReason.Overflow != 1 || b.LastReset() == nil {
+		t.Errorf("after the drop: resets %d, by reason %+v, last %+v; want one", s.Resets, s.ResetsByReason, b.LastReset())
+	}
+}

@@ -1,0 +1,204 @@
+// Package clustertest injects network faults into Strata's gossip channel,
+// as net/http/httptest serves HTTP for tests: a memberlist transport that
+// cuts, loses or delays what one replica sends and receives, for tests,
+// demos and chaos runs of a service's own replicas.
+//
+//	faults := &clustertest.Faults{}
+//	cfg := cluster.Config{BindAddr: "127.0.0.1:0", Transport: faults.Wrap}
+//	// ... start the replica with cfg ...
+//	faults.Cut(true)  // this replica hears nothing and is heard by no one
+//	faults.Cut(false) // back
+//
+// A cut replica is not heard from, so a cut that outlasts the profile's
+// suspicion timeout (seconds) gets it declared dead by the others; it
+// rejoins once the cut ends.
+package clustertest
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// errCut is what a send or dial returns while the transport is cut.
+var errCut = errors.New("clustertest: transport cut")
+
+// Faults is a fault-injecting memberlist transport for one replica: set
+// Wrap as its cluster.Config.Transport. The zero value passes everything
+// through; Cut, SetLoss and SetDelay change that at any time. A Faults
+// wraps one transport: use one per replica.
+type Faults struct {
+	inner   memberlist.NodeAwareTransport
+	packets chan *memberlist.Packet
+	streams chan net.Conn
+	done    chan struct{}
+	stop    sync.Once
+	wg      sync.WaitGroup
+
+	mu    sync.Mutex
+	cut   bool
+	loss  float64
+	delay time.Duration
+
+	dropped atomic.Uint64
+}
+
+// Wrap is a cluster.Config.Transport: it returns f in front of inner.
+func (f *Faults) Wrap(inner memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
+	f.inner = inner
+	f.packets = make(chan *memberlist.Packet)
+	f.streams = make(chan net.Conn)
+	f.done = make(chan struct{})
+	f.wg.Add(2)
+	go f.forwardPackets()
+	go f.forwardStreams()
+	return f
+}
+
+// Cut stops (on) every packet and stream this replica sends or receives,
+// as an unplugged cable would, or lets them through again.
+func (f *Faults) Cut(on bool) {
+	f.mu.Lock()
+	f.cut = on
+	f.mu.Unlock()
+}
+
+// SetLoss makes each packet, sent or received, lost with probability p (0
+// to 1). Streams (joins, state sync, large messages) are not affected.
+func (f *Faults) SetLoss(p float64) {
+	f.mu.Lock()
+	f.loss = p
+	f.mu.Unlock()
+}
+
+// SetDelay holds each received packet for d before memberlist sees it, so
+// packets may arrive out of order, as on a congested network.
+func (f *Faults) SetDelay(d time.Duration) {
+	f.mu.Lock()
+	f.delay = d
+	f.mu.Unlock()
+}
+
+// Dropped is how many packets and streams were lost to a cut or to loss.
+func (f *Faults) Dropped() uint64 { return f.dropped.Load() }
+
+// drop reports whether to lose the next packet (packet) or stream.
+func (f *Faults) drop(packet bool) bool {
+	f.mu.Lock()
+	lost := f.cut || (packet && f.loss > 0 && rand.Float64() < f.loss)
+	f.mu.Unlock()
+	if lost {
+		f.dropped.Add(1)
+	}
+	return lost
+}
+
+func (f *Faults) currentDelay() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.delay
+}
+
+func (f *Faults) forwardPackets() {
+	defer f.wg.Done()
+	for {
+		select {
+		case p := <-f.inner.PacketCh():
+			if f.drop(true) {
+				continue
+			}
+			if d := f.currentDelay(); d > 0 {
+				time.AfterFunc(d, func() { f.deliver(p) })
+				continue
+			}
+			f.deliver(p)
+		case <-f.done:
+			return
+		}
+	}
+}
+
+func (f *Faults) deliver(p *memberlist.Packet) {
+	select {
+	case f.packets <- p:
+	case <-f.done:
+	}
+}
+
+func (f *Faults) forwardStreams() {
+	defer f.wg.Done()
+	for {
+		select {
+		case c := <-f.inner.StreamCh():
+			if f.drop(false) {
+				_ = c.Close()
+				continue
+			}
+			select {
+			case f.streams <- c:
+			case <-f.done:
+				_ = c.Close()
+				return
+			}
+		case <-f.done:
+			return
+		}
+	}
+}
+
+// FinalAdvertiseAddr implements memberlist.Transport.
+func (f *Faults) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
+	return f.inner.FinalAdvertiseAddr(ip, port)
+}
+
+// WriteTo implements memberlist.Transport. A lost packet is reported sent,
+// as the network would.
+func (f *Faults) WriteTo(b []byte, addr string) (time.Time, error) {
+	if f.drop(true) {
+		return time.Now(), nil
+	}
+	return f.inner.WriteTo(b, addr)
+}
+
+// WriteToAddress implements memberlist.NodeAwareTransport.
+func (f *Faults) WriteToAddress(b []byte, addr memberlist.Address) (time.Time, error) {
+	if f.drop(true) {
+		return time.Now(), nil
+	}
+	return f.inner.WriteToAddress(b, addr)
+}
+
+// PacketCh implements memberlist.Transport.
+func (f *Faults) PacketCh() <-chan *memberlist.Packet { return f.packets }
+
+// DialTimeout implements memberlist.Transport.
+func (f *Faults) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	if f.drop(false) {
+		return nil, errCut
+	}
+	return f.inner.DialTimeout(addr, timeout)
+}
+
+// DialAddressTimeout implements memberlist.NodeAwareTransport.
+func (f *Faults) DialAddressTimeout(addr memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	if f.drop(false) {
+		return nil, errCut
+	}
+	return f.inner.DialAddressTimeout(addr, timeout)
+}
+
+// StreamCh implements memberlist.Transport.
+func (f *Faults) StreamCh() <-chan net.Conn { return f.streams }
+
+// Shutdown implements memberlist.Transport: it stops the forwarding and
+// shuts the inner transport down.
+func (f *Faults) Shutdown() error {
+	f.stop.Do(func() { close(f.done) })
+	f.wg.Wait()
+	return f.inner.Shutdown()
+}
