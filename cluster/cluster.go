@@ -1,4 +1,3 @@
-// Package cluster is the memberlist membership of a service's replicas, used as Strata's gossip channel for invalidation messages.
 package cluster
 
 import (

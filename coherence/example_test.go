@@ -10,7 +10,7 @@ import (
 
 // ExampleEncode builds the invalidation a producer outside Strata (a database
 // change-data-capture consumer, say, possibly in another language) sends:
-// the wire format is documented on Message in message.go, and the bytes
+// the wire format is documented in the package doc (doc.go), and the bytes
 // printed below are a test vector for a port.
 //
 // Publishing: the message goes, as a binary payload, to the Redis pub/sub

@@ -1,13 +1,3 @@
-// Package coherence is the wire format of Strata's invalidations: the
-// Message every replica sends over Redis pub/sub and memberlist gossip when
-// it changes or invalidates keys, its binary encoding (Encode, Decode), the
-// limits a receiver enforces, and the counters a replica keeps about its
-// traffic (Stats).
-//
-// A producer outside Strata (a database change-data-capture consumer, a
-// script, a port in another language) builds and sends messages with it;
-// see the example. The bus that sends and receives them on a replica is
-// internal to Strata (tiered.Client runs it).
 package coherence
 
 import (
@@ -55,7 +45,7 @@ func (k Kind) String() string {
 // Message is one invalidation, or a heartbeat.
 type Message struct {
 	Origin    string // NodeID of the sender
-	Epoch     uint64 // per sender process start, larger at each restart; see below
+	Epoch     uint64 // per sender process start, larger at each restart; see Epochs in the package doc
 	Seq       uint64 // per (Origin, Epoch), from 1, no holes
 	Kind      Kind
 	Namespace string
@@ -76,35 +66,8 @@ type Message struct {
 	L2Server string
 }
 
-// Epochs: a receiver tracks one epoch per Origin, the largest heard. A
-// message of a smaller epoch (a delayed message of the origin's previous
-// process) is applied, but it does not replace the tracked state and does
-// not count toward gaps; only once the tracked epoch has been silent for
-// Config.LinkTimeout does a smaller epoch take its place. Strata's buses use
-// their start time in Unix nanoseconds with the low 16 bits random, made
-// odd. A producer with random epochs still works: after a restart its
-// messages are applied but not de-duplicated or checked for gaps until its
-// previous epoch has been silent for LinkTimeout.
-
-// Wire format, version 1 (all varints are Go's encoding/binary varints):
-//
-//	magic     2 bytes  0x53 0x49 ("SI")
-//	format    1 byte   1
-//	kind      1 byte   Kind
-//	flags     1 byte   bit 0: a MAC follows the body; bit 1: ack wanted; bit 2: L2 missed;
-//	                   bit 3: an L2 server follows the items (only with bit 2); other bits zero
-//	epoch     uvarint  increasing per process start of the origin (see Epochs above)
-//	seq       uvarint
-//	version   uvarint
-//	sent      varint   Unix nanoseconds
-//	origin    uvarint length + bytes
-//	namespace uvarint length + bytes
-//	items     uvarint count, then each: uvarint length + bytes
-//	server    uvarint length + bytes; only with flag bit 3 (at most MaxOriginLen)
-//	mac       16 bytes HMAC-SHA-256 of everything before it, truncated; only with flag bit 0
-//
-// A producer without a key (a CDC consumer in another language, say) sends
-// flags 0 and no MAC; receivers configured with a key drop such messages.
+// The wire format and the rules for epochs are in the package doc
+// (doc.go).
 const (
 	magic0        = 0x53
 	magic1        = 0x49

@@ -14,7 +14,7 @@ import (
 //
 //	magic     2 bytes  0x53 0xA7
 //	format    1 byte   FormatVersion
-//	flags     1 byte   FlagNegative | FlagCompressed; other bits must be zero
+//	flags     1 byte   FlagNegative | FlagTags; other bits must be zero (FlagCompressed is reserved: read as corrupt)
 //	version   uvarint  the writer's version of the value
 //	created   varint   Unix milliseconds
 //	fresh     varint   fresh-until, Unix milliseconds

@@ -1,15 +1,3 @@
-// Package l2 is Strata's shared tier: Redis as a single node, consistent-hashed
-// shards or a Redis Cluster, behind one store with a binary entry envelope.
-//
-// Each server Strata connects to has a circuit breaker, and cache commands
-// have a short timeout (Config.Timeout), so a sick server costs callers
-// about one timeout per cool-down. For a single node or shards (Config.Addrs)
-// a health watch also takes a server out of service when it stops answering
-// or a write to it fails, routes its keys to stand-in shards (with a short
-// time to live), and lets it serve again only once the keys written while it
-// was away are deleted from it (replay), or everything under the prefix is
-// (flush): a returning server never serves a value that was overwritten
-// meanwhile. See Store.Health and Config.HealthInterval.
 package l2
 
 import (
@@ -246,7 +234,7 @@ type Watcher interface {
 
 // Open returns a store for cfg, or an error if cfg is invalid or not Enabled.
 // For a single node or a Ring it checks each server once (bounded by
-// Timeout) so that those answering serve at once; a Redis that is down at
+// HealthTimeout) so that those answering serve at once; a Redis that is down at
 // start is not a failure to start: it serves once it answers.
 func Open(cfg Config) (*Store, error) { return OpenWatched(cfg, nil) }
 
@@ -608,11 +596,14 @@ func (s *Store) namespaceVersion(ctx context.Context, ns string, anyShard bool) 
 	return top, nil
 }
 
-// BumpVersion increments ns's version and returns the new one. Callers key
+// BumpVersion moves ns's version to a larger one and returns it. Callers key
 // the namespace's data by version, so a bump makes every older key
-// unreachable at once; the old keys expire by their TTL. On shards the new
-// version is written to every serving shard (two concurrent bumps may give
-// one new version, which serves both).
+// unreachable at once; the old keys expire by their TTL. On a single node, a
+// Cluster or a caller's client the version is incremented (INCR). On shards
+// it becomes the current time in Unix milliseconds, or one past the largest
+// copy if that is larger, so no version is used twice even when a shard that
+// holds one is away; it is written to every serving shard (two concurrent
+// bumps may give one new version, which serves both).
 func (s *Store) BumpVersion(ctx context.Context, ns string) (uint64, error) {
 	k := s.versionKey(ns)
 	if s.topo != shardRing {

@@ -229,8 +229,9 @@ func appendError(err error) error {
 
 // Stream is one write-behind stream of a namespace on one server.
 type Stream struct {
-	// Server names the server that holds it (a Ring shard's address; the
-	// first address otherwise).
+	// Server names the server that holds it: a Ring shard's address, or a
+	// single node's (a *redis.Client, Strata's or the caller's); empty for
+	// a Redis Cluster and a caller's Ring or ClusterClient.
 	Server string
 	c      redis.UniversalClient
 	key    string

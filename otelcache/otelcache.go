@@ -1,40 +1,3 @@
-// Package otelcache exports what a Strata client does as OpenTelemetry
-// spans and metrics. Put the Observer New returns in tiered.Config.Observer.
-//
-// Spans: one per operation (strata.cache.get, .get_many, .set, .delete,
-// .invalidate_tags, .invalidate_pattern, .clear, .invalidate), kind
-// internal, with the namespace, and for a Get the tier, the result, and
-// whether it was coalesced or started an early refresh; a child span per
-// loader call (strata.cache.load); a background refresh's own span
-// (strata.cache.refresh), linked to the request that started it. Only
-// operations inside a sampled span of the caller's are traced: elsewhere
-// nothing is started, and an L1 hit allocates nothing. A sampled request's
-// L1 hit is an event on the request's span, a fraction of a span's cost
-// (WithL1HitSpans makes it a span). Redis commands get their spans from
-// go-redis's redisotel on tiered.Client.Redis().
-//
-// Metrics: requests per namespace, tier and result; operation and load
-// durations; refreshes, lease waits, rejected fills and L2 errors; L1's
-// entries, bytes, evictions and rejected sets; the invalidation traffic per
-// transport, direction and kind, with its lag, gaps and L1 flushes; and
-// gauges of channel trust and Redis server health.
-//
-// It is its own module, so that the OpenTelemetry API enters only the go.mod
-// of programs that import it; the library's packages never import
-// OpenTelemetry.
-//
-// OpenTelemetry has no semantic convention for caches yet, so the names
-// follow its general rules (dot namespaces, UCUM units as metadata, no
-// _total suffix, no cache key in any attribute) and the shape Micrometer and
-// Caffeine users know. The OpenTelemetry Prometheus exporter renders
-// strata.cache.requests as strata_cache_requests_total, and
-// strata.cache.load.duration as strata_cache_load_duration_seconds.
-//
-// The counters a cache keeps anyway (tiered.Stats, tiered.Client.BusStats)
-// are read through observable instruments at collection time: the L1 hit
-// path pays for the cache's own counter, not a second one here. The
-// module's README.md lists every span and instrument beside the Stats field
-// that carries the same count, with the measurements behind these choices.
 package otelcache
 
 import (
@@ -57,10 +20,14 @@ const scope = "github.com/strata-cache/strata/otelcache"
 const (
 	// AttrName is the cache's namespace.
 	AttrName = attribute.Key("strata.cache.name")
-	// AttrTier is where an answer came from: l1, l2 or loader.
+	// AttrTier is where an answer came from: l1, l2 or loader (none on
+	// the span and duration of a Get that no tier answered).
 	AttrTier = attribute.Key("strata.cache.tier")
-	// AttrResult is how a request or a load ended: hit, miss or stale for
-	// requests; success, failure or not_found for loads.
+	// AttrResult is how something ended: hit, negative (a cached "not
+	// found"), miss or stale for requests, and error too on a Get's span
+	// and duration; success, failure or not_found for loads; success or
+	// failure for write-behind flushes; applied, expired or dropped for L2
+	// retries.
 	AttrResult = attribute.Key("strata.cache.result")
 	// AttrDirection is an invalidation's way: sent, received, applied or
 	// dropped.
@@ -111,7 +78,8 @@ type Observer struct {
 type loadKey struct{ ns, result string }
 
 // New returns an Observer whose instruments come from the meter provider
-// (see WithMeterProvider).
+// and whose spans from the tracer provider: the global ones, unless
+// WithMeterProvider and WithTracerProvider say otherwise.
 func New(opts ...Option) (*Observer, error) {
 	cfg := config{meters: otel.GetMeterProvider(), tracers: otel.GetTracerProvider()}
 	for _, o := range opts {

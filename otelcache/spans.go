@@ -43,8 +43,10 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(c *config) { c.tracers = tp }
 }
 
-// WithKeyAttribute puts each one-key operation's key on its span as
-// strata.cache.key. Off by default: keys can be personal data. Metrics never
+// WithKeyAttribute puts each one-key operation's key on its span (or its
+// L1-hit event) as strata.cache.key, and records the message of an error
+// that ends a span, which may name a key. Off by default: keys can be
+// personal data, and a span then carries only error.type. Metrics never
 // carry keys.
 func WithKeyAttribute(on bool) Option {
 	return func(c *config) { c.keys = on }

@@ -58,7 +58,7 @@ type Cache[V any] struct {
 	beforeVersion    func()           // before a read of the namespace version
 }
 
-// NewCache returns the cache of namespace ns on c. Two caches with the same
+// NewCache returns the cache of namespace on c. Two caches with the same
 // namespace, on any replica, share L2 entries; they must agree on V and Codec.
 func NewCache[V any](c *Client, namespace string, opts Options[V]) (*Cache[V], error) {
 	if err := validateNamespace(namespace); err != nil {

@@ -1,57 +1,3 @@
-// Package tiered is Strata's public API: a Client per process and typed
-// Caches that compose the in-process L1, the Redis L2 and the caller's loader.
-//
-// A Client owns the Redis connections, the invalidation channels (Redis
-// pub/sub and, with Config.Gossip, memberlist gossip) and the background
-// work; a Cache is one namespace of values of one type on it. Every method
-// of both is declared in client.go and cache.go.
-//
-// # Write-behind
-//
-// With Options.WriteBehind, Set and Delete update L2 and L1 as always and
-// record the write (a Delete as a tombstone) in a Redis Stream of the
-// namespace; they return once Redis acknowledged both. Flushers on every
-// replica hand the recorded writes to WriteBehind.Flush in batches, and
-// delete them only once Flush succeeded.
-//
-//   - Delivery is at least once: a replica killed after its Flush wrote
-//     the batch but before the acknowledgement has it flushed again by
-//     another. Flush must be idempotent, or keep per key only a newer
-//     Write.Version than the one stored: that is correct under every
-//     failure.
-//   - Per-key order: one replica at a time flushes a stream (a flush lock
-//     in Redis), one batch at a time, and a batch left unacknowledged by a
-//     dead replica is taken over (once WriteBehind.ClaimIdle old) before
-//     any newer write is read. Within a batch a key's writes are coalesced
-//     into its last one. Where two streams can hold writes of one key (a
-//     Ring key served by a stand-in shard during an outage), only the
-//     versions order them.
-//   - Where the streams live: on a single node, one stream, written in one
-//     script with the value (atomic). On a Ring, one stream per shard with
-//     the writes of the keys it serves, atomic with them too. On a Redis
-//     Cluster or a caller's own Ring or Cluster client, one stream per
-//     namespace in its own slot, written in the same pipeline as the value
-//     (one round trip when both are on one master, not atomic: an append
-//     that fails after its write undoes the write).
-//   - Durability is Redis's: a write is as safe as the stream's server.
-//     Run it with appendonly yes and appendfsync everysec (at most a
-//     second of acknowledged writes lost if that server crashes); without
-//     AOF, a crash loses what was not flushed since the last RDB snapshot.
-//   - Redis down: a write-behind Set or Delete fails with the L2 error. It
-//     cannot acknowledge durability without Redis, and there is no silent
-//     fallback to a queue in memory.
-//   - Back-pressure: MaxPending bounds each stream's unflushed writes;
-//     past it Set and Delete return ErrBackpressure (or, with Block, wait).
-//     Streams are never trimmed: a write leaves its stream when it was
-//     flushed or moved to the dead letters, so none is lost to trimming.
-//   - After MaxAttempts failed flushes a batch's writes go to a dead-letter
-//     stream (counted, logged): Cache.DeadLetters lists them, Cache.Redrive
-//     sends them back. Nothing is dropped silently.
-//   - Client.Close flushes what is pending (at most DrainTimeout) before
-//     it returns.
-//
-// Write-behind needs Redis 6.2 or later (XAUTOCLAIM); NewCache fails on an
-// older server.
 package tiered
 
 import (
@@ -199,8 +145,11 @@ type Client struct {
 	wants       uint32         // the event kinds Config.Observer is sent, by bit (see EventFilter)
 }
 
-// NewClient returns a Client configured by cfg. It does not wait for Redis: a
-// Redis that is down makes L2 unavailable, not NewClient fail.
+// NewClient returns a Client configured by cfg. Unless cfg.RequireL2, a Redis
+// that is down makes L2 unavailable, not NewClient fail: NewClient checks a
+// single node or Ring shards once, for at most l2.Config.HealthTimeout, and
+// waits at most a second for an invalidation channel to vouch for L1, then
+// starts; the server serves once it answers.
 func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
