@@ -148,7 +148,8 @@ type Client struct {
 // NewClient returns a Client configured by cfg. Unless cfg.RequireL2, a Redis
 // that is down makes L2 unavailable, not NewClient fail: NewClient checks a
 // single node or Ring shards once, for at most l2.Config.HealthTimeout, and
-// waits at most a second for an invalidation channel to vouch for L1, then
+// waits at most a second for an invalidation channel to vouch for L1 (not at
+// all when that check found every server down and there is no gossip), then
 // starts; the server serves once it answers.
 func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	if err := cfg.setDefaults(); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/strata-cache/strata/coherence"
 	"github.com/strata-cache/strata/internal/bus"
+	"github.com/strata-cache/strata/l2"
 )
 
 // registeredCache is what the client needs of each Cache: closing it and
@@ -78,10 +79,25 @@ func (c *Client) startBus() error {
 	// Serving L1 needs a channel that vouches for it; the subscription takes
 	// a round trip. A Redis that is down does not hold the start up: reads
 	// then go to L2, fail, and fall back to L1 and the loader.
+	if c.gossip == nil && c.l2 != nil && c.cfg.Redis.Client == nil && noneServing(c.l2.Health()) {
+		return nil // no channel can vouch soon: waiting would only delay the start
+	}
 	ctx, cancel := context.WithTimeout(c.ctx, startTrustTimeout)
 	defer cancel()
 	b.WaitTrusted(ctx)
 	return nil
+}
+
+// noneServing reports that the health watch found every server out of
+// service (at start: its first check failed). Only the watched topologies
+// (a single node, Ring shards) know that without a round trip.
+func noneServing(servers []l2.ServerHealth) bool {
+	for _, h := range servers {
+		if !h.Watched || h.Serving {
+			return false
+		}
+	}
+	return len(servers) > 0
 }
 
 // startTrustTimeout bounds how long NewClient waits for its invalidation

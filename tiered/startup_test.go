@@ -23,9 +23,15 @@ func TestStartupPolicy(t *testing.T) {
 	dead := srv.Addr()
 	srv.Kill()
 
+	start := time.Now()
 	c := newClient(t, tiered.Config{Redis: l2.Config{Addrs: []string{dead}}}) // degrades
 	if h := c.Health(); len(h.Servers) != 1 {
 		t.Errorf("health %+v: want the dead server listed", h.Servers)
+	}
+	// With its only channel's server found down, NewClient does not wait
+	// for that channel to vouch (it used to wait a second for nothing).
+	if took := time.Since(start); took >= time.Second {
+		t.Errorf("NewClient with a dead server and no gossip took %v: it waited for a channel that cannot vouch", took)
 	}
 	_, err := tiered.NewClient(ctx, tiered.Config{Logger: quietLogger, RequireL2: true, Redis: l2.Config{Addrs: []string{dead}}})
 	if err == nil || !strings.Contains(err.Error(), dead) {
@@ -39,7 +45,7 @@ func TestStartupPolicy(t *testing.T) {
 	if err := seedNode.Close(); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
+	start = time.Now()
 	alone := newClient(t, tiered.Config{NodeID: "alone", Gossip: gossipConfig(seed)}) // degrades
 	if took := time.Since(start); took > 5*time.Second || len(alone.Health().Members) != 1 {
 		t.Errorf("NewClient with a dead seed took %v with members %v; want a quick start alone", took, alone.Health().Members)
