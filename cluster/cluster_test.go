@@ -123,9 +123,15 @@ func startCluster(t testing.TB, size int, key []byte) ([]*Node, []*recorder) {
 
 func waitForMembers(t testing.TB, n *Node, want int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%s to see %d members", n.Name(), want), func() bool {
-		return len(n.Members()) == want
-	})
+	deadline := time.Now().Add(waitTimeout)
+	for len(n.Members()) != want {
+		if time.Now().After(deadline) {
+			// The states say whether a member was never heard of or was
+			// taken for dead (a probe missed under load).
+			t.Fatalf("timed out after %v waiting for %s to see %d members; it sees %+v", waitTimeout, n.Name(), want, n.MemberStates())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func TestMembersConverge(t *testing.T) {

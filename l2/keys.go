@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// This file owns the Redis key layout: every key Strata writes is named here
+// This file owns the Redis key layout: every key Strata writes is listed here
 // and parsed back here. With prefix P (Config.Prefix), namespace ns (at
 // version N > 0 spelled ns#N) and cache key k:
 //
@@ -14,6 +14,9 @@ import (
 //	P@E:ns:{k}         a value on a stand-in shard during routing epoch E (a Ring)
 //	P:ns#tag:{t}       the set of ns's keys tagged t
 //	P:ns#version       ns's version counter
+//	P:ns#tagfence      ns's tag-invalidation counter (tags.go)
+//	P:ns#writes[:dead|:lock]  ns's write-behind stream, its dead letters and
+//	                   flush lock; on a Ring one per shard (writebehind.go)
 //	P#epoch            a Ring server's routing epoch
 //	P#out:shardI       replicas' out markers for shard I (a hash: replica id -> expiry)
 //
