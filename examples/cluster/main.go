@@ -2,7 +2,16 @@
 // one process (each its own Client, its own L1 and memberlist gossip on
 // loopback) over one Redis, in front of a slow simulated database that
 // counts its queries. It plays a scripted scenario, prints a line per step
-// and a report, and exits non-zero if a claim it prints does not hold.
+// and a report, and exits non-zero if a claim it prints does not hold:
+//
+//  1. 300 concurrent Gets of a cold key across the replicas: one query;
+//  2. an update on replica a: b and c read it, the lag measured;
+//  3. pub/sub cut on every replica: gossip alone delivers the next update;
+//  4. both channels to b cut for 400 ms while a updates: b finds the gap
+//     at a's next heartbeat, drops its L1, and reads the new value;
+//  5. Redis unreachable: every Get answered from L1 and the database, no
+//     error; then Redis back in service;
+//  6. a report: per-tier hit ratios and the database queries saved.
 //
 // Without STRATA_REDIS it runs on an embedded Redis-compatible server
 // (miniredis); STRATA_REDIS=host:port uses a real one, under a prefix of
