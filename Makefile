@@ -30,7 +30,7 @@ deps:
 		$$sudo apt-get update -qq && \
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools; \
 	else \
-		echo "deps: redis-server and redis-cli (Redis 6.2 or newer) are needed on PATH for the tests." >&2; \
+		echo "deps: redis-server and redis-cli (Redis 7.0 or newer) are needed on PATH for the tests." >&2; \
 		echo "      Install them with your package manager, for example:" >&2; \
 		echo "        macOS:   brew install redis" >&2; \
 		echo "        Fedora:  sudo dnf install redis" >&2; \

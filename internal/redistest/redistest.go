@@ -63,7 +63,7 @@ func lookBinary(t testing.TB, name string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
-		t.Fatalf("%s not found in PATH: run `make deps` (installs redis-server and redis-tools) or install Redis 6.2+", name)
+		t.Fatalf("%s not found in PATH: run `make deps` (installs redis-server and redis-tools) or install Redis 7.0+", name)
 		return ""
 	}
 	return path
