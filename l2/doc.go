@@ -18,6 +18,10 @@
 //   - ClusterAddrs: a Redis Cluster.
 //   - Client: a go-redis client of the caller's, which Strata does not close.
 //
+// Every server must run Redis 7.0 or later: tag sets get their TTLs through
+// PEXPIRE's NX and GT options, and write-behind's streams need XAUTOCLAIM
+// ([Store.StreamsSupported] checks 6.2).
+//
 // [Open] connects and returns the store; a server that is down at start is
 // not an error (it serves once it answers).
 //
