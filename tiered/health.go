@@ -34,6 +34,12 @@ type Health struct {
 	// to join with this one's NodeID from another address (its NewClient
 	// fails with cluster.ErrNameTaken). Zero without gossip.
 	Conflicts cluster.Conflicts `json:"conflicts,omitzero"`
+	// DuplicateNodeID reports that another running replica sends
+	// heartbeats under this one's NodeID on an invalidation channel: its
+	// invalidations still apply here, but gap detection and WithAck
+	// confuse the two. With gossip NewClient refuses a duplicate at start;
+	// over pub/sub alone this is how one shows (and an ERROR is logged).
+	DuplicateNodeID bool `json:"duplicate_node_id,omitempty"`
 	// LastFlush is the latest drop of the whole L1, for a possibly missed
 	// invalidation or because L2's routing changed, or nil.
 	LastFlush *Flush `json:"last_flush,omitempty"`
@@ -69,6 +75,7 @@ func (c *Client) health() Health {
 		for _, l := range c.bus.Links() {
 			h.Channels = append(h.Channels, ChannelHealth{Name: l.Channel.String(), Vouches: l.Vouches, LastHeard: l.LastHeard})
 		}
+		h.DuplicateNodeID = c.bus.TwinSeen()
 		if r := c.bus.LastReset(); r != nil {
 			h.LastFlush = &Flush{Reason: r.Reason, At: r.At}
 		}

@@ -68,3 +68,17 @@ func TestPanicErrorIsOneLine(t *testing.T) {
 		t.Errorf("err %q (stack %d bytes): want one line, the stack in the field", err, len(pe.Stack))
 	}
 }
+
+// Over pub/sub alone nothing refuses a duplicate NodeID at start (gossip
+// does): the two find each other by their heartbeats, and Health says so.
+func TestDuplicateNodeIDOverPubSubIsReported(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := tiered.Config{NodeID: "twin", Redis: l2.Config{Addrs: []string{srv.Addr()}}}
+	a, b := newClient(t, cfg), newClient(t, cfg)
+	for _, c := range []*tiered.Client{a, b} {
+		redistest.WaitFor(t, 10*time.Second, func() bool { return c.Health().DuplicateNodeID }, "the duplicate reported")
+	}
+	if c := newClient(t, tiered.Config{NodeID: "single", Redis: l2.Config{Addrs: []string{srv.Addr()}}}); c.Health().DuplicateNodeID {
+		t.Error("a unique NodeID reported as a duplicate")
+	}
+}

@@ -200,6 +200,7 @@ type Bus struct {
 
 	pubsubSeen atomic.Int64 // Unix ns of the last pub/sub activity
 	lastReset  atomic.Pointer[Reset]
+	twin       twin
 	trusted    atomic.Bool
 	stats      stats
 
@@ -358,8 +359,14 @@ func (b *Bus) Deliver(data []byte, channel Channel) {
 		b.stats.channels[channel].dropped.Add(1)
 		return
 	}
-	if m.Origin == b.cfg.NodeID && m.Epoch == b.epoch {
-		return
+	if m.Origin == b.cfg.NodeID {
+		if m.Epoch == b.epoch {
+			return
+		}
+		if m.Kind == coherence.KindHeartbeat && b.twin.heard(m.Epoch, m.SentAt) {
+			b.cfg.Logger.Error("strata: another running replica uses this NodeID: its invalidations still apply, but gap detection and acknowledgements confuse the two; give every replica its own NodeID",
+				"node_id", b.cfg.NodeID)
+		}
 	}
 	b.stats.channels[channel].received.add(m.Kind)
 	if m.Kind == coherence.KindAck {
@@ -372,6 +379,44 @@ func (b *Bus) Deliver(data []byte, channel Channel) {
 		b.ack(&m)
 	}
 }
+
+// twin notices another live process publishing under this node's name:
+// its heartbeats carry the name with another epoch. One or two heartbeats
+// could be the last ones of this name's previous process (a periodic one
+// and Close's), overlapping this start; a third, sent at another time
+// again, is a live process.
+type twin struct {
+	mu     sync.Mutex
+	epoch  uint64
+	sentAt int64
+	beats  int
+	seen   atomic.Bool
+}
+
+// heard counts a heartbeat of epoch sent at sentAt under this node's name,
+// and reports whether it is the one that shows a twin (once per epoch).
+func (t *twin) heard(epoch uint64, sentAt int64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if epoch != t.epoch {
+		t.epoch, t.sentAt, t.beats = epoch, sentAt, 1
+		return false
+	}
+	if sentAt == t.sentAt { // the same heartbeat on the other channel
+		return false
+	}
+	t.sentAt = sentAt
+	t.beats++
+	if t.beats == 3 {
+		t.seen.Store(true)
+		return true
+	}
+	return false
+}
+
+// TwinSeen reports that another running process sends heartbeats under
+// this node's name.
+func (b *Bus) TwinSeen() bool { return b.twin.seen.Load() }
 
 // apply records m from channel and applies it if it is new; it reports
 // whether m is applied now or was already (an ack is then due either way).

@@ -3,8 +3,12 @@ package bus
 import (
 	"context"
 	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/strata-cache/strata/coherence"
+	"github.com/strata-cache/strata/internal/redistest"
 )
 
 // Stats split the traffic by channel and kind, and the L1 drops by reason.
@@ -74,5 +78,38 @@ func TestResetCountedAfterTheDrop(t *testing.T) {
 	<-done
 	if s := b.Stats(); s.Resets != 1 || s.ResetsByReason.Overflow != 1 || b.LastReset() == nil {
 		t.Errorf("after the drop: resets %d, by reason %+v, last %+v; want one", s.Resets, s.ResetsByReason, b.LastReset())
+	}
+}
+
+// Two live processes configured with one NodeID find each other through
+// their heartbeats (which carry the name with another epoch); one
+// heartbeat of another epoch, as a predecessor's last, is not enough.
+func TestTwinNodeIDIsNoticed(t *testing.T) {
+	srv := redistest.Start(t)
+	var buses []*Bus
+	for range 2 {
+		client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		b, err := New(Config{NodeID: "same", Redis: client, Channel: "inv", Handler: &recorder{}, HeartbeatInterval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = b.Close()
+			_ = client.Close()
+		})
+		buses = append(buses, b)
+	}
+	for _, b := range buses {
+		redistest.WaitFor(t, 5*time.Second, b.TwinSeen, "the twin noticed")
+	}
+
+	one, _ := clockedBus(t, &recorder{})
+	other := coherence.Message{Origin: "self", Epoch: 7, Seq: 1, Kind: coherence.KindHeartbeat, SentAt: 1}
+	for range 2 { // one heartbeat, on both channels
+		one.Deliver(coherence.Encode(&other, nil), PubSub)
+		one.Deliver(coherence.Encode(&other, nil), Gossip)
+	}
+	if one.TwinSeen() {
+		t.Error("one heartbeat of another epoch taken for a twin")
 	}
 }
