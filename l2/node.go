@@ -1,6 +1,8 @@
 package l2
 
 import (
+	"crypto/sha1"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"sync"
@@ -123,6 +125,29 @@ func (l *dirtyLog) dirt() health.Dirt {
 	return health.DirtyKeys
 }
 
+// invalidatesAll reports whether a script (its SHA-1 for EVALSHA, its
+// source for EVAL) is one whose failure leaves an invalidation of unknown
+// keys undone on the server: a tag pop (the keys are the set's), a tag
+// fence's advance, or a namespace version's bump on a shard (a Clear). A
+// server that missed one is flushed before it serves again, as after a
+// pattern deletion it missed (review 10: it served a tag's and a Clear's
+// invalidated entries on its return).
+func invalidatesAll(name string, script, key any) bool {
+	s, _ := script.(string)
+	if name == "eval" {
+		sum := sha1.Sum([]byte(s))
+		s = hex.EncodeToString(sum[:])
+	}
+	switch s {
+	case popTagScript.Hash(), advanceScript.Hash():
+		return true
+	case setMaxScript.Hash(): // also raises routing epochs, which invalidate nothing
+		k, _ := key.(string)
+		return strings.HasSuffix(k, versionSuffix)
+	}
+	return false
+}
+
 // invalidated returns the keys whose cached data cmd changes or removes,
 // which must be deleted before the server serves again if cmd failed. all
 // means cmd's effect cannot be undone key by key: the server's data must be
@@ -148,7 +173,19 @@ func invalidated(cmd redis.Cmder) (keys []string, all bool) {
 			}
 		}
 		return keys, len(keys) == 0
+	case "incr":
+		// A single node's namespace version (BumpVersion): the Clear's keys
+		// are every key of the old version.
+		if len(args) == 2 {
+			if k, ok := args[1].(string); ok && strings.HasSuffix(k, versionSuffix) {
+				return nil, true
+			}
+		}
+		return nil, false
 	case "evalsha", "eval":
+		if len(args) >= 4 && invalidatesAll(cmd.Name(), args[1], args[3]) {
+			return nil, true
+		}
 		if len(args) < 5 {
 			return nil, false
 		}

@@ -40,11 +40,13 @@ func (s *Store) tagShards(ns string, tags []string) func(i int) int {
 // none, -2 no set), its members} and deletes it, in one step: a writer's
 // SADD lands either before (its key is returned) or after (in a new set that
 // the next invalidation finds).
-var popTagScript = redis.NewScript(`
+var popTagScript = redis.NewScript(popTagSrc)
+
+const popTagSrc = `
 local ttl = redis.call('PTTL', KEYS[1])
 local m = redis.call('SMEMBERS', KEYS[1])
 redis.call('DEL', KEYS[1])
-return {ttl, m}`)
+return {ttl, m}`
 
 // TagSet is a tag set PopTags removed: its members, and how long it had
 // left to live (zero: no expiry), for putting it back.
