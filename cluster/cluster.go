@@ -52,7 +52,9 @@ type Config struct {
 	// resolved. Start retries with back-off until one of them answers or
 	// JoinTimeout passes, then returns an error wrapping ErrJoin. Listing this
 	// replica's own address is harmless, so every replica can share one seed
-	// list. Empty means start a new cluster alone.
+	// list: a join counts once another member answered (this replica alone
+	// answering counts only when it is the whole list). Empty means start a
+	// new cluster alone.
 	Join []string
 	// SecretKey is an AES key (16, 24 or 32 bytes, AES-128/192/256) that
 	// encrypts and authenticates all gossip and messages; members with
@@ -177,6 +179,14 @@ func (n *Node) MemberStates() []Member { return n.impl.memberStates() }
 // two nodes' views of the cluster are both wrong; each conflict is also
 // logged as a warning.
 func (n *Node) Conflicts() Conflicts { return n.impl.conflicts() }
+
+// Refused returns the error, wrapping ErrNameTaken, that took this node out
+// of a cluster it joined in the background (Config.KeepJoining) under a
+// name another member holds; nil otherwise. Start refuses such a name when
+// it joins; a background join can only leave: it logs an error, shuts the
+// gossip down without a leave and runs alone, Broadcast and SendTo failing
+// with this error.
+func (n *Node) Refused() error { return n.impl.refusal() }
 
 // Broadcast delivers msg to every other alive member twice over: a direct
 // best-effort UDP send to each (measured about 3x faster than a reliable

@@ -38,6 +38,11 @@ type node struct {
 	leaving      atomic.Bool
 	announceWait time.Duration
 
+	// refused is set when a background join found this node's name held
+	// by another member: memberlist is shut down without a leave (which
+	// would announce the other's departure), and the node is alone.
+	refused atomic.Pointer[error]
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
@@ -88,7 +93,7 @@ func start(cfg Config, name string, handle func([]byte), onOverflow func()) (*no
 	if s.KeepJoining {
 		joinFor = 0 // one attempt, then in the background
 	}
-	err = n.join(s.Join, joinFor)
+	err = n.join(s.Join, joinFor, s.KeepJoining)
 	if errors.Is(err, ErrJoin) && s.KeepJoining {
 		n.logger.warn("cluster: no seed answered; running alone and joining in the background", "seeds", s.Join, "err", err)
 		n.joining = make(chan struct{})
@@ -96,11 +101,8 @@ func start(cfg Config, name string, handle func([]byte), onOverflow func()) (*no
 		go n.keepJoining(s.Join)
 		err = nil
 	}
-	if c := n.roster.conflictsSeen().Last; err == nil && c != nil && c.Name == name {
-		// Joining merged the members' state, which names this node at
-		// another address: memberlist refused one of the two, whose
-		// gossip would then be lost.
-		err = fmt.Errorf("%w: %q is claimed from %s and %s", ErrNameTaken, name, c.Existing, c.Other)
+	if err == nil {
+		err = n.nameTaken()
 	}
 	if err != nil {
 		_ = ml.Shutdown()
@@ -145,7 +147,11 @@ func (n *node) keepJoining(seeds []string) {
 			return
 		case <-t.C:
 		}
-		if _, err := n.ml.Join(seeds); err == nil {
+		if _, err := n.ml.Join(seeds); err == nil && n.reachedPeer(seeds) {
+			if err := n.nameTaken(); err != nil {
+				n.refuse(err)
+				return
+			}
 			n.logger.info("cluster: joined", "seeds", seeds)
 			return
 		}
@@ -153,9 +159,47 @@ func (n *node) keepJoining(seeds []string) {
 	}
 }
 
+// nameTaken returns an error wrapping ErrNameTaken if joining merged the
+// members' state, which names this node at another address: memberlist
+// refused one of the two, whose gossip would then be lost.
+func (n *node) nameTaken() error {
+	if c := n.roster.conflictsSeen().Last; c != nil && c.Name == n.name {
+		return fmt.Errorf("%w: %q is claimed from %s and %s", ErrNameTaken, n.name, c.Existing, c.Other)
+	}
+	return nil
+}
+
+// refuse takes the node out of a cluster it joined in the background under
+// a name another member holds: Start can no longer fail, so it logs an
+// error, shuts memberlist down without a leave (a leave under the shared
+// name would announce the other member's departure) and runs alone, its
+// sends failing with err. Alone, it vouches for nothing, so its replica
+// does not serve L1 on gossip's word.
+func (n *node) refuse(err error) {
+	n.refused.Store(&err)
+	n.logger.error("cluster: this node's name is taken in the cluster it joined; leaving it, running without gossip", "err", err)
+	_ = n.ml.Shutdown()
+}
+
+// refusal is refuse's error, or nil.
+func (n *node) refusal() error {
+	if p := n.refused.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// reachedPeer reports whether a join that succeeded reached a node other
+// than this one: a seed list may name this node itself, which answers, and
+// which alone is a join only when it is the whole list (the first replica
+// of a cluster that shares one seed list).
+func (n *node) reachedPeer(seeds []string) bool {
+	return n.ml.NumMembers() > 1 || len(seeds) == 1
+}
+
 // join contacts the seeds until one answers, backing off between rounds,
 // for at most timeout.
-func (n *node) join(seeds []string, timeout time.Duration) error {
+func (n *node) join(seeds []string, timeout time.Duration, keepJoining bool) error {
 	if len(seeds) == 0 {
 		return nil
 	}
@@ -163,8 +207,15 @@ func (n *node) join(seeds []string, timeout time.Duration) error {
 	backoff := joinBackoffMin
 	for {
 		_, err := n.ml.Join(seeds)
-		if err == nil {
+		switch {
+		case err == nil && n.reachedPeer(seeds):
 			return nil
+		case err == nil && keepJoining:
+			// Only this node answered: start alone, and join the others
+			// in the background.
+			return fmt.Errorf("%w: %v: only this node answered", ErrJoin, seeds)
+		case err == nil:
+			err = errors.New("only this node answered")
 		}
 		wait := min(backoff, time.Until(deadline))
 		if wait <= 0 {
@@ -178,6 +229,9 @@ func (n *node) join(seeds []string, timeout time.Duration) error {
 }
 
 func (n *node) members() []string {
+	if n.refusal() != nil {
+		return []string{n.name}
+	}
 	ms := n.ml.Members()
 	names := make([]string, len(ms))
 	for i, m := range ms {
@@ -189,6 +243,9 @@ func (n *node) members() []string {
 func (n *node) broadcast(msg []byte) error {
 	if n.closed.Load() {
 		return ErrClosed
+	}
+	if err := n.refusal(); err != nil {
+		return err
 	}
 	if len(msg) <= n.maxPacket {
 		n.gossip.QueueBroadcast(&broadcast{msg: bytes.Clone(msg)})
@@ -209,6 +266,9 @@ func (n *node) broadcast(msg []byte) error {
 func (n *node) sendTo(member string, msg []byte) error {
 	if n.closed.Load() {
 		return ErrClosed
+	}
+	if err := n.refusal(); err != nil {
+		return err
 	}
 	for _, m := range n.ml.Members() {
 		if m.Name == member {
@@ -279,11 +339,13 @@ func (n *node) close() error {
 		// The others learn of the departure from this metadata; the wait
 		// ends with the broadcast's last retransmission, or at announceWait
 		// (a timeout is no error of Close: some may then see a death).
-		n.leaving.Store(true)
-		_ = n.ml.UpdateNode(n.announceWait)
-		if err := n.ml.Leave(n.leaveWait); err != nil {
-			// Not an error of Close: the others still find out by probing.
-			n.logger.warn("cluster: leave not announced", "err", err)
+		if n.refusal() == nil { // a refused node has left already
+			n.leaving.Store(true)
+			_ = n.ml.UpdateNode(n.announceWait)
+			if err := n.ml.Leave(n.leaveWait); err != nil {
+				// Not an error of Close: the others still find out by probing.
+				n.logger.warn("cluster: leave not announced", "err", err)
+			}
 		}
 		n.closeErr = n.ml.Shutdown()
 		n.stopGoroutines()

@@ -46,11 +46,13 @@ type Config struct {
 	// second channel beside Redis pub/sub. Nil means none. The memberlist
 	// node is named NodeID. Unless RequireGossip, a replica whose seeds
 	// (Gossip.Join) do not answer starts alone and keeps joining in the
-	// background (cluster.Config.KeepJoining).
+	// background: NewClient sets Gossip.KeepJoining to !RequireGossip,
+	// whatever it held.
 	Gossip *cluster.Config
 	// RequireL2 makes NewClient fail, naming the server, when a Redis
-	// server does not answer a PING at start (within l2.Config.DialTimeout
-	// plus Timeout). By default a replica starts without it, logs a
+	// server does not answer a PING at start (bounded as l2.Store.Reachable
+	// says: l2.Config.HealthTimeout for a single node or shards, as their
+	// health checks are; 2 s for a caller's client). By default a replica starts without it, logs a
 	// warning, and the health watch brings the server into service once it
 	// answers (a caller's own client: go-redis reconnects).
 	RequireL2 bool

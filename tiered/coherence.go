@@ -50,7 +50,7 @@ func (c *Client) startBus() error {
 	var started atomic.Pointer[bus.Bus]
 	if c.cfg.Gossip != nil {
 		gossip := *c.cfg.Gossip
-		gossip.KeepJoining = gossip.KeepJoining || !c.cfg.RequireGossip
+		gossip.KeepJoining = !c.cfg.RequireGossip // the startup policy decides, not the field
 		if gossip.Logger == nil {
 			gossip.Logger = c.cfg.Logger // memberlist's lines too: one logger
 		}

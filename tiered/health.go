@@ -34,11 +34,14 @@ type Health struct {
 	// to join with this one's NodeID from another address (its NewClient
 	// fails with cluster.ErrNameTaken). Zero without gossip.
 	Conflicts cluster.Conflicts `json:"conflicts,omitzero"`
-	// DuplicateNodeID reports that another running replica sends
-	// heartbeats under this one's NodeID on an invalidation channel: its
-	// invalidations still apply here, but gap detection and WithAck
-	// confuse the two. With gossip NewClient refuses a duplicate at start;
-	// over pub/sub alone this is how one shows (and an ERROR is logged).
+	// DuplicateNodeID reports another running replica with this one's
+	// NodeID: it sends heartbeats under the name on an invalidation
+	// channel (its invalidations still apply here, but gap detection and
+	// WithAck confuse the two), or this replica's background gossip join
+	// found the name taken and left the gossip cluster
+	// (cluster.Node.Refused). With gossip NewClient refuses a duplicate it
+	// finds at start; otherwise this is how one shows, with an ERROR
+	// logged.
 	DuplicateNodeID bool `json:"duplicate_node_id,omitempty"`
 	// LastFlush is the latest drop of the whole L1, for a possibly missed
 	// invalidation or because L2's routing changed, or nil.
@@ -85,6 +88,7 @@ func (c *Client) health() Health {
 	}
 	if c.gossip != nil {
 		h.Members, h.Conflicts = c.gossip.MemberStates(), c.gossip.Conflicts()
+		h.DuplicateNodeID = h.DuplicateNodeID || c.gossip.Refused() != nil
 	}
 	return h
 }

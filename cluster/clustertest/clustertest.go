@@ -30,16 +30,9 @@ var errCut = errors.New("clustertest: transport cut")
 
 // Faults is a fault-injecting memberlist transport for one replica: set
 // Wrap as its cluster.Config.Transport. The zero value passes everything
-// through; Cut, SetLoss and SetDelay change that at any time. A Faults
-// wraps one transport: use one per replica.
+// through; Cut, SetLoss and SetDelay change that at any time. A replica
+// restarted with the same Faults (Wrap called again) keeps its faults.
 type Faults struct {
-	inner   memberlist.NodeAwareTransport
-	packets chan *memberlist.Packet
-	streams chan net.Conn
-	done    chan struct{}
-	stop    sync.Once
-	wg      sync.WaitGroup
-
 	mu    sync.Mutex
 	cut   bool
 	loss  float64
@@ -48,16 +41,25 @@ type Faults struct {
 	dropped atomic.Uint64
 }
 
-// Wrap is a cluster.Config.Transport: it returns f in front of inner.
+// Wrap is a cluster.Config.Transport: it returns inner behind f's faults.
 func (f *Faults) Wrap(inner memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
-	f.inner = inner
-	f.packets = make(chan *memberlist.Packet)
-	f.streams = make(chan net.Conn)
-	f.done = make(chan struct{})
-	f.wg.Add(2)
-	go f.forwardPackets()
-	go f.forwardStreams()
-	return f
+	t := &transport{f: f, inner: inner, packets: make(chan *memberlist.Packet),
+		streams: make(chan net.Conn), done: make(chan struct{})}
+	t.wg.Add(2)
+	go t.forwardPackets()
+	go t.forwardStreams()
+	return t
+}
+
+// transport is one Wrap: its own forwarding, stopped by its Shutdown.
+type transport struct {
+	f       *Faults
+	inner   memberlist.NodeAwareTransport
+	packets chan *memberlist.Packet
+	streams chan net.Conn
+	done    chan struct{}
+	stop    sync.Once
+	wg      sync.WaitGroup
 }
 
 // Cut stops (on) every packet and stream this replica sends or receives,
@@ -104,101 +106,101 @@ func (f *Faults) currentDelay() time.Duration {
 	return f.delay
 }
 
-func (f *Faults) forwardPackets() {
-	defer f.wg.Done()
+func (t *transport) forwardPackets() {
+	defer t.wg.Done()
 	for {
 		select {
-		case p := <-f.inner.PacketCh():
-			if f.drop(true) {
+		case p := <-t.inner.PacketCh():
+			if t.f.drop(true) {
 				continue
 			}
-			if d := f.currentDelay(); d > 0 {
-				time.AfterFunc(d, func() { f.deliver(p) })
+			if d := t.f.currentDelay(); d > 0 {
+				time.AfterFunc(d, func() { t.deliver(p) })
 				continue
 			}
-			f.deliver(p)
-		case <-f.done:
+			t.deliver(p)
+		case <-t.done:
 			return
 		}
 	}
 }
 
-func (f *Faults) deliver(p *memberlist.Packet) {
+func (t *transport) deliver(p *memberlist.Packet) {
 	select {
-	case f.packets <- p:
-	case <-f.done:
+	case t.packets <- p:
+	case <-t.done:
 	}
 }
 
-func (f *Faults) forwardStreams() {
-	defer f.wg.Done()
+func (t *transport) forwardStreams() {
+	defer t.wg.Done()
 	for {
 		select {
-		case c := <-f.inner.StreamCh():
-			if f.drop(false) {
+		case c := <-t.inner.StreamCh():
+			if t.f.drop(false) {
 				_ = c.Close()
 				continue
 			}
 			select {
-			case f.streams <- c:
-			case <-f.done:
+			case t.streams <- c:
+			case <-t.done:
 				_ = c.Close()
 				return
 			}
-		case <-f.done:
+		case <-t.done:
 			return
 		}
 	}
 }
 
 // FinalAdvertiseAddr implements memberlist.Transport.
-func (f *Faults) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
-	return f.inner.FinalAdvertiseAddr(ip, port)
+func (t *transport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
+	return t.inner.FinalAdvertiseAddr(ip, port)
 }
 
 // WriteTo implements memberlist.Transport. A lost packet is reported sent,
 // as the network would.
-func (f *Faults) WriteTo(b []byte, addr string) (time.Time, error) {
-	if f.drop(true) {
+func (t *transport) WriteTo(b []byte, addr string) (time.Time, error) {
+	if t.f.drop(true) {
 		return time.Now(), nil
 	}
-	return f.inner.WriteTo(b, addr)
+	return t.inner.WriteTo(b, addr)
 }
 
 // WriteToAddress implements memberlist.NodeAwareTransport.
-func (f *Faults) WriteToAddress(b []byte, addr memberlist.Address) (time.Time, error) {
-	if f.drop(true) {
+func (t *transport) WriteToAddress(b []byte, addr memberlist.Address) (time.Time, error) {
+	if t.f.drop(true) {
 		return time.Now(), nil
 	}
-	return f.inner.WriteToAddress(b, addr)
+	return t.inner.WriteToAddress(b, addr)
 }
 
 // PacketCh implements memberlist.Transport.
-func (f *Faults) PacketCh() <-chan *memberlist.Packet { return f.packets }
+func (t *transport) PacketCh() <-chan *memberlist.Packet { return t.packets }
 
 // DialTimeout implements memberlist.Transport.
-func (f *Faults) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
-	if f.drop(false) {
+func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	if t.f.drop(false) {
 		return nil, errCut
 	}
-	return f.inner.DialTimeout(addr, timeout)
+	return t.inner.DialTimeout(addr, timeout)
 }
 
 // DialAddressTimeout implements memberlist.NodeAwareTransport.
-func (f *Faults) DialAddressTimeout(addr memberlist.Address, timeout time.Duration) (net.Conn, error) {
-	if f.drop(false) {
+func (t *transport) DialAddressTimeout(addr memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	if t.f.drop(false) {
 		return nil, errCut
 	}
-	return f.inner.DialAddressTimeout(addr, timeout)
+	return t.inner.DialAddressTimeout(addr, timeout)
 }
 
 // StreamCh implements memberlist.Transport.
-func (f *Faults) StreamCh() <-chan net.Conn { return f.streams }
+func (t *transport) StreamCh() <-chan net.Conn { return t.streams }
 
 // Shutdown implements memberlist.Transport: it stops the forwarding and
 // shuts the inner transport down.
-func (f *Faults) Shutdown() error {
-	f.stop.Do(func() { close(f.done) })
-	f.wg.Wait()
-	return f.inner.Shutdown()
+func (t *transport) Shutdown() error {
+	t.stop.Do(func() { close(t.done) })
+	t.wg.Wait()
+	return t.inner.Shutdown()
 }
