@@ -124,7 +124,11 @@ type Options[V any] struct {
 	// one Set.
 	Tags func(key string, v V) []string
 	// Writer, when set, makes Set write-through: Set calls it first and
-	// updates the cache only if it succeeds.
+	// updates the cache only if it succeeds. Nothing orders two Sets of one
+	// key on different replicas between their Writer calls and their L2
+	// writes: the database may end with one value and the cache with the
+	// other. Serialize the writers of a key (a row lock held across Set),
+	// or write the database and Delete instead.
 	Writer func(ctx context.Context, key string, v V) error
 	// WriteBehind, when set, makes Set and Delete write-behind: see
 	// WriteBehind. It needs L2 (Redis 6.2 or later) and excludes Writer.
