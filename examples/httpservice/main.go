@@ -40,9 +40,10 @@ import (
 
 // config is the service's configuration.
 type config struct {
-	http, redis, db, node         string
-	gossipBind, gossipJoin, gkey  string
-	requireRedis, embeddedAllowed bool
+	http, redis, db, node        string
+	gossipBind, gossipJoin, gkey string
+	requireRedis                 bool
+	drainDelay                   time.Duration
 }
 
 func env(name, def string) string {
@@ -63,6 +64,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.gossipJoin, "gossip-join", env("STRATA_GOSSIP_JOIN", ""), "gossip seeds host:port, comma-separated ($STRATA_GOSSIP_JOIN)")
 	fs.StringVar(&c.gkey, "gossip-key", env("STRATA_GOSSIP_KEY", ""), "gossip AES key, hex (16, 24 or 32 bytes) ($STRATA_GOSSIP_KEY)")
 	fs.BoolVar(&c.requireRedis, "require-redis", false, "fail at start if Redis does not answer, instead of starting without L2")
+	fs.DurationVar(&c.drainDelay, "drain-delay", 0, "on SIGTERM, how long /healthz answers 503 before the server stops (set it to the load balancer's probe interval)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -128,11 +130,16 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	log.Info("shutting down")
 	svc.closing.Store(true) // /healthz answers 503: the load balancer stops sending
+	if cfg.drainDelay > 0 {
+		// Keep serving until the load balancer's probe has seen the 503.
+		time.Sleep(cfg.drainDelay)
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return err
 	}
+	svc.stop()
 	if err := client.Close(); err != nil {
 		return fmt.Errorf("close: %w", err)
 	}

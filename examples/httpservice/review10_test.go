@@ -44,6 +44,7 @@ func review10Service(t *testing.T, redisAddr string) (*httptest.Server, *tiered.
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(svc.stop)
 	hs := httptest.NewServer(svc.routes())
 	t.Cleanup(hs.Close)
 	return hs, client, db

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,10 +24,12 @@ type service struct {
 	metrics  *metrics
 	log      *slog.Logger
 	closing  atomic.Bool
+	retries  sync.WaitGroup // background tag invalidations
+	done     chan struct{}  // closed by stop
 }
 
 func newService(client *tiered.Client, db *store, m *metrics, log *slog.Logger, embedded bool) (*service, error) {
-	s := &service{client: client, db: db, metrics: m, log: log}
+	s := &service{client: client, db: db, metrics: m, log: log, done: make(chan struct{})}
 	var err error
 	// Products: read-through, write-through. Values are Product, not
 	// *Product: every caller that hits L1 shares the value.
@@ -109,8 +113,9 @@ func (s *service) deleteProduct(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.products.Delete(r.Context(), id); err != nil {
-		s.fail(w, r, err)
-		return
+		// The row is gone; on a Redis Cluster Strata retries the failed
+		// delete itself until it lands (see RetryStats).
+		s.log.Warn("cache delete failed after the database delete", "id", id, "err", err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -128,10 +133,14 @@ func (s *service) discount(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// One invalidation for every product of the category, on every replica
-	// and in Redis, whichever keys they are.
-	if err := s.products.InvalidateTags(r.Context(), "category:"+category); err != nil {
-		s.fail(w, r, err)
-		return
+	// and in Redis, whichever keys they are. The database has changed
+	// whatever happens next: a failure here (Redis out) is not the
+	// client's to retry (the discount would apply twice); the service
+	// keeps trying in the background.
+	tag := "category:" + category
+	if err := s.products.InvalidateTags(r.Context(), tag); err != nil {
+		s.log.Warn("tag invalidation failed; retrying in the background", "tag", tag, "err", err)
+		s.retryInvalidate(tag)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"category": category, "updated": n})
 }
@@ -160,34 +169,63 @@ func (s *service) putStock(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, st)
 }
 
-// healthz is for probes: 200 while this replica serves, 503 once it shuts
-// down or while no invalidation channel vouches for its L1 (it still
-// answers then, from L2, but a probe should know).
+// healthz is for readiness probes: 503 once this replica shuts down, 200
+// otherwise. A Redis outage or an untrusted channel is in the body, not in
+// the status: every replica shares them, and each still answers (from L1,
+// L2 or the database), so failing the probe would take the whole service
+// out for what the cache rides out.
 func (s *service) healthz(w http.ResponseWriter, _ *http.Request) {
-	h := s.client.Health()
 	status := http.StatusOK
-	if s.closing.Load() || !h.Trusted {
+	if s.closing.Load() {
 		status = http.StatusServiceUnavailable
 	}
-	writeJSON(w, status, h)
+	writeJSON(w, status, s.client.Health())
 }
 
-// fail maps an error to a status. Err.Error() is safe to show: Strata's
-// errors are one line (a loader's panic keeps its stack in a field).
+// retryInvalidate invalidates tag until it succeeds or the service shuts
+// down, backing off to 5 s; Shutdown waits for it.
+func (s *service) retryInvalidate(tag string) {
+	s.retries.Go(func() {
+		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			select {
+			case <-s.done:
+				return
+			case <-time.After(wait):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := s.products.InvalidateTags(ctx, tag)
+			cancel()
+			if err == nil {
+				s.log.Info("tag invalidated after retrying", "tag", tag)
+				return
+			}
+		}
+	})
+}
+
+// stop ends the background retries.
+func (s *service) stop() {
+	close(s.done)
+	s.retries.Wait()
+}
+
+// fail maps an error to a status. The client sees the message of its own
+// mistakes (a bad request, an unknown id); anything else is logged and
+// answered with its status only, since it may name servers and addresses.
 func (s *service) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status := http.StatusInternalServerError
+	status, msg := http.StatusInternalServerError, "internal error"
 	switch {
 	case errors.Is(err, tiered.ErrNotFound):
-		status = http.StatusNotFound
+		status, msg = http.StatusNotFound, "not found"
 	case errors.Is(err, errBadRequest), errors.Is(err, tiered.ErrInvalidKey):
-		status = http.StatusBadRequest
+		status, msg = http.StatusBadRequest, err.Error()
 	case errors.Is(err, tiered.ErrBackpressure):
-		status = http.StatusServiceUnavailable
+		status, msg = http.StatusServiceUnavailable, "busy: try again later"
 	}
-	if status == http.StatusInternalServerError {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	if status >= 500 {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
-	writeJSON(w, status, map[string]string{"error": err.Error()})
+	writeJSON(w, status, map[string]string{"error": msg})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

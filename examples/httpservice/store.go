@@ -107,7 +107,9 @@ func (s *store) stock(ctx context.Context, id string) (Stock, error) {
 // putStock writes one count through (on the embedded server, which has no
 // write-behind).
 func (s *store) putStock(ctx context.Context, id string, st Stock) error {
-	return s.flushStock(ctx, []tiered.Write[Stock]{{Key: id, Value: st, Version: uint64(time.Now().UnixNano())}})
+	// The version in write-behind's form (Unix ms << 20 | a sequence), so
+	// that rows written either way order by time.
+	return s.flushStock(ctx, []tiered.Write[Stock]{{Key: id, Value: st, Version: uint64(time.Now().UnixMilli()) << 20}})
 }
 
 // flushStock is the stock cache's WriteBehind.Flush. Batches arrive at
