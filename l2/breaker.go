@@ -224,7 +224,7 @@ func (n *node) settle(cmd redis.Cmder, err error, serverFailed bool) {
 	// A full write-behind stream is refused before anything is written.
 	if err != nil && !errors.Is(err, redis.Nil) && !redis.HasErrorPrefix(err, "NOSCRIPT") &&
 		!redis.HasErrorPrefix(err, backpressureReply) && n.onDirty != nil {
-		if keys, all := invalidated(cmd); (len(keys) > 0 || all) && n.markDirty(keys, all) {
+		if keys, all := invalidated(cmd, err); (len(keys) > 0 || all) && n.markDirty(keys, all) {
 			n.onDirty()
 		}
 	}

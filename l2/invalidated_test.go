@@ -24,8 +24,18 @@ func TestInvalidatedCoversTagPopsAndClears(t *testing.T) {
 		{"routing epoch", redis.NewCmd(ctx, "evalsha", setMaxScript.Hash(), 1, "strata#epoch", 7), false},
 		{"another incr", redis.NewCmd(ctx, "incr", "counter"), false},
 	} {
-		if keys, all := invalidated(c.cmd); all != c.all || len(keys) != 0 {
+		if keys, all := invalidated(c.cmd, ErrUnavailable); all != c.all || len(keys) != 0 {
 			t.Errorf("%s: keys %v, all %v; want all %v", c.name, keys, all, c.all)
+		}
+		// Answered with an error reply, it ran nothing: no flush.
+		if _, all := invalidated(c.cmd, replyError("WRONGTYPE Operation against a key holding the wrong kind of value")); all {
+			t.Errorf("%s failed by an error reply: a flush asked for", c.name)
 		}
 	}
 }
+
+// replyError is an error reply, as go-redis reports one.
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+func (replyError) RedisError()     {}

@@ -3,6 +3,7 @@ package l2
 import (
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -154,8 +155,16 @@ func invalidatesAll(name string, script, key any) bool {
 // flushed. Commands that invalidate nothing return neither. (A failed SADD
 // of a tag membership is the writer's to handle: it does not write the
 // value.)
-func invalidated(cmd redis.Cmder) (keys []string, all bool) {
+//
+// err is how cmd failed. A command of unknown keys (a tag pop, a fence, a
+// version bump) that the server answered with an error reply ran nothing:
+// its caller got the error and retries, so the server needs no flush; one
+// that did not reach the server, or whose reply was lost, may be undone or
+// half done there.
+func invalidated(cmd redis.Cmder, err error) (keys []string, all bool) {
 	args := cmd.Args()
+	var reply redis.Error
+	unknownKeys := !errors.As(err, &reply)
 	switch cmd.Name() {
 	case "set", "del", "unlink":
 		if cmd.Name() == "set" {
@@ -178,13 +187,13 @@ func invalidated(cmd redis.Cmder) (keys []string, all bool) {
 		// are every key of the old version.
 		if len(args) == 2 {
 			if k, ok := args[1].(string); ok && strings.HasSuffix(k, versionSuffix) {
-				return nil, true
+				return nil, unknownKeys
 			}
 		}
 		return nil, false
 	case "evalsha", "eval":
 		if len(args) >= 4 && invalidatesAll(cmd.Name(), args[1], args[3]) {
-			return nil, true
+			return nil, unknownKeys
 		}
 		if len(args) < 5 {
 			return nil, false
