@@ -164,7 +164,7 @@ func invalidatesAll(name string, script, key any) bool {
 func invalidated(cmd redis.Cmder, err error) (keys []string, all bool) {
 	args := cmd.Args()
 	var reply redis.Error
-	unknownKeys := !errors.As(err, &reply)
+	mayHaveRun := !errors.As(err, &reply) // not an error reply: it may be undone or half done
 	switch cmd.Name() {
 	case "set", "del", "unlink":
 		if cmd.Name() == "set" {
@@ -187,13 +187,13 @@ func invalidated(cmd redis.Cmder, err error) (keys []string, all bool) {
 		// are every key of the old version.
 		if len(args) == 2 {
 			if k, ok := args[1].(string); ok && strings.HasSuffix(k, versionSuffix) {
-				return nil, unknownKeys
+				return nil, mayHaveRun
 			}
 		}
 		return nil, false
 	case "evalsha", "eval":
 		if len(args) >= 4 && invalidatesAll(cmd.Name(), args[1], args[3]) {
-			return nil, unknownKeys
+			return nil, mayHaveRun
 		}
 		if len(args) < 5 {
 			return nil, false

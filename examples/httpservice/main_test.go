@@ -83,7 +83,14 @@ func startProc(t *testing.T, bin string, args ...string) *proc {
 
 func (p *proc) do(t *testing.T, method, path, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, p.http+path, strings.NewReader(body))
+	return request(t, p.http, method, path, body)
+}
+
+// request sends one HTTP request to base+path and returns the status and
+// body.
+func request(t *testing.T, base, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,17 +52,7 @@ func review10Service(t *testing.T, redisAddr string) (*httptest.Server, *tiered.
 
 func review10Do(t *testing.T, hs *httptest.Server, method, path, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return request(t, hs.URL, method, path, body)
 }
 
 // /healthz answers 503 whenever no invalidation channel vouches for L1.
