@@ -57,7 +57,8 @@
 // # Entries
 //
 // Each value is stored as an [Envelope] (its binary layout is documented on
-// [FormatVersion]): the cache's encoded value with its version, creation
+// [FormatVersion]): the cache's encoded value with its writer's type
+// fingerprint, version, creation
 // time, freshness and stale windows, last load duration and tags, closed by a
 // CRC-32C. [Decode] rejects anything else with [ErrCorrupt] and never panics;
 // [Envelope.Encode] writes one.

@@ -14,7 +14,8 @@ import (
 //
 //	magic     2 bytes  0x53 0xA7
 //	format    1 byte   FormatVersion
-//	flags     1 byte   FlagNegative | FlagTags; other bits must be zero (FlagCompressed is reserved: read as corrupt)
+//	flags     1 byte   FlagNegative | FlagTags | FlagType; other bits must be zero (FlagCompressed is reserved: read as corrupt)
+//	type      8 bytes  only with FlagType: the writer's value type fingerprint, little endian
 //	version   uvarint  the writer's version of the value
 //	created   varint   Unix milliseconds
 //	fresh     varint   fresh-until, Unix milliseconds
@@ -42,8 +43,12 @@ const (
 	// and reads it as corrupt, so a newer writer's data is a miss, not garbage.
 	FlagCompressed byte = 1 << 1
 	// FlagTags marks an entry carrying invalidation tags.
-	FlagTags   byte = 1 << 2
-	knownFlags      = FlagNegative | FlagTags
+	FlagTags byte = 1 << 2
+	// FlagType marks an entry carrying its writer's type fingerprint
+	// (Envelope.Type).
+	FlagType   byte = 1 << 3
+	knownFlags      = FlagNegative | FlagTags | FlagType
+	typeLen         = 8
 )
 
 // Limits on an entry's tags.
@@ -60,7 +65,12 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Envelope is an entry as stored in L2.
 type Envelope struct {
-	Negative     bool
+	Negative bool
+	// Type fingerprints the writer's value type and codec, so that a reader
+	// of another type can tell the entry is not its own rather than corrupt
+	// (tiered leaves such an entry alone). Zero means none: the entry
+	// carries no fingerprint.
+	Type         uint64
 	Version      uint64
 	Created      int64 // Unix nanoseconds
 	FreshUntil   int64 // Unix nanoseconds
@@ -80,7 +90,13 @@ func (e *Envelope) AppendTo(dst []byte) []byte {
 	if len(e.Tags) > 0 {
 		flags |= FlagTags
 	}
+	if e.Type != 0 {
+		flags |= FlagType
+	}
 	dst = append(dst, magic0, magic1, FormatVersion, flags)
+	if e.Type != 0 {
+		dst = binary.LittleEndian.AppendUint64(dst, e.Type)
+	}
 	dst = binary.AppendUvarint(dst, e.Version)
 	dst = binary.AppendVarint(dst, e.Created/int64(time.Millisecond))
 	fresh := e.FreshUntil / int64(time.Millisecond)
@@ -102,7 +118,7 @@ func (e *Envelope) AppendTo(dst []byte) []byte {
 
 // Encode returns the binary form of e.
 func (e *Envelope) Encode() []byte {
-	return e.AppendTo(make([]byte, 0, len(e.Payload)+headerLen+4*binary.MaxVarintLen64+checksumLen))
+	return e.AppendTo(make([]byte, 0, len(e.Payload)+headerLen+typeLen+5*binary.MaxVarintLen64+checksumLen))
 }
 
 // Decode parses b. The returned Payload aliases b. Any malformation yields
@@ -122,6 +138,16 @@ func Decode(b []byte) (Envelope, error) {
 	}
 	e.Negative = flags&FlagNegative != 0
 	r := reader{wire.Reader{B: body[headerLen:]}}
+	if flags&FlagType != 0 {
+		if len(r.B) < typeLen {
+			return Envelope{}, ErrCorrupt
+		}
+		// Zero is never written: it would read back as no fingerprint.
+		if e.Type = binary.LittleEndian.Uint64(r.B); e.Type == 0 {
+			return Envelope{}, ErrCorrupt
+		}
+		r.B = r.B[typeLen:]
+	}
 	e.Version = r.Uvarint()
 	created, fresh := r.millis(), r.millis()
 	stale, load := r.Uvarint(), r.Uvarint()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -45,6 +46,21 @@ var roundTripCases = []struct {
 		in:     l2.Envelope{Version: 9, FreshUntil: 1000 * ms, StaleUntil: 2000 * ms, Payload: bytes.Repeat([]byte{0, 1, 0xFF, 'x'}, 1<<18)},
 		want:   l2.Envelope{Version: 9, FreshUntil: 1000 * ms, StaleUntil: 2000 * ms, Payload: bytes.Repeat([]byte{0, 1, 0xFF, 'x'}, 1<<18)},
 		noFuzz: true,
+	},
+	{
+		name: "type fingerprint",
+		in:   l2.Envelope{Type: 0x0123456789ABCDEF, Version: 5, FreshUntil: 10 * ms, StaleUntil: 20 * ms, Payload: []byte("v")},
+		want: l2.Envelope{Type: 0x0123456789ABCDEF, Version: 5, FreshUntil: 10 * ms, StaleUntil: 20 * ms, Payload: []byte("v")},
+	},
+	{
+		name: "every flag",
+		in:   l2.Envelope{Negative: true, Type: math.MaxUint64, Version: 6, Tags: []string{"a", "b"}},
+		want: l2.Envelope{Negative: true, Type: math.MaxUint64, Version: 6, Tags: []string{"a", "b"}},
+	},
+	{
+		name: "tags and type",
+		in:   l2.Envelope{Type: 1, Tags: []string{"t1", "t2"}, Payload: []byte("p")},
+		want: l2.Envelope{Type: 1, Tags: []string{"t1", "t2"}, Payload: []byte("p")},
 	},
 	{
 		name: "zero envelope",
@@ -130,6 +146,7 @@ func TestDecodedPayloadAliasesInput(t *testing.T) {
 // the decode must then fail on the check the test targets, not on the CRC.
 type rawEnvelope struct {
 	header         [4]byte
+	typ            []byte // the type fingerprint's bytes, written when not nil
 	version        uint64
 	created, fresh int64  // Unix milliseconds
 	stale, load    uint64 // milliseconds after fresh, microseconds
@@ -147,6 +164,7 @@ func goodRaw() rawEnvelope {
 
 func (r rawEnvelope) bytes() []byte {
 	b := append([]byte(nil), r.header[:]...)
+	b = append(b, r.typ...)
 	b = binary.AppendUvarint(b, r.version)
 	b = binary.AppendVarint(b, r.created)
 	b = binary.AppendVarint(b, r.fresh)
@@ -201,6 +219,9 @@ func TestDecodeRejectsCorruptInput(t *testing.T) {
 		})},
 		{"all flag bits", mutated(func(r *rawEnvelope) { r.header[3] = 0xFF })},
 		{"negative entry with payload", mutated(func(r *rawEnvelope) { r.header[3] = l2.FlagNegative })},
+		{"type flag without a type", withChecksum(append(bytes.Clone(header[:3]), l2.FlagType, 0, 0, 0, 0, 0))},
+		{"type flag, type cut short", withChecksum(append(bytes.Clone(header[:3]), l2.FlagType, 1, 2, 3, 4, 5, 6, 7))},
+		{"zero type", mutated(func(r *rawEnvelope) { r.header[3], r.typ = l2.FlagType, make([]byte, 8) })},
 		{"bad checksum", func() []byte {
 			b := goodRaw().bytes()
 			b[len(b)-1] ^= 1
@@ -324,9 +345,9 @@ func wantCorrupt(t *testing.T, b []byte) {
 
 // envelopesEqual compares field by field; nil and empty payloads are equal.
 func envelopesEqual(a, b l2.Envelope) bool {
-	return a.Negative == b.Negative && a.Version == b.Version && a.Created == b.Created &&
+	return a.Negative == b.Negative && a.Type == b.Type && a.Version == b.Version && a.Created == b.Created &&
 		a.FreshUntil == b.FreshUntil && a.StaleUntil == b.StaleUntil &&
-		a.LoadDuration == b.LoadDuration && bytes.Equal(a.Payload, b.Payload)
+		a.LoadDuration == b.LoadDuration && slices.Equal(a.Tags, b.Tags) && bytes.Equal(a.Payload, b.Payload)
 }
 
 func describe(e l2.Envelope) string {
@@ -334,6 +355,6 @@ func describe(e l2.Envelope) string {
 	if len(e.Payload) > 32 {
 		p = fmt.Sprintf("%d bytes", len(e.Payload))
 	}
-	return fmt.Sprintf("{Negative:%v Version:%d Created:%d FreshUntil:%d StaleUntil:%d LoadDuration:%d Payload:%s}",
-		e.Negative, e.Version, e.Created, e.FreshUntil, e.StaleUntil, int64(e.LoadDuration), p)
+	return fmt.Sprintf("{Negative:%v Type:%#x Version:%d Created:%d FreshUntil:%d StaleUntil:%d LoadDuration:%d Tags:%q Payload:%s}",
+		e.Negative, e.Type, e.Version, e.Created, e.FreshUntil, e.StaleUntil, int64(e.LoadDuration), e.Tags, p)
 }

@@ -71,6 +71,8 @@ func (o *Observer) counters(m metric.Meter) error {
 			cache: func(s tiered.Stats) uint64 { return s.L2Errors }},
 		{name: "strata.cache.l2.corrupt", unit: "{entry}", desc: "Undecodable L2 entries, deleted and treated as misses.",
 			cache: func(s tiered.Stats) uint64 { return s.CorruptEntries }},
+		{name: "strata.cache.l2.type_mismatches", unit: "{entry}", desc: "L2 entries of another value type or codec: left alone, treated as misses.",
+			cache: func(s tiered.Stats) uint64 { return s.TypeMismatches }},
 		{name: "strata.cache.uncached", unit: "{value}", desc: "Loaded values not cached: too large, not encodable, or with tags an entry cannot hold.",
 			cache: func(s tiered.Stats) uint64 { return s.Uncached }},
 		{name: "strata.cache.extensions", unit: "{extension}", desc: "Sliding-expiration extensions sent to L2.",

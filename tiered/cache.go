@@ -39,6 +39,7 @@ type Cache[V any] struct {
 	stats      stats
 	longestTTL atomic.Int64 // the longest WithTTL a Set used (see longestLife)
 	flusher    *flusher[V]  // with Options.WriteBehind; nil otherwise
+	typeID     uint64       // the fingerprint of V and the codec in L2 entries (typeFingerprint)
 
 	// at is the namespace's version and its name in L2 keys (ns, or ns#N
 	// after the Clear that made version N), swapped together and only
@@ -59,7 +60,8 @@ type Cache[V any] struct {
 }
 
 // NewCache returns the cache of namespace on c. Two caches with the same
-// namespace, on any replica, share L2 entries; they must agree on V and Codec.
+// namespace, on any replica, share L2 entries when they agree on V and Codec
+// (or on Options.Schema); an entry of the other kind is a miss to them.
 func NewCache[V any](c *Client, namespace string, opts Options[V]) (*Cache[V], error) {
 	if err := validateNamespace(namespace); err != nil {
 		return nil, err
@@ -67,7 +69,7 @@ func NewCache[V any](c *Client, namespace string, opts Options[V]) (*Cache[V], e
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	cache := &Cache[V]{client: c, ns: namespace, opts: opts}
+	cache := &Cache[V]{client: c, ns: namespace, opts: opts, typeID: typeFingerprint(opts.Codec, opts.Schema)}
 	cache.at.Store(&nsVersion{name: namespace})
 	cache.extensions.seed = maphash.MakeSeed()
 	if !opts.L1.Disabled {

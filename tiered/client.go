@@ -141,6 +141,7 @@ type Client struct {
 
 	l2Log       rateLimitedLog
 	uncachedLog rateLimitedLog // loaded values too large (or not encodable) to cache
+	foreignLog  rateLimitedLog // L2 entries of another value type or codec (see typeFingerprint)
 	wbLog       rateLimitedLog // write-behind flush failures
 	retry       retrier        // failed L2 writes tried again
 	spans       SpanObserver   // Config.Observer, if it traces operations
@@ -188,6 +189,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	c.l2Log.interval = int64(cfg.LogInterval)
 	c.wbLog.interval = int64(cfg.LogInterval)
 	c.uncachedLog.interval = int64(cfg.LogInterval)
+	c.foreignLog.interval = int64(cfg.LogInterval)
 	if err := c.startBus(); err != nil {
 		_ = c.Close()
 		return nil, err

@@ -1,6 +1,10 @@
 package tiered
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"hash/fnv"
+	"reflect"
+)
 
 // Codec turns values into bytes for L2 and back. Implementations must be safe
 // for concurrent use. Marshal may return a slice it does not retain; Unmarshal
@@ -69,4 +73,19 @@ func marshal[V any](codec Codec[V], v V) (b []byte, err error) {
 func unmarshal[V any](codec Codec[V], data []byte) (v V, err error) {
 	defer recoverCallback("Codec", &err)
 	return codec.Unmarshal(data)
+}
+
+// typeFingerprint identifies the encoding of a cache's values in the L2
+// envelope (l2.Envelope.Type): schema if set, else the names of V and of
+// the codec's type. A reader that finds another fingerprint leaves the
+// entry alone and loads around it (see Options.Schema), instead of
+// deleting it as corrupt. It is never 0, which means "none".
+func typeFingerprint[V any](codec Codec[V], schema string) uint64 {
+	h := fnv.New64a()
+	if schema != "" {
+		h.Write([]byte("schema\x00" + schema))
+	} else {
+		h.Write([]byte("type\x00" + reflect.TypeFor[V]().String() + "\x00" + reflect.TypeOf(codec).String()))
+	}
+	return max(h.Sum64(), 1)
 }

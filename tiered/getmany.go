@@ -131,14 +131,15 @@ func (g *gathered[V]) put(key string, r result[V], err error) {
 	}
 }
 
-// decodeOrDelete decodes b (nil for a miss), deleting it from L2 if corrupt.
+// decodeOrDelete decodes b (nil for a miss), deleting it from L2 if corrupt;
+// an entry of another type is a miss left in L2.
 func (c *Cache[V]) decodeOrDelete(ctx context.Context, key string, b []byte) *entry[V] {
 	if b == nil {
 		return nil
 	}
 	e, err := c.decode(key, b)
 	if err != nil {
-		c.corrupt(ctx, key, b, err)
+		c.undecodable(ctx, key, b, err)
 		return nil
 	}
 	return e

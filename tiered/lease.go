@@ -45,6 +45,9 @@ type slot[V any] struct {
 	err   error // the key's answer: ErrNotFound until resolved
 	done  bool
 	read  bool // L2 answered a read of it
+	// foreign: L2 holds an entry of another value type or codec, which
+	// the key is loaded around (not leased, nor filled over).
+	foreign bool
 }
 
 // oneKey is the index list of a run's only key.
@@ -57,6 +60,7 @@ const (
 	answered leaseState = iota // L2's value answered it
 	holding                    // this run holds its lease
 	waiting                    // another caller holds its lease
+	foreign                    // L2 holds another type's entry: load it into L1 only
 )
 
 // caching says where loaded values go.
@@ -119,8 +123,9 @@ func (r *leases[V]) leased(ctx context.Context) error {
 // absent one. Keys whose value answers (fresh, or stale inside the
 // stale-while-revalidate window) are resolved; the others are sorted into the
 // keys this run holds the lease of, the keys another caller holds, and the
-// keys whose command failed (lost), whose leases go to the background (see
-// unsure).
+// keys to answer without L2 (lost): those whose command failed, whose
+// leases go to the background (see unsure), and those L2 holds another
+// type's entry for.
 func (r *leases[V]) ask(ctx context.Context, idx []int) (held, others, lost []int) {
 	c := r.c
 	var one [1][]byte
@@ -159,6 +164,8 @@ func (r *leases[V]) ask(ctx context.Context, idx []int) (held, others, lost []in
 			held = r.add(held, i)
 		case waiting:
 			others = r.add(others, i)
+		case foreign:
+			lost = r.add(lost, i) // loaded as if L2 were out: it has nothing of this cache's
 		}
 	}
 	return held, others, lost
@@ -178,6 +185,9 @@ func (r *leases[V]) settle(ctx context.Context, i int, b []byte, granted bool) (
 	}
 	if r.present(ctx, i, b) {
 		return answered, nil
+	}
+	if s.foreign {
+		return foreign, nil
 	}
 	// Present but expired or corrupt: GetOrLease never grants on it, so the
 	// lease is asked for apart, and a failed or dead holder is taken over.
@@ -199,7 +209,8 @@ func (r *leases[V]) present(ctx context.Context, i int, b []byte) bool {
 	c, s := r.c, &r.slots[i]
 	e, err := c.decode(s.key, b)
 	if err != nil {
-		c.corrupt(ctx, s.key, b, err)
+		s.foreign = errors.Is(err, errForeign)
+		c.undecodable(ctx, s.key, b, err)
 		return false
 	}
 	now := c.client.clock.NowNano()
@@ -505,12 +516,12 @@ func (r *leases[V]) fillL2(ctx context.Context, idx, items []int, entries []*ent
 		return nil, nil
 	case 1:
 		j := items[0]
-		ok, err := c.client.l2.Fill(ctx, c.l2ns(), r.slots[idx[j]].key, r.token, envelope(entries[j], payloads[j]), c.l2TTL(entries[j]))
+		ok, err := c.client.l2.Fill(ctx, c.l2ns(), r.slots[idx[j]].key, r.token, c.envelope(entries[j], payloads[j]), c.l2TTL(entries[j]))
 		return []bool{ok}, err
 	}
 	batch := make([]l2.Item, len(items))
 	for n, j := range items {
-		batch[n] = l2.Item{Key: r.slots[idx[j]].key, Data: envelope(entries[j], payloads[j]), TTL: c.l2TTL(entries[j])}
+		batch[n] = l2.Item{Key: r.slots[idx[j]].key, Data: c.envelope(entries[j], payloads[j]), TTL: c.l2TTL(entries[j])}
 	}
 	return c.client.l2.FillMany(ctx, c.l2ns(), r.token, batch)
 }

@@ -115,6 +115,23 @@ type Options[V any] struct {
 	// Codec encodes values for L2 and sizes them for L1. Nil means JSON, or no
 	// encoding at all for []byte and string.
 	Codec Codec[V]
+	// Schema names the encoding of the namespace's values in L2. Every L2
+	// entry carries a fingerprint of it: Schema when set, else the names of
+	// V and of Codec's type. A cache that reads an entry of another
+	// fingerprint leaves it alone (it is neither served nor deleted), loads
+	// the value and keeps it in L1 only, and counts it in
+	// Stats.TypeMismatches. So two builds that disagree on V can share a
+	// namespace during a rolling deploy, each missing on the other's
+	// entries, while every write and invalidation still reaches both.
+	//
+	// Leave it empty and a change of V's type or of the codec changes the
+	// fingerprint by itself. Set it, and change it, when V's encoded form
+	// changes incompatibly under the same type name (a field changing its
+	// type), or to let caches of different Go types that encode alike (two
+	// services' own User structs) share entries by naming one schema. Do not
+	// move to a new namespace for a type change instead: writes and
+	// invalidations under the old namespace would not reach the new one.
+	Schema string
 	// MaxValueSize is the largest encoded value, in bytes. Set returns
 	// ErrValueTooLarge beyond it; a loaded value beyond it is returned but not
 	// cached. Zero means DefaultMaxValueSize.

@@ -285,11 +285,15 @@ func (c *Cache[V]) readL2(ctx context.Context, key string) (*entry[V], error) {
 	return c.decodeOrDelete(ctx, key, b), nil
 }
 
-// decode turns L2 bytes into an entry.
+// decode turns L2 bytes into an entry. An entry of another value type or
+// codec (its fingerprint is not c.typeID) is errForeign.
 func (c *Cache[V]) decode(key string, b []byte) (*entry[V], error) {
 	env, err := l2.Decode(b)
 	if err != nil {
 		return nil, err
+	}
+	if env.Type != 0 && env.Type != c.typeID {
+		return nil, errForeign
 	}
 	e := &entry[V]{
 		Key: key, FreshUntil: env.FreshUntil, StaleUntil: env.StaleUntil, Size: len(env.Payload), Tags: env.Tags,
@@ -308,6 +312,30 @@ func (c *Cache[V]) decode(key string, b []byte) (*entry[V], error) {
 	}
 	e.Value.refreshFrom = c.refreshFrom(e)
 	return e, nil
+}
+
+// errForeign is decode's error for an entry written by a cache of another
+// value type or codec (Options.Schema).
+var errForeign = errors.New("tiered: L2 entry of another value type or codec")
+
+// undecodable handles b, key's L2 bytes that decode failed on with err: an
+// entry of another type (errForeign) is left alone, a corrupt one deleted.
+func (c *Cache[V]) undecodable(ctx context.Context, key string, b []byte, err error) {
+	if errors.Is(err, errForeign) {
+		c.foreign(key)
+		return
+	}
+	c.corrupt(ctx, key, b, err)
+}
+
+// foreign counts and logs (rate-limited) a read of key that found an entry
+// of another value type or codec.
+func (c *Cache[V]) foreign(key string) {
+	c.stats.typeMismatches.Add(1)
+	if n, ok := c.client.foreignLog.allow(c.client.clock.NowNano()); ok {
+		c.client.cfg.Logger.Warn("strata: L2 entry of another value type or codec left alone and loaded around; do all replicas agree on V, Codec and Options.Schema?",
+			"namespace", c.ns, "key", key, "mismatches_since_last_log", n)
+	}
 }
 
 // corrupt deletes an undecodable L2 entry so the next read reloads it.
@@ -383,9 +411,9 @@ func (c *Cache[V]) encode(v V) ([]byte, error) {
 }
 
 // envelope is e's L2 form around payload.
-func envelope[V any](e *entry[V], payload []byte) []byte {
+func (c *Cache[V]) envelope(e *entry[V], payload []byte) []byte {
 	env := l2.Envelope{
-		Negative: e.Value.negative, Version: e.Value.version, Created: int64(e.Value.version),
+		Negative: e.Value.negative, Type: c.typeID, Version: e.Value.version, Created: int64(e.Value.version),
 		FreshUntil: e.FreshUntil, StaleUntil: e.StaleUntil, LoadDuration: e.Value.loadDuration, Tags: e.Tags, Payload: payload,
 	}
 	return env.Encode()

@@ -28,6 +28,7 @@ type Stats struct {
 	LoadErrors     uint64 `json:"load_errors"`      // loader calls that failed (ErrNotFound excluded)
 	L2Errors       uint64 `json:"l2_errors"`        // L2 commands that failed; the call went on without L2
 	CorruptEntries uint64 `json:"corrupt_entries"`  // undecodable L2 entries, deleted and treated as misses
+	TypeMismatches uint64 `json:"type_mismatches"`  // L2 entries of another value type or codec (Options.Schema): left alone, treated as misses
 	Uncached       uint64 `json:"uncached"`         // loaded values not cached: too large, not encodable or with tags an entry cannot hold
 	Refreshes      uint64 `json:"refreshes"`        // background refreshes started (early refresh and stale-while-revalidate)
 	LeaseWaits     uint64 `json:"lease_waits"`      // keys whose load waited for another caller's lease instead of loading
@@ -51,7 +52,8 @@ func (s Stats) Add(o Stats) Stats {
 		Coalesced:      s.Coalesced + o.Coalesced,
 		L1NegativeHits: s.L1NegativeHits + o.L1NegativeHits, L2NegativeHits: s.L2NegativeHits + o.L2NegativeHits,
 		Loads: s.Loads + o.Loads, LoadErrors: s.LoadErrors + o.LoadErrors, L2Errors: s.L2Errors + o.L2Errors,
-		CorruptEntries: s.CorruptEntries + o.CorruptEntries, Uncached: s.Uncached + o.Uncached,
+		CorruptEntries: s.CorruptEntries + o.CorruptEntries, TypeMismatches: s.TypeMismatches + o.TypeMismatches,
+		Uncached:  s.Uncached + o.Uncached,
 		Refreshes: s.Refreshes + o.Refreshes, LeaseWaits: s.LeaseWaits + o.LeaseWaits,
 		LeaseTimeouts: s.LeaseTimeouts + o.LeaseTimeouts, FillsRejected: s.FillsRejected + o.FillsRejected,
 		Extensions: s.Extensions + o.Extensions, L1: s.L1.Add(o.L1),
@@ -119,6 +121,7 @@ type stats struct {
 	loadErrors     atomic.Uint64
 	l2Errors       atomic.Uint64
 	corruptEntries atomic.Uint64
+	typeMismatches atomic.Uint64
 	uncached       atomic.Uint64
 	staleHits      atomic.Uint64
 	staleOnError   atomic.Uint64
@@ -153,6 +156,7 @@ func (s *stats) snapshot() Stats {
 		LoadErrors:     s.loadErrors.Load(),
 		L2Errors:       s.l2Errors.Load(),
 		CorruptEntries: s.corruptEntries.Load(),
+		TypeMismatches: s.typeMismatches.Load(),
 		Uncached:       s.uncached.Load(),
 		StaleHits:      s.staleHits.Load(),
 		StaleOnError:   s.staleOnError.Load(),

@@ -121,11 +121,11 @@ func (c *Cache[V]) writeL2(ctx context.Context, l2ns string, e *entry[V], payloa
 	if c.flusher != nil {
 		rec := l2.Record{Key: e.Key, Payload: payload, At: int64(e.Value.version)}
 		err = c.backpressured(caller, func() error {
-			version, seen, err = store.WriteAppend(ctx, l2ns, e.Key, envelope(e, payload), c.l2TTL(e), c.ns, rec, c.opts.WriteBehind.MaxPending)
+			version, seen, err = store.WriteAppend(ctx, l2ns, e.Key, c.envelope(e, payload), c.l2TTL(e), c.ns, rec, c.opts.WriteBehind.MaxPending)
 			return err
 		})
 	} else {
-		version, seen, err = store.WriteSeeing(ctx, l2ns, e.Key, envelope(e, payload), c.l2TTL(e), c.ns)
+		version, seen, err = store.WriteSeeing(ctx, l2ns, e.Key, c.envelope(e, payload), c.l2TTL(e), c.ns)
 	}
 	if err != nil {
 		return 0, false, err
