@@ -37,6 +37,7 @@ type Cache[V any] struct {
 	extensions extensionLog            // sliding expiration: next extension per key
 	guard      *l1.Guard               // the fill guard: L1's, or its own when L1 is disabled
 	stats      stats
+	audits     auditCounters // the auditor's verdicts on this cache's hits
 	longestTTL atomic.Int64 // the longest WithTTL a Set used (see longestLife)
 	flusher    *flusher[V]  // with Options.WriteBehind; nil otherwise
 	typeID     uint64       // the fingerprint of V and the codec in L2 entries (typeFingerprint)

@@ -22,6 +22,9 @@ func (c *Cache[V]) hitL1(ctx context.Context, e *entry[V], now int64, load Loade
 // a sliding extension where due; it reports whether it started a refresh.
 func (c *Cache[V]) countL1Hit(ctx context.Context, e *entry[V], now int64, load Loader[V]) (early bool) {
 	c.stats.l1Hit(e.Value.negative)
+	if a := c.client.audit; a != nil {
+		a.sample(c, e, now)
+	}
 	if now >= e.Value.refreshFrom && load != nil {
 		early = c.earlyRefresh(ctx, e, now, load)
 	}

@@ -87,6 +87,10 @@ type Config struct {
 	// early-refresh draw. It must be safe for concurrent use. Nil means
 	// math/rand/v2's Float64. With Clock, it makes a run reproducible.
 	Rand func() float64
+	// Audit turns on the consistency auditor: a share of L1 hits is checked
+	// against L2 in the background, and counted in Stats.Audit. Off by
+	// default; it needs L2.
+	Audit AuditConfig
 }
 
 func (c *Config) setDefaults() error {
@@ -108,7 +112,7 @@ func (c *Config) setDefaults() error {
 	if c.Rand == nil {
 		c.Rand = mathrand.Float64
 	}
-	return nil
+	return c.Audit.setDefaults()
 }
 
 // Client is a process's handle on Strata: it owns the L2 connections and the
@@ -144,6 +148,7 @@ type Client struct {
 	foreignLog  rateLimitedLog // L2 entries of another value type or codec (see typeFingerprint)
 	wbLog       rateLimitedLog // write-behind flush failures
 	retry       retrier        // failed L2 writes tried again
+	audit       *auditor       // nil with Config.Audit off
 	spans       SpanObserver   // Config.Observer, if it traces operations
 	wants       uint32         // the event kinds Config.Observer is sent, by bit (see EventFilter)
 }
@@ -190,6 +195,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	c.wbLog.interval = int64(cfg.LogInterval)
 	c.uncachedLog.interval = int64(cfg.LogInterval)
 	c.foreignLog.interval = int64(cfg.LogInterval)
+	c.audit = newAuditor(c)
 	if err := c.startBus(); err != nil {
 		_ = c.Close()
 		return nil, err

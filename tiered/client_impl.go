@@ -159,6 +159,7 @@ func (c *Client) close() error {
 		drains.Go(cache.drain)
 	}
 	drains.Wait()
+	c.audit.close()
 	c.retry.close()
 	if c.bus != nil {
 		_ = c.bus.Close()

@@ -199,6 +199,7 @@ func (c *Cache[V]) counters() Stats {
 		s.L1 = c.l1.Stats()
 	}
 	s.WriteBehind = c.flusher.stats()
+	s.Audit = c.audits.snapshot()
 	return s
 }
 
@@ -240,6 +241,7 @@ func (c *Cache[V]) reset() {
 // dropAll empties L1 and fences off every fill in flight.
 func (c *Cache[V]) dropAll() {
 	defer c.forgetAllFlights() // after L1 changed: see forgetFlights
+	c.audited("", "L1 dropped", 0)
 	if c.l1 == nil {
 		c.guard.WriteAll()
 		return

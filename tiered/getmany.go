@@ -65,6 +65,9 @@ func (c *Cache[V]) getManyL1(ctx context.Context, keys []string, g *gathered[V])
 			continue
 		}
 		c.stats.l1Hit(e.Value.negative)
+		if a := c.client.audit; a != nil {
+			a.sample(c, e, c.client.clock.NowNano())
+		}
 		g.tally(answerL1)
 		c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
 		if v, err := c.result(e); err == nil {

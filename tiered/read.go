@@ -120,6 +120,9 @@ func (c *Cache[V]) count(r result[V], err error, shared bool) answer {
 		c.stats.staleOnError.Add(1)
 	case a == answerL1:
 		c.stats.l1Hit(negative)
+		if au := c.client.audit; au != nil {
+			au.sample(c, r.e, c.client.clock.NowNano())
+		}
 	case a == answerL2:
 		if negative {
 			c.stats.l2NegativeHits.Add(1)
@@ -433,5 +436,7 @@ func (c *Cache[V]) installL1(key string, f l1.Fence, e *entry[V]) {
 	if c.beforeInstall != nil {
 		c.beforeInstall(key)
 	}
-	c.l1.SetIf(e, f, c.client.clock.NowNano())
+	if c.l1.SetIf(e, f, c.client.clock.NowNano()) {
+		c.audited(key, "filled", e.Value.version)
+	}
 }

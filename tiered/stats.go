@@ -41,6 +41,9 @@ type Stats struct {
 	// WriteBehind counts the flushing of a write-behind cache on this
 	// replica (zero without Options.WriteBehind).
 	WriteBehind WriteBehindStats `json:"write_behind"`
+	// Audit is the consistency auditor's verdicts on this namespace's L1
+	// hits (zero with Config.Audit off).
+	Audit AuditStats `json:"audit"`
 }
 
 // Add returns s with o's counters added: the counters of several caches (or
@@ -57,7 +60,7 @@ func (s Stats) Add(o Stats) Stats {
 		Refreshes: s.Refreshes + o.Refreshes, LeaseWaits: s.LeaseWaits + o.LeaseWaits,
 		LeaseTimeouts: s.LeaseTimeouts + o.LeaseTimeouts, FillsRejected: s.FillsRejected + o.FillsRejected,
 		Extensions: s.Extensions + o.Extensions, L1: s.L1.Add(o.L1),
-		WriteBehind: s.WriteBehind.add(o.WriteBehind),
+		WriteBehind: s.WriteBehind.add(o.WriteBehind), Audit: s.Audit.add(o.Audit),
 	}
 }
 

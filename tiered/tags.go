@@ -55,6 +55,9 @@ func (c *Cache[V]) dropTagged(tags []string) {
 	// Reads in flight may be of tagged keys L1 does not hold yet: a read
 	// starting after this must not join one (see forgetFlights).
 	defer c.forgetAllFlights()
+	if c.client.audit != nil {
+		c.audited("", fmt.Sprintf("tags %q invalidated", tags), 0)
+	}
 	if c.l1 == nil {
 		c.guard.InvalidateTags(tags...)
 		return

@@ -77,6 +77,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 // asks L2. Without L2, L1 is the truth, and the last install wins.
 func (c *Cache[V]) installWritten(f l1.Fence, e *entry[V]) {
 	defer c.forgetFlights(e.Key) // after L1 changed: see forgetFlights
+	c.audited(e.Key, "written here", e.Value.version)
 	switch {
 	case c.l1 == nil:
 		c.guard.Write(e.Key)
@@ -288,6 +289,7 @@ func (c *Client) publishWrite(ctx context.Context, ns string, keys, servers []st
 // dropL1 removes key from L1 and fences off in-flight fills of it.
 func (c *Cache[V]) dropL1(key string) {
 	defer c.forgetFlights(key) // after L1 changed: see forgetFlights
+	c.audited(key, "dropped (a write or invalidation)", 0)
 	if c.l1 == nil {
 		c.guard.Write(key)
 		return
