@@ -38,9 +38,9 @@ type Cache[V any] struct {
 	guard      *l1.Guard               // the fill guard: L1's, or its own when L1 is disabled
 	stats      stats
 	audits     auditCounters // the auditor's verdicts on this cache's hits
-	longestTTL atomic.Int64 // the longest WithTTL a Set used (see longestLife)
-	flusher    *flusher[V]  // with Options.WriteBehind; nil otherwise
-	typeID     uint64       // the fingerprint of V and the codec in L2 entries (typeFingerprint)
+	longestTTL atomic.Int64  // the longest WithTTL a Set used (see longestLife)
+	flusher    *flusher[V]   // with Options.WriteBehind; nil otherwise
+	typeID     uint64        // the fingerprint of V and the codec in L2 entries (typeFingerprint)
 
 	// at is the namespace's version and its name in L2 keys (ns, or ns#N
 	// after the Clear that made version N), swapped together and only
