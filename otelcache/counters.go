@@ -73,6 +73,9 @@ func (o *Observer) counters(m metric.Meter) error {
 			cache: func(s tiered.Stats) uint64 { return s.CorruptEntries }},
 		{name: "strata.cache.l2.type_mismatches", unit: "{entry}", desc: "L2 entries of another value type or codec: left alone, treated as misses.",
 			cache: func(s tiered.Stats) uint64 { return s.TypeMismatches }},
+		audit("consistent", func(s tiered.AuditStats) uint64 { return s.Samples - s.Inconsistent }),
+		audit("inconsistent", func(s tiered.AuditStats) uint64 { return s.Inconsistent }),
+		audit("skipped", func(s tiered.AuditStats) uint64 { return s.Skipped }),
 		{name: "strata.cache.uncached", unit: "{value}", desc: "Loaded values not cached: too large, not encodable, or with tags an entry cannot hold.",
 			cache: func(s tiered.Stats) uint64 { return s.Uncached }},
 		{name: "strata.cache.extensions", unit: "{extension}", desc: "Sliding-expiration extensions sent to L2.",
@@ -149,14 +152,30 @@ func (o *Observer) counters(m metric.Meter) error {
 		made[c.name], c.inst = inst, inst
 		insts = append(insts, inst)
 	}
+	nines, err := m.Float64ObservableGauge("strata.cache.audit.nines", metric.WithUnit("1"),
+		metric.WithDescription("The consistency auditor's nines: -log10 of the share of sampled L1 hits found inconsistent "+
+			"(with none inconsistent, the most the samples can show); absent before the first sample."))
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	_, err := m.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
-		o.collect(obs, cs)
+	_, err = m.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
+		for ns, st := range o.collect(obs, cs) {
+			if st.Audit.Samples > 0 {
+				obs.ObserveFloat64(nines, st.Audit.Nines(), metric.WithAttributes(AttrName.String(ns)))
+			}
+		}
 		return nil
-	}, insts...)
+	}, append(insts, nines)...)
 	return err
+}
+
+// audit is strata.cache.audit.samples' series for result: the consistency
+// auditor's verdicts on sampled L1 hits.
+func audit(result string, f func(s tiered.AuditStats) uint64) *counter {
+	return &counter{name: "strata.cache.audit.samples", unit: "{sample}", attrs: []attribute.KeyValue{AttrResult.String(result)},
+		desc:  "L1 hits the consistency auditor sampled, by verdict: consistent with L2, inconsistent, or skipped (not checked).",
+		cache: func(s tiered.Stats) uint64 { return f(s.Audit) }}
 }
 
 // invalidations are strata.cache.invalidations' series: sent and received
@@ -210,8 +229,8 @@ func flush(reason string, f func(s tiered.ClientStats) uint64) *counter {
 }
 
 // collect reads every client's counters, adds them up per namespace (and
-// the bus's over the clients), and observes them.
-func (o *Observer) collect(obs metric.Observer, cs []*counter) {
+// the bus's over the clients), observes them and returns the namespaces' sums.
+func (o *Observer) collect(obs metric.Observer, cs []*counter) map[string]tiered.Stats {
 	o.mu.Lock()
 	clients := append([]*tiered.Client(nil), o.clients...)
 	o.mu.Unlock()
@@ -239,4 +258,5 @@ func (o *Observer) collect(obs metric.Observer, cs []*counter) {
 			obs.ObserveInt64(c.inst, int64(n), metric.WithAttributes(c.attrs...))
 		}
 	}
+	return caches
 }
