@@ -83,7 +83,7 @@ func (s AuditStats) Nines() float64 {
 	if s.Samples == 0 {
 		return 0
 	}
-	return -math.Log10(float64(max(s.Inconsistent, 1)) / float64(s.Samples))
+	return math.Log10(float64(s.Samples)) - math.Log10(float64(max(s.Inconsistent, 1)))
 }
 
 func (s AuditStats) add(o AuditStats) AuditStats {

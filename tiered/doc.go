@@ -121,7 +121,19 @@
 // more; [Client.Health] reports each Redis server, each channel and the
 // gossip members (package debughttp serves it as JSON). An [Observer] in
 // [Config].Observer hears events as they happen; package otelcache (its own
-// module) turns them into OpenTelemetry spans and metrics.
+// module) turns them into OpenTelemetry spans and metrics. [Config].Audit
+// samples L1 hits and checks them against L2 in the background: the share
+// found inconsistent, as [AuditStats].Nines, measures the guarantees in
+// production.
+//
+// # Changing a cached type
+//
+// Every L2 entry carries a fingerprint of its writer's V and codec (or of
+// [Options].Schema). Replicas that disagree on it, in a rolling deploy that
+// changes V, share the namespace: each treats the other's entries as misses
+// it loads around and leaves in place ([Stats].TypeMismatches), and every
+// write and invalidation still reaches both. Keep the namespace; change
+// Options.Schema when the encoding changes under the same type name.
 //
 // # Write-behind
 //
