@@ -519,3 +519,56 @@ func ExampleObserver() {
 	// Output:
 	// loads: 1 took time: true
 }
+
+// Config.Audit checks a share of L1 hits against L2 in the background; the
+// share found inconsistent, as nines, is the cache's measured consistency.
+func ExampleConfig_audit() {
+	ctx := context.Background()
+	client, err := tiered.NewClient(ctx, tiered.Config{
+		Redis: l2.Config{Addrs: []string{"127.0.0.1:6379"}},
+		Audit: tiered.AuditConfig{SampleRate: 0.01}, // 1% of L1 hits, at most 100 checks a second
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+	users, err := tiered.NewCache(client, "users", tiered.Options[string]{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// … serve traffic, then, say once a minute:
+	a := users.Stats().Audit
+	log.Printf("%d hits checked, %d inconsistent: %.1f nines", a.Samples, a.Inconsistent, a.Nines())
+}
+
+func ExampleAuditStats_Nines() {
+	fmt.Printf("%.0f\n", tiered.AuditStats{Samples: 100_000, Inconsistent: 10}.Nines())
+	fmt.Printf("%.0f\n", tiered.AuditStats{Samples: 1_000}.Nines()) // none inconsistent: the most 1,000 samples show
+	// Output:
+	// 4
+	// 3
+}
+
+// Options.Schema names the encoding of the values in L2. Here two services
+// with their own User types, which encode alike, share one namespace's
+// entries; without it each would load around the other's (the
+// fingerprint would differ with the type names).
+func ExampleOptions_schema() {
+	ctx := context.Background()
+	client, err := tiered.NewClient(ctx, tiered.Config{Redis: l2.Config{Addrs: []string{"127.0.0.1:6379"}}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+	type User struct {
+		ID   int    `json:"id"`
+		Name string `json:"name"`
+	}
+	users, err := tiered.NewCache(client, "users", tiered.Options[User]{
+		Schema: "user/v1", // change to user/v2 when the JSON changes incompatibly
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = users
+}
