@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -126,6 +128,11 @@ func (c *Config) setDefaults() error {
 	}
 	if set > 1 {
 		return errors.New("l2: set only one of Addrs, ClusterAddrs and Client")
+	}
+	for _, addr := range append(slices.Clip(c.Addrs), c.ClusterAddrs...) {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("l2: address %q is not host:port: %w", addr, err)
+		}
 	}
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix

@@ -12,6 +12,10 @@ import (
 
 // clear is Cache.Clear.
 func (c *Cache[V]) clear(ctx context.Context) error {
+	ctx, err := detach(ctx, "clear")
+	if err != nil {
+		return err
+	}
 	done, err := c.client.beginWrite()
 	if err != nil {
 		return err
@@ -39,6 +43,10 @@ func (c *Cache[V]) clear(ctx context.Context) error {
 func (c *Cache[V]) invalidatePattern(ctx context.Context, pattern string) error {
 	if pattern == "" || len(pattern) > MaxKeyLength {
 		return fmt.Errorf("%w: pattern of %d bytes", ErrInvalidKey, len(pattern))
+	}
+	ctx, err := detach(ctx, "invalidate pattern")
+	if err != nil {
+		return err
 	}
 	done, err := c.client.beginWrite()
 	if err != nil {

@@ -259,6 +259,10 @@ func (c *Client) invalidate(ctx context.Context, namespace string, keys ...strin
 			return err
 		}
 	}
+	ctx, err := detach(ctx, "invalidate")
+	if err != nil {
+		return err
+	}
 	done, err := c.beginWrite()
 	if err != nil {
 		return err

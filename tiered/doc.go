@@ -115,6 +115,13 @@
 // An L2 failure on a read is not an error: the read goes on without L2
 // (counted in [Stats].L2Errors).
 //
+// A write or invalidation whose ctx has already ended does nothing and
+// returns ctx's error. Once begun it finishes even if ctx ends, its Redis
+// commands each bounded by l2.Config.Timeout: half of one would leave a
+// Redis server to be cleaned before it serves again, and an invalidation
+// not sent makes every replica drop its L1. A Writer and a Block wait for
+// write-behind room still see the caller's ctx.
+//
 // # Watching it
 //
 // [Cache.Stats] and [Client.Stats] count hits per tier, loads, errors and

@@ -15,6 +15,10 @@ func (c *Cache[V]) invalidateTags(ctx context.Context, tags ...string) error {
 	if err := validateTags(tags); err != nil {
 		return err
 	}
+	ctx, err := detach(ctx, "invalidate tags")
+	if err != nil {
+		return err
+	}
 	done, err := c.client.beginWrite()
 	if err != nil {
 		return err
@@ -225,6 +229,10 @@ func (c *Client) invalidateTags(ctx context.Context, namespace string, tags ...s
 		return err
 	}
 	if err := validateTags(tags); err != nil {
+		return err
+	}
+	ctx, err := detach(ctx, "invalidate tags")
+	if err != nil {
 		return err
 	}
 	done, err := c.beginWrite()

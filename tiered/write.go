@@ -12,10 +12,25 @@ import (
 	"github.com/strata-cache/strata/l2"
 )
 
+// detach returns ctx for the L2 commands and messages of a write or
+// invalidation: once begun, one finishes even if its caller gives up (half
+// of one could leave a Redis server needing a flush, and a message not sent
+// makes every replica drop its L1), each command bounded by l2's Timeout.
+// A ctx that ended before the call begins it not: detach returns its error.
+func detach(ctx context.Context, op string) (context.Context, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("tiered: %s: %w", op, err)
+	}
+	return context.WithoutCancel(ctx), nil
+}
+
 // set is Set after validation: Writer, then L2, then L1.
 func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) error {
 	if err := validateTTL(key, so.ttl); err != nil {
 		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("tiered: set %q: %w", key, err)
 	}
 	done, err := c.client.beginWrite()
 	if err != nil {
@@ -67,7 +82,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	} else {
 		c.installWritten(f, e)
 	}
-	return c.degraded(l2err, c.client.publishWrite(ctx, c.ns, []string{key}, servers, cause, e.Value.version))
+	return c.degraded(l2err, c.client.publishWrite(context.WithoutCancel(ctx), c.ns, []string{key}, servers, cause, e.Value.version))
 }
 
 // installWritten installs e, just written to L2, in L1. The install bumps
@@ -142,6 +157,9 @@ func (c *Cache[V]) writeL2(ctx context.Context, l2ns string, e *entry[V], payloa
 
 // delete is Delete after validation: L2, then L1 (even if L2 failed).
 func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("tiered: delete: %w", err)
+	}
 	done, err := c.client.beginWrite()
 	if err != nil {
 		return err
@@ -168,7 +186,7 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 	for _, k := range keys {
 		c.dropL1(k)
 	}
-	return c.degraded(l2err, c.client.publishWrite(ctx, c.ns, keys, servers, cause, uint64(c.client.clock.NowNano())))
+	return c.degraded(l2err, c.client.publishWrite(context.WithoutCancel(ctx), c.ns, keys, servers, cause, uint64(c.client.clock.NowNano())))
 }
 
 // deleteAppend deletes keys from L2 under ns and records a tombstone of
