@@ -58,9 +58,9 @@ func (e *eventDelegate) NotifyLeave(m *memberlist.Node) {
 	e.events.notify(m.Name, false)
 }
 
-// NotifyUpdate is unused: the only metadata, metaLeaving, is read at the
-// departure.
-func (e *eventDelegate) NotifyUpdate(m *memberlist.Node) {}
+// NotifyUpdate records a member's new address; its only metadata,
+// metaLeaving, is read at the departure.
+func (e *eventDelegate) NotifyUpdate(m *memberlist.Node) { e.roster.updated(m) }
 
 // conflictDelegate is the node as memberlist's ConflictDelegate, called with
 // memberlist's node lock held.

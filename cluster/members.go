@@ -83,10 +83,16 @@ type roster struct {
 	alive     map[string]Member
 	departed  []Member // oldest first
 	conflicts Conflicts
+	// peers are the alive members' addresses for sends, copied under
+	// memberlist's node lock: memberlist rewrites its own Node (Addr, Port,
+	// Meta) on an alive message of a higher incarnation (a member refuting
+	// a suspicion, or announcing its departure), so the nodes Members()
+	// returns must not be read without that lock, which sends would.
+	peers map[string]*memberlist.Node
 }
 
 func newRoster() *roster {
-	return &roster{now: time.Now, alive: map[string]Member{}}
+	return &roster{now: time.Now, alive: map[string]Member{}, peers: map[string]*memberlist.Node{}}
 }
 
 // joined records m as alive. memberlist holds its node lock: m may be read.
@@ -95,6 +101,36 @@ func (r *roster) joined(m *memberlist.Node) {
 	defer r.mu.Unlock()
 	r.forget(m.Name)
 	r.alive[m.Name] = Member{Name: m.Name, Addr: m.Address(), State: MemberAlive, Since: r.now()}
+	r.peers[m.Name] = peerOf(m)
+}
+
+// updated records m's new address, if it moved. memberlist holds its node
+// lock: m may be read.
+func (r *roster) updated(m *memberlist.Node) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.peers[m.Name]; ok {
+		r.peers[m.Name] = peerOf(m)
+	}
+}
+
+// peerOf copies what a send reads of m.
+func peerOf(m *memberlist.Node) *memberlist.Node {
+	return &memberlist.Node{Name: m.Name, Addr: slices.Clone(m.Addr), Port: m.Port}
+}
+
+// sendTargets returns the alive members to send to (copies of theirs:
+// see peers), but self.
+func (r *roster) sendTargets(self string) []*memberlist.Node {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*memberlist.Node, 0, len(r.peers))
+	for name, p := range r.peers {
+		if name != self {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // left records m as left (its metadata says it announced leaving) or
@@ -107,6 +143,7 @@ func (r *roster) left(m *memberlist.Node) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.alive, m.Name)
+	delete(r.peers, m.Name)
 	r.forget(m.Name)
 	r.departed = append(r.departed, Member{Name: m.Name, Addr: m.Address(), State: state, Since: r.now()})
 	r.prune()

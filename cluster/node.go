@@ -252,10 +252,7 @@ func (n *node) broadcast(msg []byte) error {
 		n.gossip.Prune(gossipBacklog)
 	}
 	var errs []error
-	for _, m := range n.ml.Members() {
-		if m.Name == n.name {
-			continue
-		}
+	for _, m := range n.roster.sendTargets(n.name) {
 		if err := n.send(m, msg); err != nil {
 			errs = append(errs, err)
 		}
@@ -270,7 +267,7 @@ func (n *node) sendTo(member string, msg []byte) error {
 	if err := n.refusal(); err != nil {
 		return err
 	}
-	for _, m := range n.ml.Members() {
+	for _, m := range n.roster.sendTargets(n.name) {
 		if m.Name == member {
 			return n.send(m, msg)
 		}

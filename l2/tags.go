@@ -12,7 +12,15 @@ import (
 // AddTags adds key to the set of each of its tags, and makes each set live
 // at least ttl. Writers call it before writing the value, so that a tag
 // invalidation running in between finds the key (and ends its lease).
+//
+// A tag whose set lives on a Ring shard out of service is an error, as it
+// is to PopTags: a membership added to a stand-in's set would not be in
+// the set an invalidation pops once the shard serves again, and the value
+// would outlive the invalidation. The caller must not keep the value in L2.
 func (s *Store) AddTags(ctx context.Context, ns, key string, tags []string, ttl time.Duration) error {
+	if err := s.tagsServing(ns, tags); err != nil {
+		return err
+	}
 	ms := ms(ttl)
 	cmds := make([]redis.Cmder, 3*len(tags))
 	s.pipelined(ctx, len(tags), s.tagShards(ns, tags), func(p redis.Pipeliner, i int) {
