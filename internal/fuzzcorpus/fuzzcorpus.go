@@ -15,7 +15,7 @@ var update = flag.Bool("fuzzcorpus.update", false,
 	"rewrite the generated seed files (seed-*) under testdata/fuzz/ of the fuzz targets run")
 
 // Seed is one input of a fuzz target: its arguments, in the order of the
-// fuzz function's parameters ([]byte, string, bool, int64 or uint64).
+// fuzz function's parameters ([]byte, string, bool, uint8, int64 or uint64).
 type Seed struct {
 	Name string // file name after "seed-": lower case words and dashes
 	Args []any
@@ -70,6 +70,8 @@ func Marshal(args ...any) ([]byte, error) {
 			fmt.Fprintf(&b, "string(%q)\n", v)
 		case bool, int64, uint64:
 			fmt.Fprintf(&b, "%T(%v)\n", v, v)
+		case uint8: // written as the go command writes it
+			fmt.Fprintf(&b, "byte(%q)\n", v)
 		default:
 			return nil, fmt.Errorf("fuzzcorpus: argument of type %T", a)
 		}
