@@ -5,6 +5,7 @@ package fuzzcorpus
 import (
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,8 @@ var update = flag.Bool("fuzzcorpus.update", false,
 	"rewrite the generated seed files (seed-*) under testdata/fuzz/ of the fuzz targets run")
 
 // Seed is one input of a fuzz target: its arguments, in the order of the
-// fuzz function's parameters ([]byte, string, bool, uint8, int64 or uint64).
+// fuzz function's parameters ([]byte, string, bool, uint8, uint16, int64, uint64
+// or float64).
 type Seed struct {
 	Name string // file name after "seed-": lower case words and dashes
 	Args []any
@@ -68,8 +70,14 @@ func Marshal(args ...any) ([]byte, error) {
 			fmt.Fprintf(&b, "[]byte(%q)\n", v)
 		case string:
 			fmt.Fprintf(&b, "string(%q)\n", v)
-		case bool, int64, uint64:
+		case bool, int64, uint16, uint64:
 			fmt.Fprintf(&b, "%T(%v)\n", v, v)
+		case float64:
+			if math.IsNaN(v) && math.Float64bits(v) != math.Float64bits(math.NaN()) {
+				fmt.Fprintf(&b, "math.Float64frombits(%#x)\n", math.Float64bits(v))
+			} else {
+				fmt.Fprintf(&b, "float64(%v)\n", v)
+			}
 		case uint8: // written as the go command writes it
 			fmt.Fprintf(&b, "byte(%q)\n", v)
 		default:
