@@ -134,12 +134,23 @@ func repeatTags(n int, prefix string) []string {
 func FuzzEnvelopeRoundTrip(f *testing.F) {
 	f.Add(false, uint64(42), int64(1_700_000_000_000*ms), int64(1_700_000_060_000*ms), int64(1_700_000_090_000*ms),
 		int64(1500*time.Microsecond), "", []byte("hello"))
-	f.Add(true, uint64(1), int64(5*ms), int64(10*ms), int64(10*ms), int64(0), "user:1\xffteam:2", []byte("dropped"))
-	f.Add(false, uint64(math.MaxUint64), int64(math.MaxInt64), int64(math.MinInt64), int64(math.MaxInt64),
-		int64(math.MaxInt64), "\xfe\x00", []byte{})
-	f.Add(false, uint64(0), int64(-1_500_000), int64(-2_500_000), int64(-1_999_999), int64(-1), "\xff", []byte("\xc3\x28"))
-	f.Add(false, uint64(3), int64(0), int64(20*ms), int64(10*ms), int64(999), strings.Repeat("t\xff", l2.MaxTags), []byte("v"))
-	f.Add(false, uint64(3), int64(0), int64(0), int64(0), int64(0), strings.Repeat("x", l2.MaxTagLength+1), []byte("v"))
+	fuzzcorpus.Write(f, []fuzzcorpus.Seed{
+		{Name: "negative-tagged", Args: []any{true, uint64(1), int64(5 * ms), int64(10 * ms), int64(10 * ms), int64(0),
+			"user:1\xffteam:2", []byte("dropped")}},
+		{Name: "extreme-times", Args: []any{false, uint64(math.MaxUint64), int64(math.MaxInt64), int64(math.MinInt64),
+			int64(math.MaxInt64), int64(math.MaxInt64), "\xfe\x00", []byte{}}},
+		{Name: "before-1970-invalid-utf8", Args: []any{false, uint64(0), int64(-1_500_000), int64(-2_500_000),
+			int64(-1_999_999), int64(-1), "\xff", []byte("\xc3\x28")}},
+		{Name: "stale-before-fresh", Args: []any{false, uint64(3), int64(0), int64(20 * ms), int64(10 * ms), int64(999),
+			"", []byte("v")}},
+		{Name: "max-tags", Args: []any{false, uint64(3), int64(0), int64(0), int64(0), int64(0),
+			strings.Repeat("t\xff", l2.MaxTags-1) + "t", []byte("v")}},
+		{Name: "too-many-tags", Args: []any{false, uint64(3), int64(0), int64(0), int64(0), int64(0),
+			strings.Repeat("t\xff", l2.MaxTags), []byte("v")}},
+		{Name: "tag-too-long", Args: []any{false, uint64(3), int64(0), int64(0), int64(0), int64(0),
+			strings.Repeat("x", l2.MaxTagLength+1), []byte("v")}},
+		{Name: "empty-tags", Args: []any{false, uint64(3), int64(0), int64(0), int64(0), int64(0), "\xff\xff", []byte("v")}},
+	})
 	f.Fuzz(func(t *testing.T, negative bool, version uint64, created, fresh, stale, load int64, tags string, payload []byte) {
 		in := l2.Envelope{Negative: negative, Version: version, Created: created, FreshUntil: fresh, StaleUntil: stale,
 			LoadDuration: time.Duration(load), Payload: payload}
@@ -195,12 +206,18 @@ func atFormatPrecision(e l2.Envelope) l2.Envelope {
 func FuzzKeyLayout(f *testing.F) {
 	f.Add("strata", "users", uint64(0), uint64(0), "k1", "tag")
 	f.Add("strata", "users", uint64(3), uint64(7), "}x", "}t")
-	f.Add("p:q@", "a:b", uint64(1733100000000), uint64(math.MaxUint64), "~~x", "")
-	f.Add("s", "n", uint64(0), uint64(1), "a}b{c}", "{t}")
-	f.Add("strata", "ns", uint64(2), uint64(2), "{a}", "x")
-	f.Add("strata", "ns", uint64(0), uint64(0), "", "t")
-	f.Add("strata", "ns", uint64(0), uint64(0), "\xff\xfe:lease", "\xc3\x28")
-	f.Add("strata", "@7:ns", uint64(5), uint64(9), "ns:{k}", "t")
+	fuzzcorpus.Write(f, []fuzzcorpus.Seed{
+		{Name: "separators", Args: []any{"p:q@", "a:b", uint64(1733100000000), uint64(math.MaxUint64), "~~x", ""}},
+		{Name: "braces-in-key", Args: []any{"s", "n", uint64(0), uint64(1), "a}b{c}", "{t}"}},
+		{Name: "key-in-braces", Args: []any{"strata", "ns", uint64(2), uint64(2), "{a}", "x"}},
+		{Name: "empty-key", Args: []any{"strata", "ns", uint64(0), uint64(0), "", "t"}},
+		{Name: "invalid-utf8", Args: []any{"strata", "ns", uint64(0), uint64(0), "\xff\xfe:lease", "\xc3\x28"}},
+		{Name: "lookalike-namespace", Args: []any{"strata", "@7:ns", uint64(5), uint64(9), "ns:{k}", "t"}},
+		{Name: "tilde", Args: []any{"strata", "ns", uint64(0), uint64(0), "~", "~"}},
+		{Name: "close-brace", Args: []any{"strata", "ns", uint64(0), uint64(0), "}", "}"}},
+		{Name: "invalid-prefix", Args: []any{"a{b", "ns", uint64(0), uint64(0), "k", "t"}},
+		{Name: "invalid-namespace", Args: []any{"strata", "ns#1", uint64(0), uint64(0), "k", "t"}},
+	})
 	f.Fuzz(func(t *testing.T, prefix, ns string, version, epoch uint64, key, tag string) {
 		// The rules: Config rejects a prefix with a brace (and defaults an
 		// empty one), tiered rejects an empty namespace and one with '#' or a
