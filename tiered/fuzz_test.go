@@ -41,7 +41,9 @@ func FuzzValidation(f *testing.F) {
 		{Name: "pattern", Args: []any{"ns", uint16(0), "user:[a-z]*\\?", uint16(0), ""}},
 	})
 	client := newClient(f, tiered.Config{})
-	shared, err := tiered.NewCache[string](client, "fuzz", tiered.Options[string]{})
+	// A small L1: InvalidatePattern clears it whole, at a cost in
+	// proportion to its size.
+	shared, err := tiered.NewCache[string](client, "fuzz", tiered.Options[string]{L1: tiered.L1Options{MaxCost: 1 << 16}})
 	if err != nil {
 		f.Fatal(err)
 	}
