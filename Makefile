@@ -12,8 +12,11 @@ STRESS_DURATION ?= 4s
 STRESS_LOAD ?= 2
 # FUZZTIME is how long make fuzz runs each fuzz target (make test: 5s each);
 # FUZZPARALLEL is its number of workers: one leaves the other cores alone.
+# FUZZMINIMIZETIME bounds the shrinking of each new input: go's default, 60s,
+# can spend a whole run shrinking one long input instead of fuzzing.
 FUZZTIME ?= 30s
 FUZZPARALLEL ?= 1
+FUZZMINIMIZETIME ?= 5s
 
 # MODULES are the workspace's modules (go.work): the library and, beside
 # it, the modules whose dependencies the library must not carry (examples).
@@ -79,7 +82,8 @@ fuzz:
 		for f in $$($(GO) list -f '{{$$d := .Dir}}{{range .TestGoFiles}}{{$$d}}/{{.}} {{end}}{{range .XTestGoFiles}}{{$$d}}/{{.}} {{end}}' ./...); do \
 			for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
 				echo "fuzz: $$(dirname $$f) $$t for $(FUZZTIME)"; \
-				$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) $$(dirname $$f) || exit 1; \
+				$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) \
+					-parallel $(FUZZPARALLEL) $$(dirname $$f) || exit 1; \
 			done; \
 		done) || exit 1; done
 
