@@ -10,13 +10,20 @@ COUNT ?= 1
 STRESS_COUNT ?= 5
 STRESS_DURATION ?= 4s
 STRESS_LOAD ?= 2
+# FUZZTIME is how long make fuzz runs each fuzz target (make test: 5s each);
+# FUZZPARALLEL is its number of workers: one leaves the other cores alone.
+# FUZZMINIMIZETIME bounds the shrinking of each new input: go's default, 60s,
+# can spend a whole run shrinking one long input instead of fuzzing.
+FUZZTIME ?= 30s
+FUZZPARALLEL ?= 1
+FUZZMINIMIZETIME ?= 5s
 
 # MODULES are the workspace's modules (go.work): the library and, beside
 # it, the modules whose dependencies the library must not carry (examples).
 MODULES := $(shell $(GO) list -m -f '{{.Dir}}')
 
 .DEFAULT_GOAL := test
-.PHONY: deps test tidy bench stress fmt vet
+.PHONY: deps test tidy bench stress fuzz fuzz-short fmt vet
 
 # deps makes sure redis-server and redis-cli are on PATH: the tests start their
 # own redis-server processes on free loopback ports (and build a Redis Cluster
@@ -40,10 +47,12 @@ deps:
 	fi
 
 # test checks every module is tidy, runs every benchmark once so they cannot
-# rot, then the race-enabled suite against real Redis (last, so its results
-# close the output), in every module of the workspace.
+# rot, every fuzz target for 5 s, then the race-enabled suite against real
+# Redis (last, so its results close the output), in every module of the
+# workspace.
 test: deps tidy
 	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x ./...) || exit 1; done
+	@$(MAKE) --no-print-directory fuzz-short
 	@for m in $(MODULES); do (cd $$m && $(GO) test -race -count=1 ./...) || exit 1; done
 
 # tidy fails when a module's go.mod or go.sum is not what go mod tidy makes,
@@ -63,6 +72,24 @@ stress: deps
 		-run 'TestConvergenceProperty|TestConcurrentSets|TestTagInvalidation|TestInvalidationEnds|TestSetRacing|TestReset' \
 		./tiered/ -args -convergence.duration=$(STRESS_DURATION) -convergence.finale=200 > $$log 2>&1; rc=$$?; \
 	grep -E '^(--- FAIL|FAIL|ok)|seed [0-9]+:|not converged|failed;' $$log; exit $$rc
+
+# fuzz runs every fuzz target (each func FuzzXxx in a package's test files,
+# found afresh each time) for FUZZTIME, one after another: go test -fuzz
+# takes one package and one target. A crasher lands in the package's
+# testdata/fuzz/FuzzXxx/, where it stays as a regression input.
+fuzz:
+	@for m in $(MODULES); do (cd $$m && \
+		for f in $$($(GO) list -f '{{$$d := .Dir}}{{range .TestGoFiles}}{{$$d}}/{{.}} {{end}}{{range .XTestGoFiles}}{{$$d}}/{{.}} {{end}}' ./...); do \
+			for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+				echo "fuzz: $$(dirname $$f) $$t for $(FUZZTIME)"; \
+				$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) \
+					-parallel $(FUZZPARALLEL) $$(dirname $$f) || exit 1; \
+			done; \
+		done) || exit 1; done
+
+# fuzz-short is fuzz at 5 s a target, as make test runs it.
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 bench:
 	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) ./...) || exit 1; done

@@ -76,20 +76,3 @@ func TestMalformed(t *testing.T) {
 		}
 	}
 }
-
-func FuzzDecode(f *testing.F) {
-	for _, m := range sampleMessages() {
-		f.Add(Encode(&m, nil))
-		f.Add(Encode(&m, []byte("k")))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := Decode(b, nil)
-		if err != nil {
-			return
-		}
-		again, err := Decode(Encode(&m, nil), nil)
-		if err != nil || !reflect.DeepEqual(again, m) {
-			t.Fatalf("re-encoding %+v: %+v, %v", m, again, err)
-		}
-	})
-}

@@ -40,3 +40,20 @@ func (s *Store) Write(ctx context.Context, ns, key string, data []byte, ttl time
 
 // StreamsVersion exposes streamsVersion.
 var StreamsVersion = streamsVersion
+
+// KeyLayout returns a Store with only a key prefix: enough for the key
+// layout methods (Key, LeaseKey, TagKey, StreamKey, ParseKey, VersionKey).
+func KeyLayout(prefix string) *Store { return &Store{prefix: prefix} }
+
+// ParseKey exposes parseKey.
+func (s *Store) ParseKey(full string) (ns, key string, ok bool) { return s.parseKey(full) }
+
+// VersionKey exposes versionKey.
+func (s *Store) VersionKey(ns string) string { return s.versionKey(ns) }
+
+// Key layout helpers, exposed.
+var (
+	HashTag       = hashTag
+	DataKeys      = dataKeys
+	StandInPrefix = standInPrefix
+)

@@ -56,3 +56,6 @@ func (c *Client) L2() *l2.Store { return c.l2 }
 // FlusherLooked reports whether c's write-behind flusher finished its first
 // pass over the streams.
 func FlusherLooked[V any](c *Cache[V]) bool { return c.flusher != nil && c.flusher.looked.Load() }
+
+// DefaultCodec returns the codec a Cache[V] uses when Options.Codec is nil.
+func DefaultCodec[V any]() Codec[V] { return defaultCodec[V]() }
