@@ -193,13 +193,43 @@ func TestReview11AckWaitOutlivesCancelledCaller(t *testing.T) {
 		Writer: func(context.Context, string, string) error { cancel(); return nil },
 	})
 	done := make(chan error, 1)
-	go func() { done <- cache.Set(tiered.WithAck(ctx, time.Minute), "k", "v") }()
+	go func() { done <- cache.Set(tiered.WithAck(ctx, 20*time.Second), "k", "v") }()
 	select {
 	case err := <-done:
 		if !errors.Is(err, context.Canceled) && err != nil {
 			t.Logf("Set = %v", err)
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("a Set whose caller cancelled still waits for acknowledgements (up to WithAck's minute)")
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Set whose caller cancelled still waits for acknowledgements (up to WithAck's 20 s)")
+	}
+}
+
+// TestReview11SlidingExtensionShortensL2Life: a sliding extension PEXPIREs
+// the key to TTL (+ stale windows) from the access, even when the entry's
+// jittered life in L2 ran longer: with Jitter 0.5 (and Rand at its top) an
+// entry fresh for 1.5 h is cut to 1 h by the first hit. L2 then drops a value
+// whose FreshUntil is still ahead while every L1 copy keeps serving it, and
+// the auditor (whose claims cover sliding expiration) counts those hits
+// inconsistent: "L2 held nothing for the key ... while L1 kept the copy".
+func TestReview11SlidingExtensionShortensL2Life(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	c := newClient(t, tiered.Config{Redis: l2.Config{Addrs: []string{srv.Addr()}}, Rand: func() float64 { return 0.999999 }})
+	cache := newCache(t, c, "users", tiered.Options[string]{TTL: time.Hour, Sliding: true, Jitter: 0.5, EarlyRefreshBeta: -1})
+	var l review11Loader
+	for range 2 { // the load (fresh for about 1.5 h), then an L1 hit: an extension is due
+		if _, err := cache.Get(ctx, "k", l.load); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Close(); err != nil { // waits for the extension in flight
+		t.Fatal(err)
+	}
+	if s := cache.Stats(); s.Extensions != 1 {
+		t.Fatalf("%d extensions, want 1", s.Extensions)
+	}
+	ttl, _ := srv.Do(t, "PTTL", "strata:users:{k}").(int64)
+	if life := time.Duration(ttl) * time.Millisecond; life < 80*time.Minute {
+		t.Errorf("after the extension L2 keeps the entry %v, less than its fresh life of about 1.5 h", life)
 	}
 }
