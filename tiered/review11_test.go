@@ -92,10 +92,7 @@ func TestReview11ForeignSlidingShortensForeignEntry(t *testing.T) {
 	if s := next.Stats(); s.TypeMismatches != 1 || l.calls.Load() != 1 {
 		t.Fatalf("%d type mismatches, %d loads; want 1 and 1", s.TypeMismatches, l.calls.Load())
 	}
-	// Close waits for the extension in flight (it runs under beginLoad).
-	if err := nextClient.Close(); err != nil {
-		t.Fatal(err)
-	}
+	redistest.WaitFor(t, 10*time.Second, func() bool { return srv.CommandCount(t, "pexpire") >= 1 }, "the extension ran")
 	ttl, _ := srv.Do(t, "PTTL", "strata:users:{k}").(int64)
 	if ttl < int64(time.Hour/time.Millisecond) {
 		t.Errorf("the other type's 24h entry now expires in %v: a sliding extension of a value loaded around it",
@@ -222,14 +219,38 @@ func TestReview11SlidingExtensionShortensL2Life(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := c.Close(); err != nil { // waits for the extension in flight
-		t.Fatal(err)
-	}
 	if s := cache.Stats(); s.Extensions != 1 {
 		t.Fatalf("%d extensions, want 1", s.Extensions)
 	}
+	redistest.WaitFor(t, 10*time.Second, func() bool { return srv.CommandCount(t, "pexpire") >= 1 }, "the extension ran")
 	ttl, _ := srv.Do(t, "PTTL", "strata:users:{k}").(int64)
 	if life := time.Duration(ttl) * time.Millisecond; life < 80*time.Minute {
 		t.Errorf("after the extension L2 keeps the entry %v, less than its fresh life of about 1.5 h", life)
+	}
+}
+
+// TestReview11ClosedWinsOverEndedCtx: on a closed client, a call whose ctx
+// has also ended gets ErrClosed from Set and Delete (check runs first) but
+// the ctx's error from Clear, InvalidateTags, InvalidatePattern and
+// Client.Invalidate (detach runs before beginWrite): one state, two answers.
+func TestReview11ClosedWinsOverEndedCtx(t *testing.T) {
+	c, _ := newRedisClient(t, tiered.Config{})
+	cache := newCache(t, c, "ns", tiered.Options[string]{})
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for name, op := range map[string]func() error{
+		"Set":               func() error { return cache.Set(ctx, "k", "v") },
+		"Delete":            func() error { return cache.Delete(ctx, "k") },
+		"Clear":             func() error { return cache.Clear(ctx) },
+		"InvalidateTags":    func() error { return cache.InvalidateTags(ctx, "t") },
+		"InvalidatePattern": func() error { return cache.InvalidatePattern(ctx, "k*") },
+		"Client.Invalidate": func() error { return c.Invalidate(ctx, "ns", "k") },
+	} {
+		if err := op(); !errors.Is(err, tiered.ErrClosed) {
+			t.Errorf("%s on a closed client with an ended ctx = %v, want ErrClosed (as Set and Delete)", name, err)
+		}
 	}
 }
