@@ -26,6 +26,11 @@ import (
 //	checksum  4 bytes  CRC-32C (Castagnoli) of everything before it, little endian
 //
 // Times are kept to the millisecond; that is the precision Redis expiry has too.
+//
+// A reader rejects unknown flags, so a flag is added only with a reader
+// that knows it deployed first. FlagType came before Strata's first
+// release: builds from before it read every entry written since as corrupt
+// (and delete it), and must not run beside later ones.
 const (
 	magic0 = 0x53
 	magic1 = 0xA7

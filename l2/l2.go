@@ -431,10 +431,12 @@ func partial(failed []bool, errs []error) error {
 // readers of the view only read it.
 func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
-// Expire sets key's time to live to ttl (sliding expiration).
+// Expire makes key live at least ttl from now (sliding expiration): it
+// never shortens a longer time to live (PEXPIRE GT), such as a jittered
+// one's, that L1 copies may rely on.
 func (s *Store) Expire(ctx context.Context, ns, key string, ttl time.Duration) error {
 	k, standIn := s.locate(ns, key)
-	return s.client.PExpire(ctx, k, roundTTL(s.ttl(standIn, ttl))).Err()
+	return s.client.Do(ctx, "PEXPIRE", k, ms(s.ttl(standIn, ttl)), "GT").Err()
 }
 
 // Delete removes keys and their load leases (so a fill of data loaded before

@@ -72,7 +72,7 @@ func (a *AuditConfig) setDefaults() error {
 type AuditStats struct {
 	Samples      uint64 `json:"samples"`      // sampled L1 hits checked against L2
 	Inconsistent uint64 `json:"inconsistent"` // of those, hits on a value L2 had replaced or dropped for longer than Window
-	Skipped      uint64 `json:"skipped"`      // sampled hits not checked: over MaxRate, L2 failed, or L2 held another type's entry
+	Skipped      uint64 `json:"skipped"`      // sampled hits not checked: over MaxRate, L2 failed or held another type's entry, or the value was cached in L1 alone
 }
 
 // Nines is −log10 of the inconsistent share of the samples: 3 means one
@@ -274,6 +274,10 @@ func (c *Cache[V]) auditCounters() *auditCounters { return &c.audits }
 // asks for a second look when L2 holds none.
 func (c *Cache[V]) auditCheck(ctx context.Context, s *auditSample) bool {
 	e := s.entry.(*entry[V])
+	if e.Value.l1Only {
+		c.audits.skipped.Add(1) // L2 holds nothing of it to check against
+		return false
+	}
 	env, found, ok := c.auditRead(ctx, e.Key)
 	switch {
 	case !ok:

@@ -122,6 +122,20 @@ func TestAuditFindsACopyL2Replaced(t *testing.T) {
 // the window before the hit is not (yet) an inconsistency, and neither is a
 // newer version of the same value (a refresh that loaded it again).
 func TestAuditWindowExcusesRecentWrites(t *testing.T) {
+	c, srv := newRedisClient(t, tiered.Config{Audit: tiered.AuditConfig{SampleRate: 1, Window: time.Hour, MaxRate: 100_000}})
+	wide := newCache(t, c, "ns", tiered.Options[string]{TTL: time.Hour})
+	if err := wide.Set(context.Background(), "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	// Written a minute before the hits, inside the hour's window.
+	minute := l2.Envelope{Version: uint64(time.Now().UnixNano()), Created: time.Now().Add(-time.Minute).UnixNano(),
+		FreshUntil: time.Now().Add(time.Hour).UnixNano(), StaleUntil: time.Now().Add(time.Hour).UnixNano(), Payload: []byte("v2")}
+	srv.Do(t, "SET", "strata:ns:{k}", minute.Encode())
+	hitL1(t, wide, "k", "v1", 3)
+	if s := waitAudited(t, wide, 3); s.Samples != 3 || s.Inconsistent != 0 {
+		t.Fatalf("audit stats %+v, want 3 consistent samples inside the window", s)
+	}
+
 	cache, _, do := auditedClient(t)
 	if err := cache.Set(context.Background(), "k", "v1"); err != nil {
 		t.Fatal(err)

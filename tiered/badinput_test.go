@@ -303,7 +303,9 @@ func TestBadInputMessages(t *testing.T) {
 	if err := cache.Set(ctx, "k", "v"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(10*time.Second, func() bool { return c.Health().Trusted })
+	if !eventually(10*time.Second, func() bool { return c.Health().Trusted }) {
+		t.Fatal("no channel vouches for L1")
+	}
 	send := func(b []byte) { srv.Do(t, "PUBLISH", "strata:invalidations", b) }
 	seq := uint64(0)
 	msg := func(kind coherence.Kind, ns string) *coherence.Message {

@@ -111,6 +111,10 @@ type cached[V any] struct {
 	refreshFrom int64
 	// loadDuration is how long the load that produced the value took.
 	loadDuration time.Duration
+	// l1Only marks a value loaded into L1 alone (L2 failed, held another
+	// type's entry, or the namespace version was not known): L2 holds
+	// nothing of it to extend, or to check it against.
+	l1Only bool
 }
 
 // entry is an L1 entry of a Cache[V]; L2 holds the same as an l2.Envelope.

@@ -12,15 +12,14 @@ import (
 
 // clear is Cache.Clear.
 func (c *Cache[V]) clear(ctx context.Context) error {
-	ctx, err := detach(ctx, "clear")
-	if err != nil {
-		return err
-	}
 	done, err := c.client.beginWrite()
 	if err != nil {
 		return err
 	}
 	defer done()
+	if ctx, err = detach(ctx, "clear"); err != nil {
+		return err
+	}
 	v := c.version() + 1
 	if store := c.client.l2; store != nil {
 		if v, err = store.BumpVersion(ctx, c.ns); err != nil {
@@ -44,15 +43,14 @@ func (c *Cache[V]) invalidatePattern(ctx context.Context, pattern string) error 
 	if pattern == "" || len(pattern) > MaxKeyLength {
 		return fmt.Errorf("%w: pattern of %d bytes", ErrInvalidKey, len(pattern))
 	}
-	ctx, err := detach(ctx, "invalidate pattern")
-	if err != nil {
-		return err
-	}
 	done, err := c.client.beginWrite()
 	if err != nil {
 		return err
 	}
 	defer done()
+	if ctx, err = detach(ctx, "invalidate pattern"); err != nil {
+		return err
+	}
 	if store := c.client.l2; store != nil {
 		if err = c.versionReady(ctx); err != nil {
 			c.stats.l2Errors.Add(1)

@@ -114,7 +114,8 @@ func (c *Client) publish(ctx context.Context, kind coherence.Kind, ns string, it
 		return nil
 	}
 	if timeout, ok := ctx.Value(ackKey{}).(time.Duration); ok {
-		if err := c.bus.PublishAcked(ctx, kind, ns, items, version, timeout); err != nil {
+		// The caller may stop waiting for the acknowledgements.
+		if err := c.bus.PublishAcked(callerOf(ctx), kind, ns, items, version, timeout); err != nil {
 			return fmt.Errorf("tiered: %w", err)
 		}
 		return nil
@@ -259,15 +260,14 @@ func (c *Client) invalidate(ctx context.Context, namespace string, keys ...strin
 			return err
 		}
 	}
-	ctx, err := detach(ctx, "invalidate")
-	if err != nil {
-		return err
-	}
 	done, err := c.beginWrite()
 	if err != nil {
 		return err
 	}
 	defer done()
+	if ctx, err = detach(ctx, "invalidate"); err != nil {
+		return err
+	}
 	var cause error
 	var servers []string
 	if c.l2 != nil {

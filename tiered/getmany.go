@@ -110,7 +110,7 @@ func (c *Cache[V]) lookupMany(ctx context.Context, keys []string, g *gathered[V]
 				continue
 			}
 		}
-		e := c.decodeOrDelete(ctx, k, vals[i])
+		e, _ := c.decodeOrDelete(ctx, k, vals[i])
 		if e == nil || now >= e.FreshUntil {
 			c.stats.misses.Add(1)
 			g.tally(answerMiss)
@@ -135,17 +135,17 @@ func (g *gathered[V]) put(key string, r result[V], err error) {
 }
 
 // decodeOrDelete decodes b (nil for a miss), deleting it from L2 if corrupt;
-// an entry of another type is a miss left in L2.
-func (c *Cache[V]) decodeOrDelete(ctx context.Context, key string, b []byte) *entry[V] {
+// an entry of another type is a miss left in L2 (foreign).
+func (c *Cache[V]) decodeOrDelete(ctx context.Context, key string, b []byte) (e *entry[V], foreign bool) {
 	if b == nil {
-		return nil
+		return nil, false
 	}
 	e, err := c.decode(key, b)
 	if err != nil {
 		c.undecodable(ctx, key, b, err)
-		return nil
+		return nil, errors.Is(err, errForeign)
 	}
-	return e
+	return e, false
 }
 
 // loadMany resolves keys missing from L1 with a loader: it leads the keys no

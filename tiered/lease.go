@@ -353,6 +353,7 @@ func (r *leases[V]) loadKeys(ctx context.Context, idx []int, mode caching) error
 	case cacheL1:
 		for j, i := range idx {
 			if entries[j] != nil {
+				entries[j].Value.l1Only = true
 				c.installL1(r.slots[i].key, r.slots[i].fence, entries[j])
 			}
 		}
@@ -502,6 +503,7 @@ func (r *leases[V]) fill(ctx context.Context, idx []int, entries []*entry[V], pa
 	for n, j := range lost {
 		s := &r.slots[idx[j]]
 		keys[n] = s.key
+		entries[j].Value.l1Only = true
 		c.installL1(s.key, s.fence, entries[j])
 	}
 	c.abandon(c.l2ns(), keys, r.token)

@@ -124,8 +124,12 @@ type Options[V any] struct {
 	// namespace during a rolling deploy, each missing on the other's
 	// entries, while every write and invalidation still reaches both.
 	//
+	// Until the other kind's entries expire (their TTL), their keys go
+	// without L2 and without the cluster-wide load lease for this cache.
+	//
 	// Leave it empty and a change of V's type or of the codec changes the
-	// fingerprint by itself. Set it, and change it, when V's encoded form
+	// fingerprint by itself; so does renaming V or its package, or going
+	// from a value to a pointer type, even when the encoding stays. Set it, and change it, when V's encoded form
 	// changes incompatibly under the same type name (a field changing its
 	// type), or to let caches of different Go types that encode alike (two
 	// services' own User structs) share entries by naming one schema. Do not

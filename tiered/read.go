@@ -198,7 +198,7 @@ func (c *Cache[V]) miss() (result[V], error) {
 // lookupL2 reads L2 without a loader: a fresh value or ErrNotFound. When L2
 // fails, a fresh L1 copy answers, as it would with a loader (see withoutL2).
 func (c *Cache[V]) lookupL2(ctx context.Context, key string, f l1.Fence) (result[V], error) {
-	e, err := c.readL2(ctx, key)
+	e, _, err := c.readL2(ctx, key)
 	if err != nil {
 		if r, ok := c.freshL1(ctx, key, true); ok {
 			return r, nil
@@ -277,15 +277,16 @@ func newToken() string {
 }
 
 // readL2 returns key's entry from L2 whatever its freshness, or nil on a
-// miss, an L2 error (reported and returned) or corrupt bytes (deleted and
-// counted).
-func (c *Cache[V]) readL2(ctx context.Context, key string) (*entry[V], error) {
+// miss, an L2 error (reported and returned), corrupt bytes (deleted and
+// counted) or another type's entry (foreign: left alone, counted).
+func (c *Cache[V]) readL2(ctx context.Context, key string) (e *entry[V], foreign bool, err error) {
 	b, err := c.client.l2.Get(ctx, c.l2ns(), key)
 	if err != nil {
 		c.reportL2(ctx, "get", err)
-		return nil, err
+		return nil, false, err
 	}
-	return c.decodeOrDelete(ctx, key, b), nil
+	e, foreign = c.decodeOrDelete(ctx, key, b)
+	return e, foreign, nil
 }
 
 // decode turns L2 bytes into an entry. An entry of another value type or

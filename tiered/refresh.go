@@ -51,7 +51,14 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, seen uint64, load Lo
 	case !c.versionKnown.Load():
 		return nil
 	}
-	if e, _ := c.readL2(ctx, key); e != nil && e.Value.version > seen && c.client.clock.NowNano() < e.FreshUntil {
+	e, foreign, _ := c.readL2(ctx, key)
+	switch {
+	case foreign:
+		// Another type's entry: refreshed around it, into L1 alone, as
+		// the read that loaded it did.
+		_ = r.loadKeys(ctx, oneKey, cacheL1)
+		return r.slots[0].err
+	case e != nil && e.Value.version > seen && c.client.clock.NowNano() < e.FreshUntil:
 		c.installL1(key, r.slots[0].fence, e)
 		return nil
 	}

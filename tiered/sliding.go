@@ -13,7 +13,7 @@ import (
 func (c *Cache[V]) slide(ctx context.Context, e *entry[V], now int64) {
 	store := c.client.l2
 	half := int64(c.opts.TTL / 2)
-	if store == nil || !c.extensions.due(e.Key, now, half) {
+	if store == nil || e.Value.l1Only || !c.extensions.due(e.Key, now, half) {
 		return
 	}
 	lctx, done, err := c.client.beginLoad(context.WithoutCancel(ctx))

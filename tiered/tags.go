@@ -15,15 +15,14 @@ func (c *Cache[V]) invalidateTags(ctx context.Context, tags ...string) error {
 	if err := validateTags(tags); err != nil {
 		return err
 	}
-	ctx, err := detach(ctx, "invalidate tags")
-	if err != nil {
-		return err
-	}
 	done, err := c.client.beginWrite()
 	if err != nil {
 		return err
 	}
 	defer done()
+	if ctx, err = detach(ctx, "invalidate tags"); err != nil {
+		return err
+	}
 	err = c.versionReady(ctx)
 	var deleted []string
 	if err == nil && c.client.l2 != nil {
@@ -231,15 +230,14 @@ func (c *Client) invalidateTags(ctx context.Context, namespace string, tags ...s
 	if err := validateTags(tags); err != nil {
 		return err
 	}
-	ctx, err := detach(ctx, "invalidate tags")
-	if err != nil {
-		return err
-	}
 	done, err := c.beginWrite()
 	if err != nil {
 		return err
 	}
 	defer done()
+	if ctx, err = detach(ctx, "invalidate tags"); err != nil {
+		return err
+	}
 	var deleted []string
 	if c.l2 != nil {
 		err = c.inNamespace(ctx, namespace, func(l2ns string) error {

@@ -22,10 +22,12 @@ func TestTypeChangeIsAMissNotChurn(t *testing.T) {
 	srv := redistest.Start(t)
 	cfg := tiered.Config{Redis: l2.Config{Addrs: []string{srv.Addr()}}}
 	old := newCache(t, newClient(t, cfg), "users", tiered.Options[int]{})
-	next := newCache(t, newClient(t, cfg), "users", tiered.Options[string]{})
 	if err := old.Set(ctx, "k", 1); err != nil {
 		t.Fatal(err)
 	}
+	// Subscribed after the Set: its invalidation cannot fence the load
+	// below (the fill guard would rightly keep it out of L1).
+	next := newCache(t, newClient(t, cfg), "users", tiered.Options[string]{})
 	written := srv.Do(t, "GET", "strata:users:{k}")
 
 	var l countingLoader

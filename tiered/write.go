@@ -17,11 +17,31 @@ import (
 // of one could leave a Redis server needing a flush, and a message not sent
 // makes every replica drop its L1), each command bounded by l2's Timeout.
 // A ctx that ended before the call begins it not: detach returns its error.
+// A WithAck wait still ends with the caller's ctx (see publish).
 func detach(ctx context.Context, op string) (context.Context, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("tiered: %s: %w", op, err)
 	}
-	return context.WithoutCancel(ctx), nil
+	return detached(ctx), nil
+}
+
+// detached is ctx without its cancellation, remembering it for the waits
+// its caller may end (callerOf).
+func detached(ctx context.Context) context.Context {
+	if _, ok := ctx.Value(callerKey{}).(context.Context); ok {
+		return ctx // detached already
+	}
+	return context.WithValue(context.WithoutCancel(ctx), callerKey{}, ctx)
+}
+
+type callerKey struct{}
+
+// callerOf returns the caller's ctx that detached ctx was made from, or ctx.
+func callerOf(ctx context.Context) context.Context {
+	if c, ok := ctx.Value(callerKey{}).(context.Context); ok {
+		return c
+	}
+	return ctx
 }
 
 // set is Set after validation: Writer, then L2, then L1.
@@ -54,6 +74,8 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	if err := c.write(ctx, key, v); err != nil {
 		return err
 	}
+	caller := ctx // a write-behind Set blocked on back-pressure waits for it (writeL2)
+	ctx = detached(ctx)
 	// Taken before the L2 write: a write or invalidation of the key (or of
 	// its tags) on this replica after it may have reached L2 after this one.
 	f := c.guard.Begin(key)
@@ -63,7 +85,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 		servers = c.client.serversOf([]string{key})
 		if l2err = c.versionReady(ctx); l2err == nil {
 			var l2ns string
-			cause = c.underVersion(ctx, func(ns string) (uint64, bool, error) { l2ns = ns; return c.writeL2(ctx, ns, e, payload) })
+			cause = c.underVersion(ctx, func(ns string) (uint64, bool, error) { l2ns = ns; return c.writeL2(caller, ns, e, payload) })
 			if errors.Is(cause, ErrBackpressure) {
 				return cause // nothing was written
 			}
@@ -82,7 +104,7 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 	} else {
 		c.installWritten(f, e)
 	}
-	return c.degraded(l2err, c.client.publishWrite(context.WithoutCancel(ctx), c.ns, []string{key}, servers, cause, e.Value.version))
+	return c.degraded(l2err, c.client.publishWrite(ctx, c.ns, []string{key}, servers, cause, e.Value.version))
 }
 
 // installWritten installs e, just written to L2, in L1. The install bumps
@@ -186,7 +208,7 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 	for _, k := range keys {
 		c.dropL1(k)
 	}
-	return c.degraded(l2err, c.client.publishWrite(context.WithoutCancel(ctx), c.ns, keys, servers, cause, uint64(c.client.clock.NowNano())))
+	return c.degraded(l2err, c.client.publishWrite(detached(ctx), c.ns, keys, servers, cause, uint64(c.client.clock.NowNano())))
 }
 
 // deleteAppend deletes keys from L2 under ns and records a tombstone of

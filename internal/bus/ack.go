@@ -31,7 +31,9 @@ func (b *Bus) PublishAcked(ctx context.Context, kind coherence.Kind, namespace s
 	var seqs []uint64
 	var waits []*ackWait
 	defer func() { b.acks.forget(seqs) }()
-	err := b.publish(ctx, b.invalidation(ctx, kind, namespace, version, true), items, func(seq uint64) {
+	// Sent whatever becomes of ctx, which ends only the wait: a message not
+	// sent is a gap, which costs every receiver its L1.
+	err := b.publish(context.WithoutCancel(ctx), b.invalidation(ctx, kind, namespace, version, true), items, func(seq uint64) {
 		seqs = append(seqs, seq)
 		waits = append(waits, b.acks.expect(seq, members))
 	})
