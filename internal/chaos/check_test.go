@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -174,6 +175,7 @@ func (p *phase) classify(events []faultEvent) (stale []staleRead, within map[str
 		for _, w := range c.Newer {
 			dl, why := p.deadline(w, c.Slot, events)
 			if c.Start.After(dl) {
+				c.History = p.db.history(c.Key, 10)
 				stale = append(stale, staleRead{candidate: c, Missed: w, Bound: why, Deadline: dl})
 				found = true
 				break
@@ -261,4 +263,34 @@ func poll(timeout time.Duration, cond func() bool) bool {
 func auditNines(caches []*tiered.Cache[string]) (samples, inconsistent uint64, nines float64) {
 	_ = caches
 	return 0, 0, 0
+}
+
+// diagnose lists what every server holds of key k (its value keys, plain
+// and stand-in, with their TTLs and the start of their bytes) and the
+// tag sets that name it, for the first few stale reads of a phase.
+func (p *phase) diagnose(k string) []string {
+	if p.diagnosed.Add(1) > 3 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var out []string
+	for i, c := range p.admin {
+		keys, _ := c.Keys(ctx, "*{"+k+"}*").Result()
+		for _, key := range keys {
+			ttl, _ := c.PTTL(ctx, key).Result()
+			v, err := c.Get(ctx, key).Result()
+			if err != nil {
+				v = "(" + err.Error() + ")"
+			}
+			out = append(out, fmt.Sprintf("server %d %s: ttl %v, %q", i, key, ttl, v[:min(len(v), 120)]))
+		}
+		tags, _ := c.Keys(ctx, "*#tag:{"+tagOf(k)+"}").Result()
+		for _, tag := range tags {
+			members, _ := c.SMembers(ctx, tag).Result()
+			has := slices.ContainsFunc(members, func(m string) bool { return strings.Contains(m, k) })
+			out = append(out, fmt.Sprintf("server %d %s: %d members, names %s: %v", i, tag, len(members), k, has))
+		}
+	}
+	return out
 }

@@ -257,3 +257,11 @@ func (db *writeBehindDB) lost() []string {
 	slices.Sort(out)
 	return out
 }
+
+// history returns k's last n acknowledged writes.
+func (db *versionedDB) history(k string, n int) []dbWrite {
+	r := db.rows[k]
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.done[max(0, len(r.done)-n):])
+}

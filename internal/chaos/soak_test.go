@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/strata-cache/strata/cluster/clustertest"
 	"github.com/strata-cache/strata/internal/redistest"
 	"github.com/strata-cache/strata/l2"
@@ -29,6 +31,7 @@ var (
 	soakSeed     = flag.Uint64("soak.seed", 0, "seed of the chaos soak's fault scheduler and workload; 0 picks one")
 	soakCluster  = flag.Float64("soak.cluster", 1.0/3, "share of -soak.duration given to the Redis Cluster phase (0 skips it)")
 	soakWorkers  = flag.Int("soak.workers", 3, "workload goroutines per replica")
+	soakTags     = flag.Bool("soak.tags", true, "include tag invalidations in the workload (false: to look past the open tag-set bug, see TestReproTagSetOnStandIn)")
 )
 
 // The bounds of DESIGN.md that a read is checked against.
@@ -155,6 +158,8 @@ type phase struct {
 	cands                         []candidate
 	candsDropped                  int
 	getErrs                       []getError
+	admin                         []*redis.Client // one per server, for diagnostics
+	diagnosed                     atomic.Int64
 }
 
 // candidate is a read that answered a version older than one acknowledged
@@ -168,6 +173,8 @@ type candidate struct {
 	Start   time.Time `json:"start"`
 	Got     int64     `json:"version_read"`
 	Newer   []dbWrite `json:"-"`
+	History []dbWrite `json:"history,omitzero"` // the key's last writes (stale reads only)
+	Diag    []string  `json:"servers,omitzero"` // the key's Redis keys on each server, soon after the read
 }
 
 // getError is a Get or GetMany that failed.
@@ -200,6 +207,11 @@ func runPhase(t *testing.T, name string, d time.Duration, seed uint64) phaseRepo
 		p.redis = l2.Config{ClusterAddrs: p.cluster.Addrs(), Timeout: l2Timeout}
 		// Below cluster-node-timeout (2 s): no node is marked failed.
 		p.maxPause, p.maxDown, p.recovery = 1500*time.Millisecond, time.Second, clusterRecovery
+	}
+	for _, srv := range p.servers {
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr(), DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
+		t.Cleanup(func() { _ = c.Close() })
+		p.admin = append(p.admin, c)
 	}
 	for i := range replicas {
 		r := &replica{slot: i, gossip: &clustertest.Faults{}}
@@ -264,9 +276,9 @@ func (p *phase) step(r *replica, rng *rand.Rand, zipf *rand.Zipf) {
 	switch n := rng.IntN(1000); {
 	case n < 800:
 		start := time.Now()
-		v, err := r.main.Get(ctx, k, p.db.load)
+		v, info, err := r.main.GetWithInfo(ctx, k, p.db.load)
 		p.reads.Add(1)
-		p.checkRead(r, "Get", k, v, err, start)
+		p.checkRead(r, "Get from "+info.Tier.String(), k, v, err, start)
 	case n < 850:
 		p.readExpiring(ctx, r, p.expKeys[rng.IntN(len(p.expKeys))])
 	case n < 880:
@@ -290,7 +302,7 @@ func (p *phase) step(r *replica, rng *rand.Rand, zipf *rand.Zipf) {
 		p.write(r, []string{k}, "set", func(v map[string]string) error { return r.main.Set(ctx, k, v[k]) })
 	case n < 980:
 		p.write(r, []string{k}, "delete", func(map[string]string) error { return r.main.Delete(ctx, k) })
-	case n < 985:
+	case n < 985 && *soakTags:
 		tag := tagOf(k)
 		var keys []string
 		for _, o := range p.keys {
@@ -300,6 +312,8 @@ func (p *phase) step(r *replica, rng *rand.Rand, zipf *rand.Zipf) {
 		}
 		p.tagWrites.Add(1)
 		p.write(r, keys, "tags", func(map[string]string) error { return r.main.InvalidateTags(ctx, tag) })
+	case n < 985:
+		p.write(r, []string{k}, "delete", func(map[string]string) error { return r.main.Delete(ctx, k) })
 	default:
 		wk := p.wbKeys[rng.IntN(len(p.wbKeys))]
 		v := fmt.Sprintf("%s/%d", r.name, p.wbWrites.Add(1))
@@ -355,6 +369,11 @@ func (p *phase) checkRead(r *replica, op, k, v string, err error, start time.Tim
 		return
 	}
 	c := candidate{Key: k, Replica: r.name, Slot: r.slot, Op: op, Start: start, Got: got, Newer: p.db.newer(k, got, cutoff, 20)}
+	if got < p.db.floor(k, start.Add(-detectionBound-propagationBound)) {
+		// Stale past every link bound: what the servers hold of the key
+		// now, for the report.
+		c.Diag = p.diagnose(k)
+	}
 	p.mu.Lock()
 	if len(p.cands) < candidates {
 		p.cands = append(p.cands, c)
