@@ -10,13 +10,19 @@ COUNT ?= 1
 STRESS_COUNT ?= 5
 STRESS_DURATION ?= 4s
 STRESS_LOAD ?= 2
+# SOAK is the chaos soak's length (both phases: a Ring, then a Cluster);
+# SOAK_SEED reruns one (0 picks one; the run prints it); SOAK_TIMEOUT is
+# go test's -timeout (raise it with SOAK past 20m).
+SOAK ?= 5m
+SOAK_SEED ?= 0
+SOAK_TIMEOUT ?= 30m
 
 # MODULES are the workspace's modules (go.work): the library and, beside
 # it, the modules whose dependencies the library must not carry (examples).
 MODULES := $(shell $(GO) list -m -f '{{.Dir}}')
 
 .DEFAULT_GOAL := test
-.PHONY: deps test tidy bench stress fmt vet
+.PHONY: deps test tidy bench stress soak fmt vet
 
 # deps makes sure redis-server and redis-cli are on PATH: the tests start their
 # own redis-server processes on free loopback ports (and build a Redis Cluster
@@ -63,6 +69,17 @@ stress: deps
 		-run 'TestConvergenceProperty|TestConcurrentSets|TestTagInvalidation|TestInvalidationEnds|TestSetRacing|TestReset' \
 		./tiered/ -args -convergence.duration=$(STRESS_DURATION) -convergence.finale=200 > $$log 2>&1; rc=$$?; \
 	grep -E '^(--- FAIL|FAIL|ok)|seed [0-9]+:|not converged|failed;' $$log; exit $$rc
+
+# soak runs the chaos soak (internal/chaos, issue 15): 3 replicas under a
+# mixed workload while a seeded scheduler kills, pauses and restarts Redis
+# servers, kills pub/sub connections, cuts, loses and delays gossip, slows
+# and fails the loader and replaces replicas; it prints the report (and
+# writes it as JSON under the temp dir) and fails on any stale read beyond
+# DESIGN.md's bounds, divergence, extra load, Get error or lost write.
+# `make test` runs it for its default minute.
+soak: deps
+	$(GO) test -race -count=1 -v -run '^TestChaosSoak$$' -timeout $(SOAK_TIMEOUT) ./internal/chaos \
+		-args -soak.duration=$(SOAK) -soak.seed=$(SOAK_SEED)
 
 bench:
 	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) ./...) || exit 1; done

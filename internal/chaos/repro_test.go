@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-cache/strata/cluster"
+	"github.com/strata-cache/strata/cluster/clustertest"
 	"github.com/strata-cache/strata/internal/redistest"
 	"github.com/strata-cache/strata/l2"
 	"github.com/strata-cache/strata/tiered"
@@ -135,4 +137,60 @@ func keysOn(t *testing.T, s *redistest.Server, pattern string) []string {
 	t.Helper()
 	keys, _ := s.Client(t).Keys(context.Background(), pattern).Result()
 	return keys
+}
+
+// TestReproGossipNodeRace is the deterministic reproduction of the data
+// race the chaos soak found (seed 1796222289999553051, under -race): a
+// replica's gossip broadcast (cluster.(*node).broadcast → send →
+// memberlist.SendBestEffort) reads the *memberlist.Node that Members()
+// returned (Node.Address: Addr, Port) while memberlist's packet handler
+// rewrites the same struct (aliveNode: state.Addr, state.Port) on an alive
+// message of higher incarnation, which a member sends to refute a
+// suspicion after its gossip was cut. Members() hands out memberlist's own
+// nodes, read under its lock only.
+func TestReproGossipNodeRace(t *testing.T) {
+	if !*soakRepro {
+		t.Skip("a reproduction of an open bug: run with -race -soak.repro")
+	}
+	ctx := context.Background()
+	var caches []*tiered.Cache[string]
+	var faults []*clustertest.Faults
+	seed := []string(nil)
+	for i := range 3 {
+		f := &clustertest.Faults{}
+		c, err := tiered.NewClient(ctx, tiered.Config{NodeID: fmt.Sprintf("race-%d", i), Logger: quietLogger,
+			Gossip: &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal, Join: seed, Transport: f.Wrap}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		seed = []string{c.GossipAddr()}
+		cache, err := tiered.NewCache(c, "users", tiered.Options[string]{TTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		caches, faults = append(caches, cache), append(faults, f)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // replica 0 broadcasts invalidations all along
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = caches[0].Delete(ctx, "k")
+			time.Sleep(time.Millisecond) // the writer's pacing
+		}
+	}()
+	for range 3 { // replica 2 is cut past its suspicion, then refutes it
+		faults[2].Cut(true)
+		time.Sleep(1500 * time.Millisecond) // how long the cut lasts
+		faults[2].Cut(false)
+		time.Sleep(1500 * time.Millisecond) // time to rejoin
+	}
+	close(stop)
+	<-done
 }
