@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/strata-cache/strata/cluster"
-	"github.com/strata-cache/strata/cluster/clustertest"
 	"github.com/strata-cache/strata/internal/redistest"
 	"github.com/strata-cache/strata/l2"
 	"github.com/strata-cache/strata/tiered"
@@ -139,38 +138,37 @@ func keysOn(t *testing.T, s *redistest.Server, pattern string) []string {
 	return keys
 }
 
-// TestReproGossipNodeRace is the deterministic reproduction of the data
-// race the chaos soak found (seed 1796222289999553051, under -race): a
-// replica's gossip broadcast (cluster.(*node).broadcast → send →
-// memberlist.SendBestEffort) reads the *memberlist.Node that Members()
-// returned (Node.Address: Addr, Port) while memberlist's packet handler
-// rewrites the same struct (aliveNode: state.Addr, state.Port) on an alive
-// message of higher incarnation, which a member sends to refute a
-// suspicion after its gossip was cut. Members() hands out memberlist's own
-// nodes, read under its lock only.
+// TestReproGossipNodeRace is the reproduction of the data race the chaos
+// soak found (seed 1796222289999553051, under -race): a replica's gossip
+// broadcast (cluster.(*node).broadcast → send → memberlist.SendBestEffort)
+// reads the *memberlist.Node that Members() returned (Node.Address: Addr,
+// Port) while memberlist's packet handler rewrites the same struct
+// (aliveNode, state.go:1131: Addr, Port, Meta) on an alive message of a
+// higher incarnation. Members() hands out memberlist's own nodes, which it
+// writes under its lock only. Such a message comes from a member that
+// refutes a suspicion (after a gossip cut or loss) and from every member
+// that closes: cluster's Close announces the departure in its metadata
+// (UpdateNode) first. Here replicas close, one by one, while replica 0
+// broadcasts invalidations.
 func TestReproGossipNodeRace(t *testing.T) {
 	if !*soakRepro {
 		t.Skip("a reproduction of an open bug: run with -race -soak.repro")
 	}
 	ctx := context.Background()
-	var caches []*tiered.Cache[string]
-	var faults []*clustertest.Faults
-	seed := []string(nil)
-	for i := range 3 {
-		f := &clustertest.Faults{}
-		c, err := tiered.NewClient(ctx, tiered.Config{NodeID: fmt.Sprintf("race-%d", i), Logger: quietLogger,
-			Gossip: &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal, Join: seed, Transport: f.Wrap}})
+	start := func(name string, seed []string) (*tiered.Client, *tiered.Cache[string]) {
+		c, err := tiered.NewClient(ctx, tiered.Config{NodeID: name, Logger: quietLogger,
+			Gossip: &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal, Join: seed}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = c.Close() })
-		seed = []string{c.GossipAddr()}
 		cache, err := tiered.NewCache(c, "users", tiered.Options[string]{TTL: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
-		caches, faults = append(caches, cache), append(faults, f)
+		return c, cache
 	}
+	first, cache := start("race-0", nil)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() { // replica 0 broadcasts invalidations all along
@@ -181,15 +179,30 @@ func TestReproGossipNodeRace(t *testing.T) {
 				return
 			default:
 			}
-			_ = caches[0].Delete(ctx, "k")
-			time.Sleep(time.Millisecond) // the writer's pacing
+			_ = cache.Delete(ctx, "k")
+			// Between two broadcasts nothing orders this goroutine's read
+			// of a Node with memberlist's rewrite of it.
+			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	for range 3 { // replica 2 is cut past its suspicion, then refutes it
-		faults[2].Cut(true)
-		time.Sleep(1500 * time.Millisecond) // how long the cut lasts
-		faults[2].Cut(false)
-		time.Sleep(1500 * time.Millisecond) // time to rejoin
+	for round := range 8 {
+		var others []*tiered.Client
+		for i := range 3 {
+			c, _ := start(fmt.Sprintf("race-%d-%d", round, i), []string{first.GossipAddr()})
+			others = append(others, c)
+		}
+		redistest.WaitFor(t, 10*time.Second, func() bool {
+			alive := 0
+			for _, m := range first.Health().Members {
+				if m.State == cluster.MemberAlive {
+					alive++
+				}
+			}
+			return alive == 4
+		}, "4 members alive")
+		for _, c := range others {
+			_ = c.Close()
+		}
 	}
 	close(stop)
 	<-done
