@@ -26,6 +26,7 @@ type expLoad struct {
 	start, end time.Time
 	failed     bool
 	excuses    uint64
+	replica    string
 }
 
 func (e *expLoads) init(keys []string) {
@@ -33,8 +34,8 @@ func (e *expLoads) init(keys []string) {
 }
 
 // load is the expiring namespace's loader.
-func (e *expLoads) load(ctx context.Context, k string, p *phase) (string, error) {
-	l := expLoad{start: time.Now(), excuses: p.excuses()}
+func (e *expLoads) load(ctx context.Context, k, replica string, p *phase) (string, error) {
+	l := expLoad{start: time.Now(), excuses: p.excuses(), replica: replica}
 	err := p.loaders.apply(ctx)
 	l.end, l.failed = time.Now(), err != nil
 	e.mu.Lock()
@@ -97,8 +98,8 @@ func (p *phase) loadsPerExpiry(events []faultEvent) loadsPerExpiry {
 			r.Max = max(r.Max, run)
 			r.Extra++
 			if len(r.Examples) < 5 {
-				r.Examples = append(r.Examples, fmt.Sprintf("%s loaded at %s and again at %s",
-					k, prev.start.Format(timeFormat), l.start.Format(timeFormat)))
+				r.Examples = append(r.Examples, fmt.Sprintf("%s loaded by %s at %s-%s and again by %s at %s",
+					k, prev.replica, prev.start.Format(timeFormat), prev.end.Format(timeFormat), l.replica, l.start.Format(timeFormat)))
 			}
 		}
 	}
@@ -175,7 +176,7 @@ func (p *phase) classify(events []faultEvent) (stale []staleRead, within map[str
 		for _, w := range c.Newer {
 			dl, why := p.deadline(w, c.Slot, events)
 			if c.Start.After(dl) {
-				c.History = p.db.history(c.Key, 10)
+				c.History = p.db.history(c.Key, c.Got, 8)
 				stale = append(stale, staleRead{candidate: c, Missed: w, Bound: why, Deadline: dl})
 				found = true
 				break

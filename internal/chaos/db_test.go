@@ -258,10 +258,12 @@ func (db *writeBehindDB) lost() []string {
 	return out
 }
 
-// history returns k's last n acknowledged writes.
-func (db *versionedDB) history(k string, n int) []dbWrite {
+// history returns k's acknowledged writes from the one of version from
+// (or the first newer) on, at most n.
+func (db *versionedDB) history(k string, from int64, n int) []dbWrite {
 	r := db.rows[k]
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return slices.Clone(r.done[max(0, len(r.done)-n):])
+	i, _ := slices.BinarySearchFunc(r.done, from, func(w dbWrite, v int64) int { return int(w.Version - v) })
+	return slices.Clone(r.done[max(0, i-1):min(len(r.done), i+n)])
 }

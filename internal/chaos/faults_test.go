@@ -76,6 +76,16 @@ func (l *faultLog) snapshot() []faultEvent {
 	return out
 }
 
+// serverFaultSince reports whether a server fault was on at some moment
+// since t.
+func (l *faultLog) serverFaultSince(t time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.ContainsFunc(l.events, func(e *faultEvent) bool {
+		return e.Class == classL2 && (e.Healed.IsZero() || e.Healed.After(t))
+	})
+}
+
 func (l *faultLog) counts() map[string]int {
 	out := map[string]int{}
 	for _, e := range l.snapshot() {

@@ -127,7 +127,28 @@ func (p *phase) finish(ran time.Duration) phaseReport {
 	}
 	p.closeAll()
 	p.fail(r)
+	p.release()
 	return r
+}
+
+// release drops what the checks kept, so the heap at the end of the soak
+// measures what the library left behind.
+func (p *phase) release() {
+	p.mu.Lock()
+	p.cands, p.getErrs = nil, nil
+	p.mu.Unlock()
+	p.exp.mu.Lock()
+	p.exp.byKey = nil
+	p.exp.mu.Unlock()
+	p.madeMu.Lock()
+	p.caches = [3][]*tiered.Cache[string]{}
+	p.madeMu.Unlock()
+	p.db, p.wbdb = nil, nil
+	for _, r := range p.replicas {
+		r.mu.Lock()
+		r.client, r.main, r.exp, r.wb = nil, nil, nil, nil
+		r.mu.Unlock()
+	}
 }
 
 // probe returns a cache of the versioned namespace with L1 off, on a

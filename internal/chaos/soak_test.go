@@ -369,9 +369,9 @@ func (p *phase) checkRead(r *replica, op, k, v string, err error, start time.Tim
 		return
 	}
 	c := candidate{Key: k, Replica: r.name, Slot: r.slot, Op: op, Start: start, Got: got, Newer: p.db.newer(k, got, cutoff, 20)}
-	if got < p.db.floor(k, start.Add(-detectionBound-propagationBound)) {
-		// Stale past every link bound: what the servers hold of the key
-		// now, for the report.
+	if !p.faults.serverFaultSince(start.Add(-p.recovery - detectionBound - propagationBound)) {
+		// No server fault can explain it: what the servers hold of the
+		// key now, for the report.
 		c.Diag = p.diagnose(k)
 	}
 	p.mu.Lock()
@@ -394,7 +394,7 @@ func (p *phase) recordError(op string, err error, start time.Time) {
 func (p *phase) readExpiring(ctx context.Context, r *replica, k string) {
 	start := time.Now()
 	_, err := r.exp.Get(ctx, k, func(ctx context.Context, k string) (string, error) {
-		return p.exp.load(ctx, k, p)
+		return p.exp.load(ctx, k, r.name, p)
 	})
 	p.reads.Add(1)
 	if err != nil {
