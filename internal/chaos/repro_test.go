@@ -207,3 +207,4 @@ func TestReproGossipNodeRace(t *testing.T) {
 	close(stop)
 	<-done
 }
+
