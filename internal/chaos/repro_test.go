@@ -207,4 +207,3 @@ func TestReproGossipNodeRace(t *testing.T) {
 	close(stop)
 	<-done
 }
-
