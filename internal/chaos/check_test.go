@@ -166,15 +166,24 @@ func later(a, b time.Time) time.Time {
 
 // classify sorts the candidates into stale reads beyond their bound and
 // reads within one (counted by the bound that covered them).
-func (p *phase) classify(events []faultEvent) (stale []staleRead, within map[string]int) {
+//
+// linkOnly are examples of reads the detection bound covered while one
+// channel was down: guarantee 4 says the other channel alone delivers
+// within the propagation bound, so these are worth a look.
+func (p *phase) classify(events []faultEvent) (stale []staleRead, within map[string]int, linkOnly []staleRead) {
 	within = map[string]int{}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.cands {
 		var worst string
+		var first dbWrite
+		var firstDeadline time.Time
 		found := false
-		for _, w := range c.Newer {
+		for i, w := range c.Newer {
 			dl, why := p.deadline(w, c.Slot, events)
+			if i == 0 {
+				first, firstDeadline = w, dl
+			}
 			if c.Start.After(dl) {
 				c.History = p.db.history(c.Key, c.Got, 8)
 				stale = append(stale, staleRead{candidate: c, Missed: w, Bound: why, Deadline: dl})
@@ -185,9 +194,13 @@ func (p *phase) classify(events []faultEvent) (stale []staleRead, within map[str
 		}
 		if !found {
 			within[worst]++
+			if strings.HasPrefix(worst, "link down") && len(linkOnly) < 5 {
+				c.History = p.db.history(c.Key, c.Got, 8)
+				linkOnly = append(linkOnly, staleRead{candidate: c, Missed: first, Bound: worst, Deadline: firstDeadline})
+			}
 		}
 	}
-	return stale, within
+	return stale, within, linkOnly
 }
 
 // getErrors counts the failed reads that no loader fault explains.

@@ -47,7 +47,8 @@ type phaseReport struct {
 	StaleBeyondBounds int            `json:"stale_beyond_bounds"`
 	StaleExamples     []staleRead    `json:"stale_examples,omitzero"`
 	StaleWithin       map[string]int `json:"stale_within_bounds"` // older than the propagation bound, covered by a fault's bound
-	Unclassified      int            `json:"unclassified"`        // candidates beyond the memory cap
+	LinkBoundExamples []staleRead    `json:"link_bound_examples,omitzero"`
+	Unclassified      int            `json:"unclassified"` // candidates beyond the memory cap
 	Divergent         int            `json:"divergent"`
 	DivergentExamples []string       `json:"divergent_examples,omitzero"`
 	LoadsPerExpiry    loadsPerExpiry `json:"loads_per_expiry"`
@@ -105,8 +106,8 @@ func (p *phase) finish(ran time.Duration) phaseReport {
 	}
 	events := p.faults.snapshot()
 	r.FaultLog = events
-	stale, within := p.classify(events)
-	r.StaleBeyondBounds, r.StaleWithin = len(stale), within
+	stale, within, linkOnly := p.classify(events)
+	r.StaleBeyondBounds, r.StaleWithin, r.LinkBoundExamples = len(stale), within, linkOnly
 	r.StaleExamples = stale[:min(len(stale), 5)]
 	p.mu.Lock()
 	r.Unclassified = p.candsDropped
