@@ -18,12 +18,19 @@ FUZZTIME ?= 30s
 FUZZPARALLEL ?= 1
 FUZZMINIMIZETIME ?= 5s
 
+# SOAK is the chaos soak's length (both phases: a Ring, then a Cluster);
+# SOAK_SEED reruns one (0 picks one; the run prints it); SOAK_TIMEOUT is
+# go test's -timeout (raise it with SOAK past 20m).
+SOAK ?= 5m
+SOAK_SEED ?= 0
+SOAK_TIMEOUT ?= 30m
+
 # MODULES are the workspace's modules (go.work): the library and, beside
 # it, the modules whose dependencies the library must not carry (examples).
 MODULES := $(shell $(GO) list -m -f '{{.Dir}}')
 
 .DEFAULT_GOAL := test
-.PHONY: deps test tidy bench stress fuzz fuzz-short fmt vet
+.PHONY: deps test tidy bench stress fuzz fuzz-short soak fmt vet
 
 # deps makes sure redis-server and redis-cli are on PATH: the tests start their
 # own redis-server processes on free loopback ports (and build a Redis Cluster
@@ -90,6 +97,17 @@ fuzz:
 # fuzz-short is fuzz at 5 s a target, as make test runs it.
 fuzz-short:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+# soak runs the chaos soak (internal/chaos, issue 15): 3 replicas under a
+# mixed workload while a seeded scheduler kills, pauses and restarts Redis
+# servers, kills pub/sub connections, cuts, loses and delays gossip, slows
+# and fails the loader and replaces replicas; it prints the report (and
+# writes it as JSON under the temp dir) and fails on any stale read beyond
+# DESIGN.md's bounds, divergence, extra load, Get error or lost write.
+# `make test` runs it for its default minute.
+soak: deps
+	$(GO) test -race -count=1 -v -run '^TestChaosSoak$$' -timeout $(SOAK_TIMEOUT) ./internal/chaos \
+		-args -soak.duration=$(SOAK) -soak.seed=$(SOAK_SEED)
 
 bench:
 	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) ./...) || exit 1; done

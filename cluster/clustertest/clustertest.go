@@ -198,9 +198,27 @@ func (t *transport) DialAddressTimeout(addr memberlist.Address, timeout time.Dur
 func (t *transport) StreamCh() <-chan net.Conn { return t.streams }
 
 // Shutdown implements memberlist.Transport: it stops the forwarding and
-// shuts the inner transport down.
+// shuts the inner transport down, dropping what the inner one still hands
+// over meanwhile: its channels are unbuffered, so a listener holding a
+// packet nobody takes would keep its Shutdown waiting for good.
 func (t *transport) Shutdown() error {
 	t.stop.Do(func() { close(t.done) })
 	t.wg.Wait()
-	return t.inner.Shutdown()
+	stop, drained := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(drained)
+		for {
+			select {
+			case <-t.inner.PacketCh():
+			case c := <-t.inner.StreamCh():
+				_ = c.Close()
+			case <-stop:
+				return
+			}
+		}
+	}()
+	err := t.inner.Shutdown()
+	close(stop)
+	<-drained
+	return err
 }
