@@ -3,7 +3,6 @@ package chaos_test
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"testing"
 	"time"
@@ -14,19 +13,15 @@ import (
 	"github.com/strata-cache/strata/tiered"
 )
 
-var soakRepro = flag.Bool("soak.repro", false, "run the reproductions of the bugs the chaos soak found (they fail until fixed)")
 
-// TestReproTagSetOnStandIn is the deterministic reproduction of the stale
+// TestRegressionTagSetOnStandIn is the deterministic reproduction of the stale
 // reads the chaos soak found on a Ring (seed 1796221964569417412): a value
 // whose tag's set lives on a shard that is out of service is cached with
 // its membership added to the tag set on a stand-in shard, under the
 // plain tag-set key; once the shard serves again, InvalidateTags pops the
 // set on the shard and returns no error, but the value stays in L2 (until
 // its TTL) and every replica serves it: guarantees 9 and 13 broken.
-func TestReproTagSetOnStandIn(t *testing.T) {
-	if !*soakRepro {
-		t.Skip("a reproduction of an open bug: run with -soak.repro")
-	}
+func TestRegressionTagSetOnStandIn(t *testing.T) {
 	ctx := context.Background()
 	shards := redistest.StartShards(t, 3)
 	var addrs []string
@@ -138,7 +133,7 @@ func keysOn(t *testing.T, s *redistest.Server, pattern string) []string {
 	return keys
 }
 
-// TestReproGossipNodeRace is the reproduction of the data race the chaos
+// TestRegressionGossipNodeRace is the reproduction of the data race the chaos
 // soak found (seed 1796222289999553051, under -race): a replica's gossip
 // broadcast (cluster.(*node).broadcast → send → memberlist.SendBestEffort)
 // reads the *memberlist.Node that Members() returned (Node.Address: Addr,
@@ -150,10 +145,7 @@ func keysOn(t *testing.T, s *redistest.Server, pattern string) []string {
 // that closes: cluster's Close announces the departure in its metadata
 // (UpdateNode) first. Here replicas close, one by one, while replica 0
 // broadcasts invalidations.
-func TestReproGossipNodeRace(t *testing.T) {
-	if !*soakRepro {
-		t.Skip("a reproduction of an open bug: run with -race -soak.repro")
-	}
+func TestRegressionGossipNodeRace(t *testing.T) {
 	ctx := context.Background()
 	start := func(name string, seed []string) (*tiered.Client, *tiered.Cache[string]) {
 		c, err := tiered.NewClient(ctx, tiered.Config{NodeID: name, Logger: quietLogger,

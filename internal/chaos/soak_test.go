@@ -31,7 +31,7 @@ var (
 	soakSeed     = flag.Uint64("soak.seed", 0, "seed of the chaos soak's fault scheduler and workload; 0 picks one")
 	soakCluster  = flag.Float64("soak.cluster", 1.0/3, "share of -soak.duration given to the Redis Cluster phase (0 skips it)")
 	soakWorkers  = flag.Int("soak.workers", 3, "workload goroutines per replica")
-	soakTags     = flag.Bool("soak.tags", true, "include tag invalidations in the workload (false: to look past the open tag-set bug, see TestReproTagSetOnStandIn)")
+	soakTags     = flag.Bool("soak.tags", true, "include tag invalidations in the workload (false: to look past the open tag-set bug, see TestRegressionTagSetOnStandIn, fixed)")
 )
 
 // The bounds of DESIGN.md that a read is checked against.
