@@ -106,8 +106,10 @@ func TestReviewGetManyLookupStaleFill(t *testing.T) {
 	srv := redistest.Start(t)
 	redis := l2.Config{Addrs: []string{srv.Addr()}}
 	codec := &blockingCodec{blockOn: "old-a", reached: make(chan struct{}), release: make(chan struct{})}
-	a := newCache(t, newClient(t, tiered.Config{Redis: redis}), "users", tiered.Options[string]{Codec: codec})
-	b := newCache(t, newClient(t, tiered.Config{Redis: redis}), "users", tiered.Options[string]{})
+	// One schema: the codecs encode alike, and their types would make the
+	// fingerprints differ.
+	a := newCache(t, newClient(t, tiered.Config{Redis: redis}), "users", tiered.Options[string]{Codec: codec, Schema: "raw"})
+	b := newCache(t, newClient(t, tiered.Config{Redis: redis}), "users", tiered.Options[string]{Schema: "raw"})
 	for k, v := range map[string]string{"a": "old-a", "b": "old-b"} {
 		if err := b.Set(ctx, k, v); err != nil {
 			t.Fatal(err)
