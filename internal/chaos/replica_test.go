@@ -56,7 +56,7 @@ func (p *phase) start(r *replica, seeds []string) {
 		Redis:  p.redis,
 		Gossip: &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal, Join: seeds, Transport: r.gossip.Wrap},
 		Logger: quietLogger,
-		Audit: tiered.AuditConfig{SampleRate: 0.05}, // at most 100 checks a second per replica; the default window
+		Audit:  tiered.AuditConfig{SampleRate: 0.05}, // at most 100 checks a second per replica; the default window
 	})
 	if err != nil {
 		p.t.Fatalf("%s: replica %s: %v", p.name, r.name, err)

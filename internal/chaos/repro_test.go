@@ -13,7 +13,6 @@ import (
 	"github.com/strata-cache/strata/tiered"
 )
 
-
 // TestRegressionTagSetOnStandIn is the deterministic reproduction of the stale
 // reads the chaos soak found on a Ring (seed 1796221964569417412): a value
 // whose tag's set lives on a shard that is out of service is cached with
