@@ -98,6 +98,11 @@ func (s *Store) PopTags(ctx context.Context, ns string, tags []string) ([]TagSet
 	return sets, err
 }
 
+// TagsServing fails with ErrUnavailable if the set of one of tags lives
+// on a Ring shard out of service, where AddTags would refuse it: a writer
+// checks before it writes a tagged value.
+func (s *Store) TagsServing(ns string, tags []string) error { return s.tagsServing(ns, tags) }
+
 // tagsServing fails if the set of one of tags lives on a shard out of
 // service.
 func (s *Store) tagsServing(ns string, tags []string) error {

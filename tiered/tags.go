@@ -216,7 +216,7 @@ func (c *Client) restoreTags(ctx context.Context, l2ns string, tags []string, se
 		for _, k := range set.Members {
 			if err := c.l2.AddTags(ctx, l2ns, k, tags[i:i+1], ttl); err != nil {
 				c.l2Error(ctx, l2ns, "tags", err)
-				return
+				break // the other tags' sets may still go back
 			}
 		}
 	}

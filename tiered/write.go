@@ -86,10 +86,16 @@ func (c *Cache[V]) set(ctx context.Context, key string, v V, so setOptions) erro
 		if l2err = c.versionReady(ctx); l2err == nil {
 			var l2ns string
 			cause = c.underVersion(ctx, func(ns string) (uint64, bool, error) { l2ns = ns; return c.writeL2(caller, ns, e, payload) })
-			if errors.Is(cause, ErrBackpressure) {
+			if errors.Is(cause, ErrBackpressure) || errors.Is(cause, errNothingWritten) {
 				return cause // nothing was written
 			}
+			if u := (*uncachedError)(nil); errors.As(cause, &u) {
+				// L2 holds nothing of the key: not a failure of its server.
+				c.reportL2(ctx, "tags", u.err)
+				e.Value.l1Only, cause = true, nil
+			}
 			if cause != nil {
+				e.Value.l1Only = true // L2 may hold nothing of it
 				c.reportL2(ctx, "set", cause)
 				l2err = fmt.Errorf("tiered: set %q in L2: %w", key, cause)
 			}
@@ -153,6 +159,11 @@ func (c *Cache[V]) writeL2(ctx context.Context, l2ns string, e *entry[V], payloa
 	caller := ctx // a write-behind Set blocked on back-pressure waits for it
 	ctx = context.WithoutCancel(ctx)
 	store := c.client.l2
+	if len(e.Tags) > 0 {
+		if version, seen, err := c.tagsUnserved(ctx, l2ns, e); err != nil {
+			return version, seen, err
+		}
+	}
 	var version uint64
 	var seen bool
 	var err error
@@ -172,10 +183,46 @@ func (c *Cache[V]) writeL2(ctx context.Context, l2ns string, e *entry[V], payloa
 		c.betweenL2Writes(e.Key)
 	}
 	if err := c.addTagsIn(ctx, l2ns, e); err != nil {
-		return 0, false, errors.Join(err, store.Delete(ctx, l2ns, e.Key))
+		if derr := store.Delete(ctx, l2ns, e.Key); derr != nil {
+			return 0, false, errors.Join(err, derr)
+		}
+		return 0, false, &uncachedError{err} // a write-behind record stands: the write is accepted
 	}
 	return version, seen, nil
 }
+
+// tagsUnserved reports why e cannot be cached in L2 under l2ns, before
+// anything is written: a tag whose set lives on a Ring shard out of
+// service (see l2.Store.AddTags). Without write-behind the key's old value
+// is deleted, so L2 holds nothing stale (an uncachedError, or the delete's
+// error); with it the Set fails with errNothingWritten, as nothing can
+// record the write.
+func (c *Cache[V]) tagsUnserved(ctx context.Context, l2ns string, e *entry[V]) (uint64, bool, error) {
+	err := c.client.l2.TagsServing(l2ns, e.Tags)
+	switch {
+	case err == nil:
+		return 0, false, nil
+	case c.flusher != nil:
+		return 0, false, fmt.Errorf("tiered: set %q: %w: %w", e.Key, errNothingWritten, err)
+	}
+	version, seen, derr := c.client.l2.DeleteSeeing(ctx, l2ns, c.ns, e.Key)
+	if derr != nil {
+		return 0, false, errors.Join(err, derr)
+	}
+	return version, seen, &uncachedError{err}
+}
+
+// uncachedError is a Set's value kept out of L2 (its tags' sets could not
+// take it) once L2 held nothing of the key: the write is no failure of the
+// key's server, and the value lives in L1 alone.
+type uncachedError struct{ err error }
+
+func (u *uncachedError) Error() string { return "tiered: value kept out of L2: " + u.err.Error() }
+func (u *uncachedError) Unwrap() error { return u.err }
+
+// errNothingWritten: a write-behind Set refused before anything was
+// recorded.
+var errNothingWritten = errors.New("nothing written")
 
 // delete is Delete after validation: L2, then L1 (even if L2 failed).
 func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
