@@ -44,17 +44,52 @@ func (s *Store) tagShards(ns string, tags []string) func(i int) int {
 	}
 }
 
-// popTagScript: KEYS tag set. Returns {its remaining time to live in ms (-1
-// none, -2 no set), its members} and deletes it, in one step: a writer's
-// SADD lands either before (its key is returned) or after (in a new set that
-// the next invalidation finds).
+// popTagScript: KEYS tag set, its popping set. Moves the set's members into
+// the popping set and deletes the set, in one step (a writer's SADD lands
+// either before, and its key is returned, or after, in a new set that the
+// next invalidation finds), and returns {the set's remaining time to live in
+// ms (-1 none, -2 no set), the popping set's members}. The popping set keeps
+// the members until the invalidation deleted their keys (DonePopping): a pop
+// whose reply is lost (its server stopped, then resumed) leaves them there
+// for the next pop, instead of in no set at all while their values live on
+// other servers. It lives as long as the longest set moved into it.
 var popTagScript = redis.NewScript(popTagSrc)
 
 const popTagSrc = `
 local ttl = redis.call('PTTL', KEYS[1])
-local m = redis.call('SMEMBERS', KEYS[1])
-redis.call('DEL', KEYS[1])
-return {ttl, m}`
+if ttl ~= -2 then
+  local left = redis.call('PTTL', KEYS[2])
+  redis.call('SUNIONSTORE', KEYS[2], KEYS[2], KEYS[1])
+  redis.call('DEL', KEYS[1])
+  if ttl ~= -1 and left ~= -1 then
+    redis.call('PEXPIRE', KEYS[2], math.max(ttl, left))
+  end
+end
+return {ttl, redis.call('SMEMBERS', KEYS[2])}`
+
+// poppingSuffix names a tag set's popping set: prefix:ns#tag:{tag}#popping,
+// in the set's slot and shard, and no data key (dataKeys) for a flush to
+// remove.
+const poppingSuffix = "#popping"
+
+// DonePopping removes from the popping sets of tags the members of sets,
+// returned by PopTags, once their keys are deleted. One that fails stays
+// for the next pop of the tag, which deletes its key again.
+func (s *Store) DonePopping(ctx context.Context, ns string, tags []string, sets []TagSet) error {
+	cmds := make([]redis.Cmder, len(tags))
+	s.pipelined(ctx, len(tags), s.tagShards(ns, tags), func(p redis.Pipeliner, i int) {
+		members := make([]any, len(sets[i].Members))
+		for j, m := range sets[i].Members {
+			members[j] = m
+		}
+		if len(members) == 0 {
+			cmds[i] = p.Exists(ctx, s.TagKey(ns, tags[i])+poppingSuffix) // nothing to remove: a no-op
+			return
+		}
+		cmds[i] = p.SRem(ctx, s.TagKey(ns, tags[i])+poppingSuffix, members...)
+	})
+	return cmdErrors(cmds)
+}
 
 // TagSet is a tag set PopTags removed: its members, and how long it had
 // left to live (zero: no expiry), for putting it back.
@@ -78,7 +113,8 @@ func (s *Store) PopTags(ctx context.Context, ns string, tags []string) ([]TagSet
 	}
 	sets := make([]TagSet, len(tags))
 	err := s.evalMany(ctx, popTagScript, len(tags), s.tagShards(ns, tags), func(i int) ([]string, []any) {
-		return []string{s.TagKey(ns, tags[i])}, nil
+		k := s.TagKey(ns, tags[i])
+		return []string{k, k + poppingSuffix}, nil
 	}, func(i int, cmd *redis.Cmd) error {
 		res, err := cmd.Slice()
 		if err != nil || len(res) != 2 {
