@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -44,26 +45,37 @@ func (s *Store) tagShards(ns string, tags []string) func(i int) int {
 	}
 }
 
-// popTagScript: KEYS tag set, its popping set. Moves the set's members into
-// the popping set and deletes the set, in one step (a writer's SADD lands
-// either before, and its key is returned, or after, in a new set that the
-// next invalidation finds), and returns {the set's remaining time to live in
-// ms (-1 none, -2 no set), the popping set's members}. The popping set keeps
-// the members until the invalidation deleted their keys (DonePopping): a pop
-// whose reply is lost (its server stopped, then resumed) leaves them there
-// for the next pop, instead of in no set at all while their values live on
-// other servers. It lives as long as the longest set moved into it.
+// popTagScript: KEYS tag set and, where they share a slot, its popping
+// set; ARGV the popping set's life in ms when the set has no expiry. Moves
+// the set's members into the popping set and deletes the set, in one step
+// (a writer's SADD lands either before, and its key is returned, or after,
+// in a new set that the next invalidation finds), and returns {the set's
+// remaining time to live in ms (-1 none, -2 no set), the popping set's
+// members}. The popping set keeps every member popped for as long as the
+// longest-lived set moved into it (sliding extensions push it out too), and
+// every pop returns them all again: a pop whose reply was lost (its server
+// stopped, then resumed and ran it) leaves its members to the next pop,
+// where before they were in no set while their values lived on other
+// servers. The price is a pop that deletes again keys an earlier one
+// deleted. A tag whose set has no slot of its own (its hash tag would be
+// empty: a tag starting with '}') is popped alone, as before.
 var popTagScript = redis.NewScript(popTagSrc)
 
 const popTagSrc = `
 local ttl = redis.call('PTTL', KEYS[1])
+if #KEYS == 1 then
+  local m = redis.call('SMEMBERS', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  return {ttl, m}
+end
 if ttl ~= -2 then
   local left = redis.call('PTTL', KEYS[2])
   redis.call('SUNIONSTORE', KEYS[2], KEYS[2], KEYS[1])
   redis.call('DEL', KEYS[1])
-  if ttl ~= -1 and left ~= -1 then
-    redis.call('PEXPIRE', KEYS[2], math.max(ttl, left))
-  end
+  local keep = ttl
+  if ttl == -1 then keep = tonumber(ARGV[1]) end
+  if left > keep then keep = left end
+  redis.call('PEXPIRE', KEYS[2], keep)
 end
 return {ttl, redis.call('SMEMBERS', KEYS[2])}`
 
@@ -72,23 +84,17 @@ return {ttl, redis.call('SMEMBERS', KEYS[2])}`
 // remove.
 const poppingSuffix = "#popping"
 
-// DonePopping removes from the popping sets of tags the members of sets,
-// returned by PopTags, once their keys are deleted. One that fails stays
-// for the next pop of the tag, which deletes its key again.
-func (s *Store) DonePopping(ctx context.Context, ns string, tags []string, sets []TagSet) error {
-	cmds := make([]redis.Cmder, len(tags))
-	s.pipelined(ctx, len(tags), s.tagShards(ns, tags), func(p redis.Pipeliner, i int) {
-		members := make([]any, len(sets[i].Members))
-		for j, m := range sets[i].Members {
-			members[j] = m
-		}
-		if len(members) == 0 {
-			cmds[i] = p.Exists(ctx, s.TagKey(ns, tags[i])+poppingSuffix) // nothing to remove: a no-op
-			return
-		}
-		cmds[i] = p.SRem(ctx, s.TagKey(ns, tags[i])+poppingSuffix, members...)
-	})
-	return cmdErrors(cmds)
+// poppingLife is how long a popping set lives when the set moved into it
+// had no expiry (its PEXPIRE was lost): a bound on what it holds.
+const poppingLife = 24 * time.Hour
+
+// poppingKey returns the popping set of the tag set k, or "" when the two
+// would not share a slot.
+func poppingKey(k string) string {
+	if hashTag(k) == k {
+		return ""
+	}
+	return k + poppingSuffix
 }
 
 // TagSet is a tag set PopTags removed: its members, and how long it had
@@ -114,7 +120,10 @@ func (s *Store) PopTags(ctx context.Context, ns string, tags []string) ([]TagSet
 	sets := make([]TagSet, len(tags))
 	err := s.evalMany(ctx, popTagScript, len(tags), s.tagShards(ns, tags), func(i int) ([]string, []any) {
 		k := s.TagKey(ns, tags[i])
-		return []string{k, k + poppingSuffix}, nil
+		if p := poppingKey(k); p != "" {
+			return []string{k, p}, []any{poppingLife.Milliseconds()}
+		}
+		return []string{k}, nil
 	}, func(i int, cmd *redis.Cmd) error {
 		res, err := cmd.Slice()
 		if err != nil || len(res) != 2 {
@@ -157,11 +166,15 @@ func (s *Store) tagsServing(ns string, tags []string) error {
 // value's tag sets must outlive it.
 func (s *Store) ExpireTags(ctx context.Context, ns string, tags []string, ttl time.Duration) error {
 	ms := ms(ttl)
-	cmds := make([]redis.Cmder, len(tags))
+	cmds := make([]redis.Cmder, 2*len(tags)) // pipelines of different shards fill it at once
 	s.pipelined(ctx, len(tags), s.tagShards(ns, tags), func(p redis.Pipeliner, i int) {
-		cmds[i] = p.Do(ctx, "PEXPIRE", s.TagKey(ns, tags[i]), ms, "GT")
+		k := s.TagKey(ns, tags[i])
+		cmds[2*i] = p.Do(ctx, "PEXPIRE", k, ms, "GT")
+		if pk := poppingKey(k); pk != "" { // what a lost pop left there lives as long
+			cmds[2*i+1] = p.Do(ctx, "PEXPIRE", pk, ms, "GT")
+		}
 	})
-	return cmdErrors(cmds)
+	return cmdErrors(slices.DeleteFunc(cmds, func(c redis.Cmder) bool { return c == nil }))
 }
 
 // TagFence is a reading of a namespace's tag-invalidation counter, taken by

@@ -65,3 +65,25 @@ func TestTagPopReplyLostOnCluster(t *testing.T) {
 		t.Fatalf("after InvalidateTags succeeded on retry: L2 still has %q (%v)", v, err)
 	}
 }
+
+// TestTagStartingWithBraceOnCluster: a tag whose set has no hash tag of
+// its own (it starts with '}') is popped alone, without a popping set in
+// another slot (CROSSSLOT).
+func TestTagStartingWithBraceOnCluster(t *testing.T) {
+	ctx := context.Background()
+	cl := redistest.StartCluster(t, 3)
+	cfg := tiered.Config{Redis: l2.Config{ClusterAddrs: cl.Addrs(), Timeout: time.Second}}
+	cache := newCache(t, newClient(t, cfg), "users", tiered.Options[string]{TTL: time.Hour})
+	probe := newCache(t, newClient(t, cfg), "users", tiered.Options[string]{L1: tiered.L1Options{Disabled: true}})
+	for _, tag := range []string{"}x", "a}b", "{y}"} {
+		if err := cache.Set(ctx, "k", "v", tiered.WithTags(tag)); err != nil {
+			t.Fatal(err)
+		}
+		if err := cache.InvalidateTags(ctx, tag); err != nil {
+			t.Fatalf("InvalidateTags(%q): %v", tag, err)
+		}
+		if _, err := probe.Get(ctx, "k", nil); !errors.Is(err, tiered.ErrNotFound) {
+			t.Fatalf("after InvalidateTags(%q): %v, want ErrNotFound", tag, err)
+		}
+	}
+}

@@ -145,13 +145,6 @@ func (c *Client) invalidateTagsL2(ctx context.Context, l2ns string, tags []strin
 			err, keys = errors.Join(err, derr), nil
 		}
 	}
-	if len(keys) > 0 && len(sets) == len(tags) {
-		// Deleted: the popping sets may let go of them. If this fails they
-		// stay, and the next pop deletes their keys again.
-		if perr := c.l2.DonePopping(ctx, l2ns, tags, sets); perr != nil {
-			c.l2Error(ctx, l2ns, "tags", perr)
-		}
-	}
 	if err != nil {
 		return keys, fmt.Errorf("tiered: invalidate tags in L2: %w", err)
 	}
