@@ -203,12 +203,15 @@ func (p *phase) classify(events []faultEvent) (stale []staleRead, within map[str
 	return stale, within, linkOnly
 }
 
-// getErrors counts the failed reads that no loader fault explains.
+// getErrors counts the failed reads that no loader fault explains: one
+// that overlapped a loader fault, or that failed with the injected error,
+// which only a load begun during one returns (a Get begun just after the
+// fault ended may have joined that load's flight), is excused.
 func (p *phase) getErrors(events []faultEvent) (unexcused, excused int, examples []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, e := range p.getErrs {
-		if overlaps(events, e.start, e.end, 0, classLoader) {
+		if overlaps(events, e.start, e.end, 0, classLoader) || strings.Contains(e.err, errLoaderFault.Error()) {
 			excused++
 			continue
 		}
