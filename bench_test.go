@@ -36,14 +36,18 @@ func benchKeyList() []string {
 
 // BenchmarkL1Hit measures a Get answered from L1. Compare with
 // BenchmarkRawRistrettoGet in the same run.
-func BenchmarkL1Hit(b *testing.B) {
+func BenchmarkL1Hit(b *testing.B) { benchL1Hit(b, tiered.Config{}, "bench") }
+
+// benchL1Hit fills a cache of namespace ns on a client made with cfg and
+// measures its L1 hits under RunParallel; it returns the cache.
+func benchL1Hit(b *testing.B, cfg tiered.Config, ns string) *tiered.Cache[*benchUser] {
 	ctx := context.Background()
-	client, err := tiered.NewClient(ctx, tiered.Config{})
+	client, err := tiered.NewClient(ctx, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer client.Close()
-	cache, err := tiered.NewCache(client, "bench", tiered.Options[*benchUser]{TTL: time.Hour})
+	b.Cleanup(func() { _ = client.Close() })
+	cache, err := tiered.NewCache(client, ns, tiered.Options[*benchUser]{TTL: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -64,6 +68,8 @@ func BenchmarkL1Hit(b *testing.B) {
 			i++
 		}
 	})
+	b.StopTimer()
+	return cache
 }
 
 // BenchmarkL1HitAudit is BenchmarkL1Hit on a client with L2, with the
@@ -77,35 +83,8 @@ func BenchmarkL1HitAudit(b *testing.B) {
 		rate float64
 	}{{"off", 0}, {"1pct", 0.01}} {
 		b.Run(tc.name, func(b *testing.B) {
-			ctx := context.Background()
-			client, err := tiered.NewClient(ctx, tiered.Config{Redis: l2.Config{Addrs: []string{srv.Addr()}},
-				Audit: tiered.AuditConfig{SampleRate: tc.rate}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer client.Close()
-			cache, err := tiered.NewCache(client, "bench-"+tc.name, tiered.Options[*benchUser]{TTL: time.Hour})
-			if err != nil {
-				b.Fatal(err)
-			}
-			keys := benchKeyList()
-			for i, k := range keys {
-				if err := cache.Set(ctx, k, &benchUser{ID: i, Name: k, Email: k + "@example.com"}); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				i := 0
-				for pb.Next() {
-					if _, err := cache.Get(ctx, keys[i%benchKeys], nil); err != nil {
-						b.Fatal(err)
-					}
-					i++
-				}
-			})
-			b.StopTimer()
+			cache := benchL1Hit(b, tiered.Config{Redis: l2.Config{Addrs: []string{srv.Addr()}},
+				Audit: tiered.AuditConfig{SampleRate: tc.rate}}, "bench-"+tc.name)
 			if s := cache.Stats().Audit; tc.rate > 0 {
 				b.ReportMetric(float64(s.Samples+s.Skipped)/float64(b.N), "sampled/op")
 			}
