@@ -3,7 +3,6 @@ package l1
 import (
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/maypok86/otter/v2"
@@ -44,10 +43,11 @@ func (e Engine) String() string {
 // to the cache's exited, so the tag index and the count follow the store.
 type store[V any] interface {
 	get(key string) (*Entry[V], bool)
-	// set stores e at cost until ttl from now. It reports false if the
-	// engine dropped the write (contention); otherwise, when it returns, get
-	// sees e, or (if the engine's admission refused it) nothing for the key.
-	set(e *Entry[V], cost int64, ttl time.Duration) bool
+	// set stores e at e.cost, with no expiry (the cache's sweeper removes
+	// it at its deadline). It reports false if the engine dropped the
+	// write (contention); otherwise, when it returns, get sees e, or (if
+	// the engine's admission refused it) nothing for the key.
+	set(e *Entry[V]) bool
 	// del removes key; when it returns, get misses it.
 	del(key string)
 	clear()
@@ -81,10 +81,8 @@ func newRistrettoStore[V any](c *Cache[V], cfg Config) (*ristrettoStore[V], erro
 		IgnoreInternalCost: true, // entryOverhead already counts it
 		// Every way out (delete, overwrite, eviction, rejection, expiry,
 		// Clear) passes here: the tag index and the count follow the cache.
-		OnExit: c.exited,
-		OnEvict: func(item *ristretto.Item[*Entry[V]]) {
-			c.evicted(item.Value, !item.Expiration.IsZero() && !item.Expiration.After(time.Now()))
-		},
+		OnExit:   c.exited,
+		OnEvict:  func(item *ristretto.Item[*Entry[V]]) { c.evicted(item.Value) },
 		OnReject: func(*ristretto.Item[*Entry[V]]) { c.counts.rejected.Add(1) },
 	})
 	if err != nil {
@@ -95,8 +93,8 @@ func newRistrettoStore[V any](c *Cache[V], cfg Config) (*ristrettoStore[V], erro
 
 func (s *ristrettoStore[V]) get(key string) (*Entry[V], bool) { return s.rc.Get(key) }
 
-func (s *ristrettoStore[V]) set(e *Entry[V], cost int64, ttl time.Duration) bool {
-	ok := s.rc.SetWithTTL(e.Key, e, cost, ttl)
+func (s *ristrettoStore[V]) set(e *Entry[V]) bool {
+	ok := s.rc.Set(e.Key, e, e.cost)
 	if !ok {
 		s.rc.Del(e.Key) // dropped by contention: make sure no older copy survives
 	}
@@ -129,15 +127,12 @@ func newOtterStore[V any](c *Cache[V], cfg Config) (*otterStore[V], error) {
 		Weigher: func(_ string, e *Entry[V]) uint32 {
 			return uint32(min(e.cost, math.MaxUint32))
 		},
-		ExpiryCalculator: otter.ExpiryWritingFunc(func(en otter.Entry[string, *Entry[V]]) time.Duration {
-			return en.Value.ttl
-		}),
 		// Under the entry's bucket lock, as part of its removal: the tag
 		// index (its own lock, which never calls the cache) follows at once.
 		OnAtomicDeletion: func(ev otter.DeletionEvent[string, *Entry[V]]) {
 			c.exited(ev.Value)
 			if ev.WasEvicted() {
-				c.evicted(ev.Value, ev.Cause == otter.CauseExpiration)
+				c.evicted(ev.Value)
 			}
 		},
 	})
@@ -149,8 +144,7 @@ func newOtterStore[V any](c *Cache[V], cfg Config) (*otterStore[V], error) {
 
 func (s *otterStore[V]) get(key string) (*Entry[V], bool) { return s.oc.GetIfPresent(key) }
 
-func (s *otterStore[V]) set(e *Entry[V], _ int64, ttl time.Duration) bool {
-	e.ttl = ttl
+func (s *otterStore[V]) set(e *Entry[V]) bool {
 	s.oc.Set(e.Key, e)
 	return true
 }

@@ -9,6 +9,7 @@ package l1
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -62,8 +63,9 @@ type Entry[V any] struct {
 	// say): with the key and a fixed overhead, it is the entry's cost.
 	Size int
 
-	cost int64         // Size + len(Key) + entryOverhead, set on install
-	ttl  time.Duration // how long the engine keeps it, set on install
+	cost     int64       // Size + len(Key) + entryOverhead, set on install
+	expireAt int64       // when the sweeper removes it (wall clock), set on install
+	gone     atomic.Bool // it left the cache
 }
 
 // Config configures an L1 cache.
@@ -117,6 +119,7 @@ type Cache[V any] struct {
 	st      store[V]
 	maxTTL  time.Duration
 	maxCost int64
+	expiry  expiry[V]
 	tags    tagIndex[V]
 	guard   *Guard
 	// life orders writes against Close: ristretto's Close is not safe
@@ -139,6 +142,8 @@ func New[V any](cfg Config) (*Cache[V], error) {
 		return nil, err
 	}
 	c.st = st
+	c.expiry.stop, c.expiry.done = make(chan struct{}), make(chan struct{})
+	go c.sweep()
 	return c, nil
 }
 
@@ -234,7 +239,6 @@ func (c *Cache[V]) put(e *Entry[V], now int64) {
 		return
 	}
 	e.cost = int64(e.Size + len(e.Key) + entryOverhead)
-	e.ttl = ttl
 	if e.cost > c.maxCost {
 		// No engine would keep it: refused here alike by both, and no
 		// older copy survives.
@@ -242,14 +246,14 @@ func (c *Cache[V]) put(e *Entry[V], now int64) {
 		c.delete(e.Key)
 		return
 	}
-	// Indexed before the set: if the engine rejects e, its exit unindexes it.
+	// Indexed, filed and counted before the set: if the engine rejects e,
+	// its exit (which may come before set returns) undoes all three.
 	c.tags.add(e)
-	// Counted before the set: its exit may come before set returns.
+	c.expiry.add(e, ttl)
 	c.counts.entries.Add(1)
-	if !c.st.set(e, e.cost, ttl) {
+	if !c.st.set(e) {
 		// Dropped by contention (set removed any older copy): no exit comes.
-		c.counts.entries.Add(-1)
-		c.tags.remove(e)
+		c.exited(e)
 		c.counts.dropped.Add(1)
 	}
 }
@@ -278,5 +282,6 @@ func (c *Cache[V]) Close() {
 		c.closed = true
 		c.counts.clearing.Add(1)
 		c.st.close()
+		c.expiry.halt()
 	}
 }

@@ -337,7 +337,8 @@ func TestExpiredEntryIsNotStored(t *testing.T) {
 						c.Set(entry("k", "old", now()), now())
 						wantHit(t, c, "k", "old")
 					}
-					n, base := now(), now()
+					n := now()
+					base := n
 					if tt.absolute {
 						base = 0
 					}

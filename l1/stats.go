@@ -58,17 +58,15 @@ func (c *Cache[V]) exited(e *Entry[V]) {
 	if e == nil {
 		return
 	}
+	e.gone.Store(true)
 	c.counts.entries.Add(-1)
 	c.tags.remove(e)
+	c.expiry.remove(e)
 }
 
 // evicted counts an eviction by why it happened; a Clear's are not.
-func (c *Cache[V]) evicted(e *Entry[V], expired bool) {
-	switch {
-	case c.counts.clearing.Load() > 0 || e == nil:
-	case expired:
-		c.counts.expired.Add(1)
-	default:
+func (c *Cache[V]) evicted(e *Entry[V]) {
+	if c.counts.clearing.Load() == 0 && e != nil {
 		c.counts.evicted.Add(1)
 	}
 }
