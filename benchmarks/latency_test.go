@@ -46,7 +46,12 @@ type localHitter struct {
 // GetWithInfo tier, rueidis's IsCacheHit, the raw caches' ok), else by its
 // counters after the loop (go-redis CSC's hits grew by b.N; go-redis/cache
 // sent nothing to Redis). A read that was not a local hit fails the
-// benchmark.
+// benchmark. Strata is read with GetWithInfo, Get's L1 path plus the tier
+// it answered from.
+//
+// ns/op is wall time over all reads: with g > 1 it is the reciprocal of
+// the throughput of g goroutines on GOMAXPROCS processors, as under
+// RunParallel.
 func BenchmarkLocalHit(b *testing.B) {
 	contenders := openLocalHitters(b)
 	for _, dist := range []string{"uniform", "zipf"} {
@@ -241,12 +246,13 @@ func goRedisCSCHitter(b *testing.B, addr string) localHitter {
 // BenchmarkL2Hit compares a read answered by Redis, one at a time, with the
 // local tier disabled or bypassed: Strata with L1 disabled (GET of its
 // envelope, JSON decode), go-redis GET + json.Unmarshal, go-redis/cache
-// GetSkippingLocalCache (msgpack) and rueidis Do(GET) without client-side
-// caching + DecodeJSON. Each contender has a Redis server of its own,
-// holding the 1,000 keys; reads go round robin. Every read is checked to
-// have come from Redis: per read for Strata (GetWithInfo's tier), by
-// go-redis/cache's count of Redis hits after the loop; the plain clients
-// have no other tier.
+// GetSkippingLocalCache (msgpack; Item.SkipLocalCache would not do: it
+// applies to Set, and Once still looks in the local cache first) and
+// rueidis Do(GET) without client-side caching + DecodeJSON. Each contender
+// has a Redis server of its own, holding the 1,000 keys; reads go round
+// robin. Every read is checked to have come from Redis: per read for Strata
+// (GetWithInfo's tier), by go-redis/cache's count of Redis hits after the
+// loop; the plain clients have no other tier.
 func BenchmarkL2Hit(b *testing.B) {
 	addrs := startRedis(b, 4)
 	ctx := context.Background()
