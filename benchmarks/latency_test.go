@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/strata-cache/strata/l1"
 	"github.com/strata-cache/strata/tiered"
 )
 
@@ -34,7 +35,8 @@ type localHitter struct {
 }
 
 // BenchmarkLocalHit compares a read answered by the local tier: Strata's L1
-// (a decoded *User, with a Redis L2 configured behind it), raw ristretto v2
+// (a decoded *User, with a Redis L2 configured behind it) on each of its
+// engines (strata: ristretto, the default; strata-otter), raw ristretto v2
 // and otter v2 (the floor: a map lookup and nothing else), and the peers
 // whose local tier keeps bytes and decodes on every hit: go-redis/cache
 // (TinyLFU, msgpack), rueidis client-side caching and go-redis v9's
@@ -127,8 +129,7 @@ func openLocalHitters(b *testing.B) []localHitter {
 	addrs := startRedis(b, 5)
 	return []localHitter{
 		strataHitter(b, "strata", addrs[0], tiered.L1Options{}),
-		// TODO(issue 16): strata-otter, once tiered.L1Options has Engine:
-		// strataHitter(b, "strata-otter", addrs[1], tiered.L1Options{Engine: l1.Otter}),
+		strataHitter(b, "strata-otter", addrs[1], tiered.L1Options{Engine: l1.Otter}),
 		ristrettoHitter(b),
 		otterHitter(b),
 		goRedisCacheHitter(b, addrs[2]),

@@ -190,12 +190,13 @@ func warmStrata(tb testing.TB, c *tiered.Cache[*User], n int) {
 // --- raw local caches -----------------------------------------------------
 
 // newRistretto is a raw ristretto v2 cache of *User configured as Strata's
-// L1 configures it: MaxCost capacityBytes, MaxCost/100 counters, 64 buffer
-// items, entries weighed by entryCost.
+// L1 configures its Ristretto engine: MaxCost capacityBytes, one admission
+// counter per 16 bytes of it (l1's default: ten per 160-byte entry), 64
+// buffer items, entries weighed by entryCost.
 func newRistretto(tb testing.TB) *ristretto.Cache[string, *User] {
 	tb.Helper()
 	rc, err := ristretto.NewCache(&ristretto.Config[string, *User]{
-		NumCounters: capacityBytes / 100, MaxCost: capacityBytes, BufferItems: 64, IgnoreInternalCost: true,
+		NumCounters: capacityBytes / 16, MaxCost: capacityBytes, BufferItems: 64, IgnoreInternalCost: true,
 	})
 	if err != nil {
 		tb.Fatal(err)
