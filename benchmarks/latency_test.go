@@ -69,10 +69,7 @@ func BenchmarkLocalHit(b *testing.B) {
 
 // benchLocalHit times b.N reads of c in dist's order on g goroutines.
 func benchLocalHit(b *testing.B, c localHitter, dist string, g int) {
-	orders := make([][]int, g)
-	for w := range orders {
-		orders[w] = accessOrder(dist, orderLen, uint64(w)+1)
-	}
+	orders := workerOrders(dist, g)
 	var check func(int) error
 	if c.verify != nil {
 		check = c.verify()
@@ -97,6 +94,19 @@ func benchLocalHit(b *testing.B, c localHitter, dist string, g int) {
 			b.Fatalf("%s: %v", c.name, err)
 		}
 	}
+}
+
+// workerOrders returns an access order of dist for each of g workers: Zipf
+// draws of a seed of its own, and each rotated to start its share of the
+// way in, so that round-robin workers do not read the same key in step.
+func workerOrders(dist string, g int) [][]int {
+	orders := make([][]int, g)
+	for w := range orders {
+		order := accessOrder(dist, orderLen, uint64(w)+1)
+		start := w * orderLen / g
+		orders[w] = append(order[start:], order[:start]...)
+	}
+	return orders
 }
 
 // onGoroutines runs f on exactly g goroutines (on the caller's own when g
@@ -504,10 +514,7 @@ func version(u *User) int64 { return int64(u.Score) }
 func benchMixed(b *testing.B, reps []replica) {
 	ctx := context.Background()
 	var acked [numKeys]atomic.Int64 // the newest version of each key whose write returned
-	orders := make([][]int, len(reps))
-	for r := range orders {
-		orders[r] = accessOrder("zipf", orderLen, uint64(r)+1)
-	}
+	orders := workerOrders("zipf", len(reps))
 	var failed atomic.Pointer[error]
 	b.ReportAllocs()
 	b.ResetTimer()
