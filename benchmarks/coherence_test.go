@@ -613,19 +613,32 @@ func cohStrataClient(b *testing.B, cfg tiered.Config) *tiered.Client {
 
 // cohStrataReplicas starts n Strata clients over the Redis at addr, named
 // r0…, with the Observer observer(i) (nil for none) and, with gossip, each
-// joining the first on loopback.
+// joining all those before it on loopback: every member then learns of every
+// other from the joins themselves, where gossip alone leaves a few of 30
+// without some members until memberlist's push-pull (15 s or more). They
+// are closed together when b ends.
 func cohStrataReplicas(b *testing.B, addr string, n int, gossip bool, observer func(i int) tiered.Observer) []*tiered.Client {
-	clients := make([]*tiered.Client, n)
-	for i := range clients {
-		cfg := tiered.Config{NodeID: "r" + strconv.Itoa(i), Redis: l2.Config{Addrs: []string{addr}}, Observer: observer(i)}
+	clients := make([]*tiered.Client, 0, n)
+	b.Cleanup(func() {
+		var closing sync.WaitGroup
+		for _, c := range clients {
+			closing.Go(func() { _ = c.Close() })
+		}
+		closing.Wait()
+	})
+	var seeds []string
+	for i := range n {
+		cfg := tiered.Config{NodeID: "r" + strconv.Itoa(i), Redis: l2.Config{Addrs: []string{addr}}, Observer: observer(i), Logger: cohQuiet}
 		if gossip {
-			cfg.Gossip = &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal}
-			if i > 0 {
-				cfg.Gossip.Join = []string{clients[0].GossipAddr()}
-			}
+			cfg.Gossip = &cluster.Config{BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal, Join: slices.Clone(seeds)}
 			cfg.RequireGossip = true
 		}
-		clients[i] = cohStrataClient(b, cfg)
+		c, err := tiered.NewClient(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		clients = append(clients, c)
+		seeds = append(seeds, c.GossipAddr())
 	}
 	return clients
 }
@@ -762,7 +775,11 @@ func cohRueidis(b *testing.B, addr string, onInvalidations func([]rueidis.RedisM
 // cpu-us/inval, this process's CPU time (user and system, all replicas, the
 // background of memberlist and heartbeats included, the keys' loading into
 // L1 left out; the Redis server's not included) over the rounds divided by
-// their number. Each run has max(b.N, cohMinRounds) rounds.
+// their number, and idle-cpu-us/inval, the part of it the replicas spend
+// anyway (their CPU rate over 250 ms without invalidations, before the
+// rounds, times the rounds' duration, over their number): the cost of the
+// invalidations themselves is the difference. Each run has
+// max(b.N, cohMinRounds) rounds.
 func BenchmarkScaling(b *testing.B) {
 	for _, n := range []int{3, 10, 30} {
 		b.Run("replicas="+strconv.Itoa(n), func(b *testing.B) { cohRunScaling(b, n) })
@@ -791,11 +808,12 @@ func cohRunScaling(b *testing.B, n int) {
 	if err := cohPrimeScaling(ctx, caches[1:], 0); err != nil {
 		b.Fatal(err)
 	}
+	idle := cohIdleCPU()
 	var lat []time.Duration
 	var priming time.Duration // CPU spent loading keys into L1 after the start
 	pace := time.NewTicker(time.Second / cohRate)
 	defer pace.Stop()
-	start := cohCPUTime()
+	start, began := cohCPUTime(), time.Now()
 	round := func() {
 		i := len(lat)
 		if i > 0 && i%cohPrimeBatch == 0 {
@@ -824,8 +842,24 @@ func cohRunScaling(b *testing.B, n int) {
 		round()
 	}
 	cpu := cohCPUTime() - start - priming
+	window := time.Since(began)
 	cohReport(b, "", lat)
-	b.ReportMetric(float64(cpu)/float64(time.Microsecond)/float64(len(lat)), "cpu-us/inval")
+	perInval := func(d float64) float64 { return d / float64(time.Microsecond) / float64(len(lat)) }
+	b.ReportMetric(perInval(float64(cpu)), "cpu-us/inval")
+	b.ReportMetric(perInval(idle*float64(window)), "idle-cpu-us/inval")
+}
+
+// cohIdleWindow is how long cohIdleCPU measures.
+const cohIdleWindow = 250 * time.Millisecond
+
+// cohIdleCPU returns this process's CPU time per unit of wall time over
+// cohIdleWindow, with nothing asked of it: the replicas' background
+// (heartbeats, memberlist probes and gossip, timers).
+func cohIdleCPU() float64 {
+	cpu, began := cohCPUTime(), time.Now()
+	window := time.NewTimer(cohIdleWindow) // the measurement window, not synchronisation
+	<-window.C
+	return float64(cohCPUTime()-cpu) / float64(time.Since(began))
 }
 
 // cohScalingKey is BenchmarkScaling's i-th key.
