@@ -780,7 +780,7 @@ func cohRueidis(b *testing.B, addr string, onInvalidations func([]rueidis.RedisM
 // background of memberlist and heartbeats included, the keys' loading into
 // L1 left out; the Redis server's not included) over the rounds divided by
 // their number, and idle-cpu-us/inval, the part of it the replicas spend
-// anyway (their CPU rate over 250 ms without invalidations, before the
+// anyway (their CPU rate over 250 ms without invalidations, after the
 // rounds, times the rounds' duration, over their number): the cost of the
 // invalidations themselves is the difference. Each run has
 // max(b.N, cohMinRounds) rounds.
@@ -793,39 +793,23 @@ func BenchmarkScaling(b *testing.B) {
 // cohRunScaling runs BenchmarkScaling with n replicas.
 func cohRunScaling(b *testing.B, n int) {
 	ctx := context.Background()
-	srv := redistest.Start(b)
-	applied := newCohStamps(n - 1)
-	clients := cohStrataReplicas(b, srv.Addr(), n, true, func(i int) tiered.Observer {
-		if i == 0 {
-			return nil
-		}
-		return cohApplyObserver{stamps: applied, reader: i - 1}
-	})
-	cohWaitReady(b, clients, true, true)
-	caches := make([]*tiered.Cache[string], n)
-	for i, c := range clients {
-		var err error
-		if caches[i], err = tiered.NewCache(c, "scaling", tiered.Options[string]{TTL: ttl, L1: tiered.L1Options{MaxCost: 4 << 20}}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	caches, applied := cohScalingReplicas(b, n)
 	if err := cohPrimeScaling(ctx, caches[1:], 0); err != nil {
 		b.Fatal(err)
 	}
-	idle := cohIdleCPU()
 	var lat []time.Duration
-	var priming time.Duration // CPU spent loading keys into L1 after the start
+	var primingCPU, primingWall time.Duration // loading more keys into L1 after the start
 	pace := time.NewTicker(time.Second / cohRate)
 	defer pace.Stop()
 	start, began := cohCPUTime(), time.Now()
 	round := func() {
 		i := len(lat)
 		if i > 0 && i%cohPrimeBatch == 0 {
-			before := cohCPUTime()
+			cpu, wall := cohCPUTime(), time.Now()
 			if err := cohPrimeScaling(ctx, caches[1:], i); err != nil {
 				b.Fatal(err)
 			}
-			priming += cohCPUTime() - before
+			primingCPU, primingWall = primingCPU+cohCPUTime()-cpu, primingWall+time.Since(wall)
 		}
 		<-pace.C // pacing, not synchronisation
 		applied.arm()
@@ -845,13 +829,39 @@ func cohRunScaling(b *testing.B, n int) {
 	for len(lat) < cohMinRounds {
 		round()
 	}
-	cpu := cohCPUTime() - start - priming
-	window := time.Since(began)
+	cpu, window := cohCPUTime()-start-primingCPU, time.Since(began)-primingWall
+	idle := cohIdleCPU() // after the rounds: the joins' gossip has long died down
 	cohReport(b, "", lat)
 	perInval := func(d float64) float64 { return d / float64(time.Microsecond) / float64(len(lat)) }
 	b.ReportMetric(perInval(float64(cpu)), "cpu-us/inval")
 	b.ReportMetric(perInval(idle*float64(window)), "idle-cpu-us/inval")
 }
+
+// cohScalingReplicas starts n Strata replicas with both channels, all
+// joined and vouching, and returns a cache of each and the stamps their
+// Observers (all but r0's) mark.
+func cohScalingReplicas(b *testing.B, n int) ([]*tiered.Cache[string], *cohStamps) {
+	srv := redistest.Start(b)
+	applied := newCohStamps(n - 1)
+	clients := cohStrataReplicas(b, srv.Addr(), n, true, func(i int) tiered.Observer {
+		if i == 0 {
+			return nil
+		}
+		return cohApplyObserver{stamps: applied, reader: i - 1}
+	})
+	cohWaitReady(b, clients, true, true)
+	caches := make([]*tiered.Cache[string], n)
+	for i, c := range clients {
+		var err error
+		if caches[i], err = tiered.NewCache(c, "scaling", tiered.Options[string]{TTL: ttl, L1: tiered.L1Options{MaxCost: 4 << 20}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return caches, applied
+}
+
+// cohScalingKey is BenchmarkScaling's i-th key.
+func cohScalingKey(i int) string { return "user:scaling:" + strconv.Itoa(i) }
 
 // cohIdleWindow is how long cohIdleCPU measures.
 const cohIdleWindow = 250 * time.Millisecond
@@ -865,9 +875,6 @@ func cohIdleCPU() float64 {
 	<-window.C
 	return float64(cohCPUTime()-cpu) / float64(time.Since(began))
 }
-
-// cohScalingKey is BenchmarkScaling's i-th key.
-func cohScalingKey(i int) string { return "user:scaling:" + strconv.Itoa(i) }
 
 // cohPrimeScaling loads the cohPrimeBatch keys from the from-th into every
 // cache's L1 (the first load fills L2; no invalidation is sent).
