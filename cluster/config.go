@@ -162,6 +162,11 @@ func (s settings) memberlistConfig(name string, logger *log.Logger) *memberlist.
 	// that queue drains as fast as packets decode, but keeping it at least as
 	// deep as ours makes our counted, signalled drop the first to happen.
 	mc.HandoffQueueDepth = max(mc.HandoffQueueDepth, s.QueueSize)
+	// Strata's messages fit one packet of a few hundred bytes: compressing
+	// them saves nothing on the wire and cost about 70 KB of allocation per
+	// send (lzw's writer), which drove the GC behind gossip's tail
+	// (issue 16). Members that compress are still understood.
+	mc.EnableCompression = false
 	return mc
 }
 
@@ -190,33 +195,23 @@ func leaveTimeout(mc *memberlist.Config) time.Duration {
 	return 5 * mc.GossipInterval
 }
 
-// wrapTransport makes the transport memberlist would make for mc (retrying
-// a port-0 bind as memberlist does, since UDP and TCP must get one port)
-// and sets mc.Transport to wrap's result.
-func wrapTransport(mc *memberlist.Config, wrap func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport) error {
-	nc := &memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger}
-	tries := 1
-	if mc.BindPort == 0 {
-		tries = 10
-	}
-	var nt *memberlist.NetTransport
-	var err error
-	for range tries {
-		if nt, err = memberlist.NewNetTransport(nc); err == nil {
-			break
-		}
-	}
+// useTransport makes the node's transport (see transport) for mc, wrapped
+// by wrap when not nil, and sets mc.Transport to it.
+func useTransport(mc *memberlist.Config, wrap func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport) error {
+	nt, err := newTransport(mc.BindAddr, mc.BindPort, mc.Logger)
 	if err != nil {
-		return fmt.Errorf("cluster: listen on %s:%d: %w", mc.BindAddr, mc.BindPort, err)
+		return err
 	}
 	if mc.BindPort == 0 {
-		mc.BindPort = nt.GetAutoBindPort()
+		mc.BindPort = nt.port()
 		mc.AdvertisePort = mc.BindPort
 	}
-	t := wrap(nt)
-	if t == nil {
-		_ = nt.Shutdown()
-		return invalid("Transport", errors.New("returned nil"))
+	var t memberlist.NodeAwareTransport = nt
+	if wrap != nil {
+		if t = wrap(nt); t == nil {
+			_ = nt.Shutdown()
+			return invalid("Transport", errors.New("returned nil"))
+		}
 	}
 	mc.Transport = t
 	return nil

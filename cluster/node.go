@@ -76,11 +76,9 @@ func start(cfg Config, name string, handle func([]byte), onOverflow func()) (*no
 	n.maxPacket = maxPacketMessage(mc)
 	n.leaveWait = leaveTimeout(mc)
 	n.announceWait = announceTimeout(mc)
-	if s.Transport != nil {
-		if err := wrapTransport(mc, s.Transport); err != nil {
-			n.stopGoroutines()
-			return nil, err
-		}
+	if err := useTransport(mc, s.Transport); err != nil {
+		n.stopGoroutines()
+		return nil, err
 	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {

@@ -119,10 +119,11 @@ func (c *Config) setDefaults() error {
 // clock, and is shared by every Cache made from it. It is safe for concurrent
 // use.
 type Client struct {
-	cfg    Config
-	l2     *l2.Store // nil without L2
-	clock  clock.Nano
-	coarse *clock.Coarse // nil with an injected clock
+	cfg          Config
+	l2           *l2.Store // nil without L2
+	clock        clock.Nano
+	coarse       *clock.Coarse // nil with an injected clock; shared by the process's clients
+	releaseClock func()        // lets go of coarse
 
 	closed atomic.Bool
 	// ctx is cancelled by Close; loads derive from it so Close can end them.
@@ -187,7 +188,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Clock != nil {
 		c.clock = clock.ToNano(cfg.Clock)
 	} else {
-		c.coarse = clock.NewCoarse(clockResolution)
+		c.coarse, c.releaseClock = clock.Acquire(clockResolution)
 		c.clock = c.coarse
 	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))

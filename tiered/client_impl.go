@@ -171,7 +171,7 @@ func (c *Client) close() error {
 		cache.close()
 	}
 	if c.coarse != nil {
-		c.coarse.Stop()
+		c.releaseClock()
 	}
 	if c.l2 != nil {
 		return c.l2.Close()

@@ -102,3 +102,40 @@ func (m *Manual) Advance(d time.Duration) { m.now.Add(int64(d)) }
 
 // Set moves the clock to t.
 func (m *Manual) Set(t time.Time) { m.now.Store(t.UnixNano()) }
+
+// shared is the process's shared coarse clock and how many hold it.
+var shared struct {
+	mu         sync.Mutex
+	c          *Coarse
+	resolution time.Duration
+	holders    int
+}
+
+// Acquire returns a coarse clock of resolution shared by every holder in the
+// process, started by the first and stopped when the last calls release
+// (once each): replicas in one process (tests, benchmarks, a service with
+// several clients) tick once, not once each. A holder asking another
+// resolution gets a clock of its own.
+func Acquire(resolution time.Duration) (c *Coarse, release func()) {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.c != nil && shared.resolution != resolution {
+		own := NewCoarse(resolution)
+		return own, own.Stop
+	}
+	if shared.c == nil {
+		shared.c, shared.resolution = NewCoarse(resolution), resolution
+	}
+	shared.holders++
+	var once sync.Once
+	return shared.c, func() {
+		once.Do(func() {
+			shared.mu.Lock()
+			defer shared.mu.Unlock()
+			if shared.holders--; shared.holders == 0 {
+				shared.c.Stop()
+				shared.c = nil
+			}
+		})
+	}
+}
