@@ -70,6 +70,7 @@ func l1Variant(defaultCounters bool, gets int) policyFunc {
 		defer c.Close()
 		var hits int64
 		for _, id := range w.ids {
+			w.pause()
 			key := w.names[id]
 			if _, ok := c.Get(key); ok {
 				hits++

@@ -38,6 +38,7 @@ func replayRistrettoWith(w *workload, s ristrettoSetup) (int64, error) {
 	defer rc.Close()
 	var hits int64
 	for _, id := range w.ids {
+		w.pause()
 		key := w.names[id]
 		if _, ok := rc.Get(key); ok {
 			hits++
@@ -61,6 +62,7 @@ func replayOtter(w *workload, capacity int) (int64, error) {
 	defer c.StopAllGoroutines()
 	var hits int64
 	for _, id := range w.ids {
+		w.pause()
 		key := w.names[id]
 		if _, ok := c.GetIfPresent(key); ok {
 			hits++

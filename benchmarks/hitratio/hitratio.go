@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"sort"
 )
@@ -23,11 +24,35 @@ type Result struct {
 	Ratio    float64 `json:"ratio"`
 }
 
+// Options tunes a replay.
+type Options struct {
+	// Runs is how many times each randomized policy (every real cache:
+	// ristretto seeds its sketch from the clock, samples eviction
+	// candidates in map order and drops reads under load; otter's read
+	// buffers are lossy too) is replayed; its Result is the mean, Ratio
+	// exactly and Hits rounded. LRU and Belady are deterministic and
+	// replayed once. Zero means 1.
+	Runs int
+	// Yield calls runtime.Gosched before every request to a real cache.
+	// Ristretto counts reads for TinyLFU through a lossy buffer drained by
+	// a goroutine of its own; a replay on one goroutine starves it, and
+	// 30% to 80% of the reads are dropped (more on a loaded machine), so
+	// the ratios swing with whatever else runs. Yielding lets the drain
+	// keep up (about 1% dropped), as it would in a service whose request
+	// goroutines block on I/O. False means no yielding.
+	Yield bool
+}
+
 // Replay replays keys, the requests of trace, through each policy at each
 // capacity (in entries): a request is a hit if its key is cached; on a
 // miss the key is offered to the cache. Results come in capacity order,
-// then policy order.
+// then policy order. It is ReplayWith with zero Options.
 func Replay(trace string, keys []uint64, policies []string, capacities []int) ([]Result, error) {
+	return ReplayWith(trace, keys, policies, capacities, Options{})
+}
+
+// ReplayWith is Replay tuned by opts.
+func ReplayWith(trace string, keys []uint64, policies []string, capacities []int, opts Options) ([]Result, error) {
 	fns := make([]policyFunc, len(policies))
 	for i, name := range policies {
 		fn, ok := registry[name]
@@ -37,29 +62,43 @@ func Replay(trace string, keys []uint64, policies []string, capacities []int) ([
 		fns[i] = fn
 	}
 	w := newWorkload(keys)
+	w.yield = opts.Yield
 	var out []Result
 	for _, capacity := range capacities {
 		if capacity < 1 {
 			return nil, fmt.Errorf("hitratio: capacity %d is not positive", capacity)
 		}
 		for i, fn := range fns {
-			hits, err := fn(w, capacity)
-			if err != nil {
-				return nil, fmt.Errorf("hitratio: %s on %s at %d: %w", policies[i], trace, capacity, err)
+			n := max(opts.Runs, 1)
+			if deterministic[policies[i]] {
+				n = 1
 			}
-			out = append(out, newResult(trace, capacity, policies[i], int64(len(keys)), hits))
+			var total int64
+			for range n {
+				hits, err := fn(w, capacity)
+				if err != nil {
+					return nil, fmt.Errorf("hitratio: %s on %s at %d: %w", policies[i], trace, capacity, err)
+				}
+				total += hits
+			}
+			out = append(out, meanResult(trace, capacity, policies[i], int64(len(keys)), total, n))
 		}
 	}
 	return out, nil
 }
 
-func newResult(trace string, capacity int, policy string, requests, hits int64) Result {
-	r := Result{Trace: trace, Capacity: capacity, Policy: policy, Requests: requests, Hits: hits}
+// meanResult is the Result of n runs of requests that hit total times.
+func meanResult(trace string, capacity int, policy string, requests, total int64, n int) Result {
+	r := Result{Trace: trace, Capacity: capacity, Policy: policy, Requests: requests,
+		Hits: (total + int64(n)/2) / int64(n)}
 	if requests > 0 {
-		r.Ratio = float64(hits) / float64(requests)
+		r.Ratio = float64(total) / float64(n) / float64(requests)
 	}
 	return r
 }
+
+// deterministic names the policies one run of which says all.
+var deterministic = map[string]bool{"lru": true, "belady": true}
 
 // policyFunc replays w through a cache of capacity entries and returns the
 // number of hits.
@@ -117,6 +156,14 @@ type workload struct {
 	ids    []int32
 	names  []string // by id: the key as 16 hex digits
 	unique int
+	yield  bool // Options.Yield
+}
+
+// pause is called before every request to a real cache: see Options.Yield.
+func (w *workload) pause() {
+	if w.yield {
+		runtime.Gosched()
+	}
 }
 
 func newWorkload(keys []uint64) *workload {

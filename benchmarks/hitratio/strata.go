@@ -49,6 +49,7 @@ func replayStrataWith(w *workload, capacity int, l1opts func(*tiered.L1Options))
 		return value, nil
 	}
 	for _, id := range w.ids {
+		w.pause()
 		if _, err := cache.Get(ctx, w.names[id], load); err != nil {
 			return 0, err
 		}

@@ -21,13 +21,16 @@ func main() {
 		"comma-separated policies, of: "+strings.Join(hitratio.Policies(), ","))
 	traces := flag.String("trace", "", "comma-separated traces to replay (default: all)")
 	limit := flag.Int("limit", 0, "requests replayed per trace (0: all)")
+	runs := flag.Int("runs", 1, "replays of each randomized policy (every real cache), averaged")
+	yield := flag.Bool("yield", false, "yield before every request, so ristretto's read buffer is drained (see hitratio.Options.Yield)")
 	flag.Parse()
-	if err := run(*out, *dir, strings.Split(*policies, ","), *traces, *limit); err != nil {
+	opts := hitratio.Options{Runs: *runs, Yield: *yield}
+	if err := run(*out, *dir, strings.Split(*policies, ","), *traces, *limit, opts); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(out, dir string, policies []string, traces string, limit int) error {
+func run(out, dir string, policies []string, traces string, limit int, opts hitratio.Options) error {
 	if dir == "" {
 		d, err := hitratio.Dir()
 		if err != nil {
@@ -47,7 +50,7 @@ func run(out, dir string, policies []string, traces string, limit int) error {
 		if err != nil {
 			return err
 		}
-		results, err := hitratio.Replay(t.Name, keys, policies, t.Capacities)
+		results, err := hitratio.ReplayWith(t.Name, keys, policies, t.Capacities, opts)
 		if err != nil {
 			return err
 		}
