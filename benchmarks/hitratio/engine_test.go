@@ -6,6 +6,7 @@ package hitratio
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,8 +22,10 @@ var enginePrefix = map[string]int{"oltp": 100_000, "p3": 60_000, "gli": 0, "loop
 // below 0.98 times the engine's.
 //
 // Replays yield before every request (Options.Yield), which keeps run-to-run
-// noise near 1%. A point that falls short is replayed four more times, and
-// judged on the mean of five, so one unlucky run does not fail the test.
+// noise near 1%, though one run in twenty on GLI lands up to 25% low. So GLI
+// (a few thousand requests) is judged on the medians of five runs, and a
+// point of the long traces that falls short by less than 10% is replayed
+// five times and judged on the medians; one short by more fails at once.
 func TestStrataKeepsEngineHitRatio(t *testing.T) {
 	dir := traceDir(t)
 	var results []Result
@@ -37,8 +40,8 @@ func TestStrataKeepsEngineHitRatio(t *testing.T) {
 		w.yield = true
 		for _, capacity := range tr.Capacities {
 			for _, p := range enginePairs() {
-				got := compare(t, w, tr.Name, capacity, p, 1)
-				if falls := got[0].Ratio < 0.98*got[1].Ratio; falls {
+				got := compare(t, w, tr.Name, capacity, p, firstRuns(w))
+				if r := got[0].Ratio / got[1].Ratio; r < 0.98 && r >= 0.9 {
 					got = compare(t, w, tr.Name, capacity, p, 5)
 				}
 				if got[0].Ratio < 0.98*got[1].Ratio {
@@ -59,6 +62,15 @@ func TestStrataKeepsEngineHitRatio(t *testing.T) {
 	}
 }
 
+// firstRuns is how many runs a point of w is first judged on: five on a
+// short trace, where one run is cheap and noisier, one on a long one.
+func firstRuns(w *workload) int {
+	if len(w.ids) < 50_000 {
+		return 5
+	}
+	return 1
+}
+
 // enginePairs are the (Strata, raw engine) policies to compare: strata
 // with ristretto, and strata-otter with otter where the library has it.
 func enginePairs() [][2]string {
@@ -72,20 +84,20 @@ func enginePairs() [][2]string {
 }
 
 // compare replays w at capacity through both policies of p, runs times
-// each, and returns their mean results.
+// each, and returns their median results.
 func compare(t *testing.T, w *workload, trace string, capacity int, p [2]string, runs int) [2]Result {
 	t.Helper()
 	var out [2]Result
 	for i, name := range p {
-		var total int64
-		for range runs {
-			hits, err := registry[name](w, capacity)
-			if err != nil {
+		hits := make([]int64, runs)
+		for r := range hits {
+			var err error
+			if hits[r], err = registry[name](w, capacity); err != nil {
 				t.Fatalf("%s on %s at %d: %v", name, trace, capacity, err)
 			}
-			total += hits
 		}
-		out[i] = meanResult(trace, capacity, name, int64(len(w.ids)), total, runs)
+		slices.Sort(hits)
+		out[i] = meanResult(trace, capacity, name, int64(len(w.ids)), hits[runs/2], 1)
 	}
 	return out
 }

@@ -21,8 +21,8 @@ func main() {
 		"comma-separated policies, of: "+strings.Join(hitratio.Policies(), ","))
 	traces := flag.String("trace", "", "comma-separated traces to replay (default: all)")
 	limit := flag.Int("limit", 0, "requests replayed per trace (0: all)")
-	runs := flag.Int("runs", 1, "replays of each randomized policy (every real cache), averaged")
-	yield := flag.Bool("yield", false, "yield before every request, so ristretto's read buffer is drained (see hitratio.Options.Yield)")
+	runs := flag.Int("runs", hitratio.DefaultOptions.Runs, "replays of each randomized policy (every real cache), averaged")
+	yield := flag.Bool("yield", hitratio.DefaultOptions.Yield, "yield before every request, so ristretto's read buffer is drained (see hitratio.Options.Yield)")
 	flag.Parse()
 	opts := hitratio.Options{Runs: *runs, Yield: *yield}
 	if err := run(*out, *dir, strings.Split(*policies, ","), *traces, *limit, opts); err != nil {
