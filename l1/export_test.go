@@ -9,3 +9,9 @@ func WithKeyToHash(cfg Config, f func(key string) (uint64, uint64)) Config {
 
 // KeysWithTag returns the keys of the entries tagged tag.
 func (c *Cache[V]) KeysWithTag(tag string) []string { return c.tags.keys(tag) }
+
+// Expire runs the sweeper's pass as of now (Unix ns, wall clock).
+func (c *Cache[V]) Expire(now int64) { c.expire(now) }
+
+// Filed returns how many entries wait for the sweeper.
+func (c *Cache[V]) Filed() int { return c.expiry.len() }

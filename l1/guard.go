@@ -134,6 +134,15 @@ func (g *Guard) writeAll(fn func()) {
 	fn()
 }
 
+// locked runs fn under key's stripe lock, without fencing anything off: fn
+// is ordered against every install and write of key.
+func (g *Guard) locked(key string, fn func()) {
+	s := &g.stripes[g.stripe(key)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn()
+}
+
 // Write fences off installs of key read before now.
 func (g *Guard) Write(key string) { g.write(key, func() {}) }
 

@@ -1,5 +1,5 @@
-// Package l1 is Strata's in-process tier, usable on its own: a ristretto
-// cache of decoded entries that is synchronous (a write is visible to every
+// Package l1 is Strata's in-process tier, usable on its own: a cache of
+// decoded entries on ristretto or otter (Engine) that is synchronous (a write is visible to every
 // Get when it returns), collision-safe (a hash collision is a miss, never
 // another key's value), bounded in cost and in how long a copy may be served
 // (MaxTTL), with a tag index, and with a fill guard (Begin, SetIf) that keeps
@@ -8,11 +8,9 @@ package l1
 
 import (
 	"errors"
-	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/dgraph-io/ristretto/v2"
 )
 
 // Defaults used when a Config field is zero.
@@ -27,6 +25,13 @@ const (
 	// entryOverhead approximates the bytes an Entry and its ristretto item use
 	// beyond the encoded value and the key.
 	entryOverhead = 128
+	// counterBytes is how many bytes of MaxCost get one admission counter by
+	// default: ten counters for an entry of 160 bytes (the overhead, a short
+	// key and a few bytes of value). Fewer counters per entry cost hit
+	// ratio (issue 16's replays); each takes about 3.2 bytes (ristretto's
+	// count-min sketch of 4 × 4 bits and its doorkeeper's 1.2 bytes), so
+	// the sketch adds at most a fifth of MaxCost, less with bigger entries.
+	counterBytes = (entryOverhead + 32) / 10
 )
 
 // Entry is what L1 stores: a value, its key, its deadlines and its tags.
@@ -57,6 +62,10 @@ type Entry[V any] struct {
 	// Size is the value's size in bytes, as the caller measures it (encoded,
 	// say): with the key and a fixed overhead, it is the entry's cost.
 	Size int
+
+	cost     int64       // Size + len(Key) + entryOverhead, set on install
+	expireAt int64       // when the sweeper removes it (wall clock), set on install
+	gone     atomic.Bool // it left the cache
 }
 
 // Config configures an L1 cache.
@@ -67,10 +76,14 @@ type Config struct {
 	// MaxTTL bounds how long any entry is kept, from its install. Zero means
 	// DefaultMaxTTL.
 	MaxTTL time.Duration
-	// NumCounters is the number of TinyLFU admission counters. Zero means
-	// max(MaxCost/100, 1000): ten counters per entry of about 1 KiB, as
-	// ristretto advises.
+	// NumCounters is the number of TinyLFU admission counters of the
+	// Ristretto engine (Otter sizes its own). Zero means
+	// max(MaxCost/counterBytes, 1000): ten counters per entry of the
+	// smallest size L1 holds in numbers (see counterBytes), as ristretto
+	// advises ten per entry.
 	NumCounters int64
+	// Engine is the cache library under L1. The zero value is Ristretto.
+	Engine Engine
 
 	keyToHash func(key string) (uint64, uint64) // tests force collisions with it
 }
@@ -86,7 +99,7 @@ func (c *Config) setDefaults() error {
 		c.MaxTTL = DefaultMaxTTL
 	}
 	if c.NumCounters == 0 {
-		c.NumCounters = max(c.MaxCost/100, 1000)
+		c.NumCounters = max(c.MaxCost/counterBytes, 1000)
 	}
 	return nil
 }
@@ -103,10 +116,12 @@ func (c *Config) setDefaults() error {
 // installs with SetIf, which refuses data read before a write or an
 // invalidation of the key or of one of its tags.
 type Cache[V any] struct {
-	rc     *ristretto.Cache[string, *Entry[V]]
-	maxTTL time.Duration
-	tags   tagIndex[V]
-	guard  *Guard
+	st      store[V]
+	maxTTL  time.Duration
+	maxCost int64
+	expiry  expiry[V]
+	tags    tagIndex[V]
+	guard   *Guard
 	// life orders writes against Close: ristretto's Close is not safe
 	// against a concurrent Set, Del or Wait (a Wait queued after its
 	// processor stopped blocks forever; a send after it panics). Writes hold
@@ -121,23 +136,14 @@ func New[V any](cfg Config) (*Cache[V], error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	c := &Cache[V]{maxTTL: cfg.MaxTTL, guard: NewGuard()}
-	rc, err := ristretto.NewCache(&ristretto.Config[string, *Entry[V]]{
-		NumCounters:        cfg.NumCounters,
-		MaxCost:            cfg.MaxCost,
-		BufferItems:        64, // ristretto's recommended value
-		KeyToHash:          cfg.keyToHash,
-		IgnoreInternalCost: true, // entryOverhead already counts it
-		// Every way out (delete, overwrite, eviction, rejection, expiry,
-		// Clear) passes here: the tag index and the count follow the cache.
-		OnExit:   c.exited,
-		OnEvict:  c.evicted,
-		OnReject: func(*ristretto.Item[*Entry[V]]) { c.counts.rejected.Add(1) },
-	})
+	c := &Cache[V]{maxTTL: cfg.MaxTTL, maxCost: cfg.MaxCost, guard: NewGuard()}
+	st, err := newStore(c, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("l1: %w", err)
+		return nil, err
 	}
-	c.rc = rc
+	c.st = st
+	c.expiry.stop, c.expiry.done = make(chan struct{}), make(chan struct{})
+	go c.sweep()
 	return c, nil
 }
 
@@ -146,7 +152,7 @@ func (c *Cache[V]) MaxTTL() time.Duration { return c.maxTTL }
 
 // Get returns the entry stored for key. It does not check freshness.
 func (c *Cache[V]) Get(key string) (*Entry[V], bool) {
-	e, ok := c.rc.Get(key)
+	e, ok := c.st.get(key)
 	if !ok || e.Key != key {
 		return nil, false
 	}
@@ -171,7 +177,7 @@ func (c *Cache[V]) SetIf(e *Entry[V], f Fence, now int64) bool {
 // Set installs e, read at now, as a write: fills of its key read before it
 // are refused. It sets e's local deadlines (FreshUntil and StaleUntil capped
 // at now+MaxTTL): e belongs to the cache from here on and must not be
-// changed. When Set returns, a Get sees e, or (if ristretto dropped or
+// changed. When Set returns, a Get sees e, or (if the engine dropped or
 // rejected it) no entry for the key at all.
 func (c *Cache[V]) Set(e *Entry[V], now int64) {
 	c.guard.write(e.Key, func() { c.put(e, now) })
@@ -212,7 +218,7 @@ func (c *Cache[V]) Clear() {
 		if !c.closed {
 			c.counts.clearing.Add(1)
 			defer c.counts.clearing.Add(-1)
-			c.rc.Clear()
+			c.st.clear()
 		}
 	})
 }
@@ -232,19 +238,24 @@ func (c *Cache[V]) put(e *Entry[V], now int64) {
 		c.delete(e.Key)
 		return
 	}
-	cost := int64(e.Size + len(e.Key) + entryOverhead)
-	// Indexed before the set: if ristretto rejects e, its exit unindexes it.
-	c.tags.add(e)
-	if c.rc.SetWithTTL(e.Key, e, cost, ttl) {
-		c.counts.entries.Add(1) // until its exit, whether stored or rejected
-	} else {
-		// Dropped by contention: make sure no older copy survives.
-		c.counts.dropped.Add(1)
-		c.rc.Del(e.Key)
+	e.cost = int64(e.Size + len(e.Key) + entryOverhead)
+	if e.cost > c.maxCost {
+		// No engine would keep it: refused here alike by both, and no
+		// older copy survives.
+		c.counts.rejected.Add(1)
+		c.delete(e.Key)
+		return
 	}
-	// Ristretto applies new keys asynchronously; waiting makes the write
-	// visible (or its rejection final) before Set returns.
-	c.rc.Wait()
+	// Indexed, filed and counted before the set: if the engine rejects e,
+	// its exit (which may come before set returns) undoes all three.
+	c.tags.add(e)
+	c.expiry.add(e, ttl)
+	c.counts.entries.Add(1)
+	if !c.st.set(e) {
+		// Dropped by contention (set removed any older copy): no exit comes.
+		c.exited(e)
+		c.counts.dropped.Add(1)
+	}
 }
 
 // remove deletes key.
@@ -256,16 +267,13 @@ func (c *Cache[V]) remove(key string) {
 	}
 }
 
-func (c *Cache[V]) delete(key string) {
-	c.rc.Del(key)
-	c.rc.Wait()
-}
+func (c *Cache[V]) delete(key string) { c.st.del(key) }
 
 // Close stops the cache's goroutines, after the writes in progress. Writes
 // after it do nothing; Gets miss.
 //
 // NOTE: a Get racing Close may, rarely, hit ristretto's own Get-during-Close
-// hazard; callers stop reading before closing (tiered.Client.Close refuses
+// hazard (Ristretto engine); callers stop reading before closing (tiered.Client.Close refuses
 // new calls first).
 func (c *Cache[V]) Close() {
 	c.life.Lock()
@@ -273,6 +281,7 @@ func (c *Cache[V]) Close() {
 	if !c.closed {
 		c.closed = true
 		c.counts.clearing.Add(1)
-		c.rc.Close()
+		c.st.close()
+		c.expiry.halt()
 	}
 }

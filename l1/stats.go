@@ -1,11 +1,6 @@
 package l1
 
-import (
-	"sync/atomic"
-	"time"
-
-	"github.com/dgraph-io/ristretto/v2"
-)
+import "sync/atomic"
 
 // Stats describe an L1 cache's contents and what its admission policy did,
 // counted off the read path: ristretto's own metrics (Config.Metrics) would
@@ -41,20 +36,19 @@ type counts struct {
 }
 
 // Stats returns the cache's stats. Entries and Cost settle once the writes
-// in flight are applied, and count an entry past its local deadline until
-// ristretto's cleanup (every few seconds) drops it, though Get no longer
-// returns it.
+// in flight are applied (the Otter engine applies its pending evictions
+// first), and count an entry past its local deadline until the engine's
+// cleanup (every second or few) drops it, though Get no longer returns it.
 func (c *Cache[V]) Stats() Stats {
 	c.life.RLock()
 	defer c.life.RUnlock()
-	s := Stats{
-		Entries: c.counts.entries.Load(), Evicted: c.counts.evicted.Load(), Expired: c.counts.expired.Load(),
-		Rejected: c.counts.rejected.Load(), Dropped: c.counts.dropped.Load(),
-	}
+	var s Stats
 	if !c.closed {
-		s.MaxCost = c.rc.MaxCost()
-		s.Cost = s.MaxCost - c.rc.RemainingCost()
+		s.MaxCost = c.st.maxCost()
+		s.Cost = c.st.cost() // first: it may settle the counts below
 	}
+	s.Entries, s.Evicted, s.Expired = c.counts.entries.Load(), c.counts.evicted.Load(), c.counts.expired.Load()
+	s.Rejected, s.Dropped = c.counts.rejected.Load(), c.counts.dropped.Load()
 	return s
 }
 
@@ -64,17 +58,15 @@ func (c *Cache[V]) exited(e *Entry[V]) {
 	if e == nil {
 		return
 	}
+	e.gone.Store(true)
 	c.counts.entries.Add(-1)
 	c.tags.remove(e)
+	c.expiry.remove(e)
 }
 
 // evicted counts an eviction by why it happened; a Clear's are not.
-func (c *Cache[V]) evicted(item *ristretto.Item[*Entry[V]]) {
-	switch {
-	case c.counts.clearing.Load() > 0 || item.Value == nil:
-	case !item.Expiration.IsZero() && !item.Expiration.After(time.Now()):
-		c.counts.expired.Add(1)
-	default:
+func (c *Cache[V]) evicted(e *Entry[V]) {
+	if c.counts.clearing.Load() == 0 && e != nil {
 		c.counts.evicted.Add(1)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-cache/strata/internal/clock"
 	"github.com/strata-cache/strata/internal/redistest"
+	"github.com/strata-cache/strata/l1"
 	"github.com/strata-cache/strata/l2"
 	"github.com/strata-cache/strata/tiered"
 )
@@ -131,7 +132,11 @@ func newConvRun(t *testing.T, redisCfg l2.Config, gossip, serialized bool, clk *
 		if gossip && seed == "" {
 			seed = c.GossipAddr()
 		}
-		r.caches = append(r.caches, newCache(t, c, "conv", convOptions()))
+		opts := convOptions()
+		if i%2 == 1 {
+			opts.L1.Engine = l1.Otter // both engines meet in every run
+		}
+		r.caches = append(r.caches, newCache(t, c, "conv", opts))
 	}
 	probeOpts := convOptions()
 	probeOpts.L1.Disabled = true

@@ -68,6 +68,13 @@ type L1Options struct {
 	MaxTTL time.Duration
 	// Disabled turns L1 off: every Get reads L2.
 	Disabled bool
+	// Engine is the cache library under L1: l1.Ristretto (the zero value)
+	// or l1.Otter. Otter keeps more hits where recency matters or scans
+	// pass through (loops, recency-skewed traces) and costs a few
+	// nanoseconds more per hit; Ristretto is the faster hit and the better
+	// choice where a stable hot set dominates. BENCHMARKS.md has both on
+	// real traces and in the hit benchmarks.
+	Engine l1.Engine
 }
 
 // Options configures one Cache.
@@ -212,7 +219,7 @@ func (o *Options[V]) setDefaults() error {
 }
 
 func (o *Options[V]) l1Config() l1.Config {
-	return l1.Config{MaxCost: o.L1.MaxCost, MaxTTL: o.L1.MaxTTL}
+	return l1.Config{MaxCost: o.L1.MaxCost, MaxTTL: o.L1.MaxTTL, Engine: o.L1.Engine}
 }
 
 // SetOption changes one Set call.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/strata-cache/strata/cluster"
 	"github.com/strata-cache/strata/cluster/clustertest"
+	"github.com/strata-cache/strata/l1"
 	"github.com/strata-cache/strata/tiered"
 )
 
@@ -64,7 +65,7 @@ func (p *phase) start(r *replica, seeds []string) {
 	r.client = c
 	r.main = p.newCache(c, "users", tiered.Options[string]{
 		TTL: mainTTL, StaleWhileRevalidate: 2 * time.Second, StaleIfError: 5 * time.Second,
-		LeaseTTL: leaseTTL, L1: tiered.L1Options{MaxTTL: 20 * time.Second},
+		LeaseTTL: leaseTTL, L1: tiered.L1Options{MaxTTL: 20 * time.Second, Engine: engineOf(r.slot)},
 		Tags: func(key, _ string) []string { return []string{tagOf(key)} },
 	})
 	r.exp = p.newCache(c, "exp", tiered.Options[string]{
@@ -75,6 +76,15 @@ func (p *phase) start(r *replica, seeds []string) {
 		WriteBehind: &tiered.WriteBehind[string]{Flush: p.wbdb.flush, ClaimIdle: 2 * time.Second},
 	})
 	p.made(r.main, r.exp, r.wb)
+}
+
+// engineOf is the L1 engine of the replicas in slot: the slots alternate,
+// so both engines serve in every phase.
+func engineOf(slot int) l1.Engine {
+	if slot%2 == 1 {
+		return l1.Otter
+	}
+	return l1.Ristretto
 }
 
 func (p *phase) newCache(c *tiered.Client, ns string, opts tiered.Options[string]) *tiered.Cache[string] {

@@ -1,0 +1,164 @@
+package l1
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/maypok86/otter/v2"
+)
+
+// Engine selects the cache library under an L1 cache. Both give the same
+// guarantees through Cache: writes visible when they return, a hash
+// collision a miss, cost bounded by MaxCost, no copy served past MaxTTL.
+// They differ in admission and eviction, and so in hit ratio and speed:
+// see BENCHMARKS.md for both measured on real traces.
+type Engine int
+
+const (
+	// Ristretto is github.com/dgraph-io/ristretto/v2, the default: TinyLFU
+	// admission over sampled LFU eviction, lock-free reads, a sketch sized
+	// once (Config.NumCounters).
+	Ristretto Engine = iota
+	// Otter is github.com/maypok86/otter/v2: W-TinyLFU (an LRU window in
+	// front of a segmented LRU, with a sketch that grows with the cache),
+	// which keeps more hits on traces with recency or scans, at a few
+	// nanoseconds more per hit.
+	Otter
+)
+
+// String returns the engine's name: "ristretto" or "otter".
+func (e Engine) String() string {
+	switch e {
+	case Ristretto:
+		return "ristretto"
+	case Otter:
+		return "otter"
+	}
+	return fmt.Sprintf("Engine(%d)", int(e))
+}
+
+// store is what a Cache needs of its engine. Every entry that leaves the
+// store (deleted, replaced, evicted, expired, rejected, cleared) is passed
+// to the cache's exited, so the tag index and the count follow the store.
+type store[V any] interface {
+	get(key string) (*Entry[V], bool)
+	// set stores e at e.cost, with no expiry (the cache's sweeper removes
+	// it at its deadline). It reports false if the engine dropped the
+	// write (contention); otherwise, when it returns, get sees e, or (if
+	// the engine's admission refused it) nothing for the key.
+	set(e *Entry[V]) bool
+	// del removes key; when it returns, get misses it.
+	del(key string)
+	clear()
+	close()
+	maxCost() int64
+	// cost is the cost held now, once the writes in flight are applied.
+	cost() int64
+}
+
+func newStore[V any](c *Cache[V], cfg Config) (store[V], error) {
+	switch cfg.Engine {
+	case Ristretto:
+		return newRistrettoStore(c, cfg)
+	case Otter:
+		return newOtterStore(c, cfg)
+	}
+	return nil, fmt.Errorf("l1: unknown Engine %d", int(cfg.Engine))
+}
+
+// ristrettoStore is the Ristretto engine.
+type ristrettoStore[V any] struct {
+	rc *ristretto.Cache[string, *Entry[V]]
+}
+
+func newRistrettoStore[V any](c *Cache[V], cfg Config) (*ristrettoStore[V], error) {
+	rc, err := ristretto.NewCache(&ristretto.Config[string, *Entry[V]]{
+		NumCounters:        cfg.NumCounters,
+		MaxCost:            cfg.MaxCost,
+		BufferItems:        64, // ristretto's recommended value
+		KeyToHash:          cfg.keyToHash,
+		IgnoreInternalCost: true, // entryOverhead already counts it
+		// Every way out (delete, overwrite, eviction, rejection, expiry,
+		// Clear) passes here: the tag index and the count follow the cache.
+		OnExit:   c.exited,
+		OnEvict:  func(item *ristretto.Item[*Entry[V]]) { c.evicted(item.Value) },
+		OnReject: func(*ristretto.Item[*Entry[V]]) { c.counts.rejected.Add(1) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("l1: %w", err)
+	}
+	return &ristrettoStore[V]{rc: rc}, nil
+}
+
+func (s *ristrettoStore[V]) get(key string) (*Entry[V], bool) { return s.rc.Get(key) }
+
+func (s *ristrettoStore[V]) set(e *Entry[V]) bool {
+	ok := s.rc.Set(e.Key, e, e.cost)
+	if !ok {
+		s.rc.Del(e.Key) // dropped by contention: make sure no older copy survives
+	}
+	// Ristretto applies new keys asynchronously; waiting makes the write
+	// visible (or its rejection final) before set returns.
+	s.rc.Wait()
+	return ok
+}
+
+func (s *ristrettoStore[V]) del(key string) {
+	s.rc.Del(key)
+	s.rc.Wait()
+}
+
+func (s *ristrettoStore[V]) clear()         { s.rc.Clear() }
+func (s *ristrettoStore[V]) close()         { s.rc.Close() }
+func (s *ristrettoStore[V]) maxCost() int64 { return s.rc.MaxCost() }
+func (s *ristrettoStore[V]) cost() int64    { return s.rc.MaxCost() - s.rc.RemainingCost() }
+
+// otterStore is the Otter engine. Otter writes its hash table before it
+// returns, so Set and Delete are synchronous without waiting; its eviction
+// runs after, in its maintenance, on otter's goroutines.
+type otterStore[V any] struct {
+	oc *otter.Cache[string, *Entry[V]]
+}
+
+func newOtterStore[V any](c *Cache[V], cfg Config) (*otterStore[V], error) {
+	oc, err := otter.New(&otter.Options[string, *Entry[V]]{
+		MaximumWeight: uint64(cfg.MaxCost),
+		Weigher: func(_ string, e *Entry[V]) uint32 {
+			return uint32(min(e.cost, math.MaxUint32))
+		},
+		// Under the entry's bucket lock, as part of its removal: the tag
+		// index (its own lock, which never calls the cache) follows at once.
+		OnAtomicDeletion: func(ev otter.DeletionEvent[string, *Entry[V]]) {
+			c.exited(ev.Value)
+			if ev.WasEvicted() {
+				c.evicted(ev.Value)
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("l1: %w", err)
+	}
+	return &otterStore[V]{oc: oc}, nil
+}
+
+func (s *otterStore[V]) get(key string) (*Entry[V], bool) { return s.oc.GetIfPresent(key) }
+
+func (s *otterStore[V]) set(e *Entry[V]) bool {
+	s.oc.Set(e.Key, e)
+	return true
+}
+
+func (s *otterStore[V]) del(key string) { s.oc.Invalidate(key) }
+func (s *otterStore[V]) clear()         { s.oc.InvalidateAll() }
+
+func (s *otterStore[V]) close() {
+	s.oc.InvalidateAll()
+	s.oc.StopAllGoroutines()
+}
+
+func (s *otterStore[V]) maxCost() int64 { return int64(s.oc.GetMaximum()) }
+func (s *otterStore[V]) cost() int64 {
+	s.oc.CleanUp() // apply the evictions otter's maintenance has pending
+	return int64(s.oc.WeightedSize())
+}
