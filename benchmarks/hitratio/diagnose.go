@@ -12,8 +12,9 @@ import (
 // user of ristretto, to tell which difference costs hit ratio.
 //
 //   - "-l1cfg": the counters Strata's L1 gets by default, l1.Config's
-//     max(MaxCost/100, 1000) with MaxCost in bytes (capacity ×
-//     strataEntryCost), and each entry costing strataEntryCost;
+//     max(MaxCost/16, 1000) with MaxCost in bytes (capacity ×
+//     strataEntryCost; until main's 738ed94 it was MaxCost/100), and each
+//     entry costing strataEntryCost;
 //   - "-<n>get": n ristretto Gets of the key on a miss instead of one.
 //     tiered.Cache.Get makes 4 on a miss without L2 (its L1 check, then
 //     staleL1 in getSlow, staleL1 and freshL1 in fetch), and every Get
@@ -35,10 +36,14 @@ func init() {
 	registry["l1-default"] = l1Variant(true, 1)
 }
 
+// l1CounterBytes is l1's counterBytes: l1.Config's default NumCounters
+// is max(MaxCost/l1CounterBytes, 1000).
+const l1CounterBytes = (l1EntryOverhead + 32) / 10
+
 // strataCounters is l1.Config's default NumCounters for an L1 of capacity
 // entries of strataEntryCost.
 func strataCounters(capacity int) int64 {
-	return max(int64(capacity)*strataEntryCost/100, 1000)
+	return max(int64(capacity)*strataEntryCost/l1CounterBytes, 1000)
 }
 
 // ristrettoVariant is raw ristretto with Strata's L1 configuration

@@ -14,7 +14,9 @@ import (
 
 // enginePrefix is how many requests of each trace TestStrataKeepsEngineHitRatio
 // replays (0: all), to stay within about 20 s without -race.
-var enginePrefix = map[string]int{"oltp": 100_000, "p3": 60_000, "gli": 0, "loop": 50_000, "corda": 60_000}
+var enginePrefix = map[string]int{
+	"arc-oltp": 100_000, "arc-p3": 60_000, "lirs-gli": 0, "lirs-loop": 50_000, "corda-vaultservice": 60_000,
+}
 
 // TestStrataKeepsEngineHitRatio replays a prefix of each trace at its six
 // capacities through Strata's L1 and through its raw engine configured as

@@ -109,14 +109,14 @@ var deterministic = map[string]bool{"lru": true, "belady": true}
 // number of hits.
 type policyFunc func(w *workload, capacity int) (int64, error)
 
-// registry holds every policy by name; the files defining them register
-// them (strata-otter only where the library has the otter engine).
+// registry holds every policy by name; diagnose.go adds its own.
 var registry = map[string]policyFunc{
-	"lru":       replayLRU,
-	"belady":    replayBelady,
-	"ristretto": replayRistretto,
-	"otter":     replayOtter,
-	"strata":    replayStrata,
+	"lru":          replayLRU,
+	"belady":       replayBelady,
+	"ristretto":    replayRistretto,
+	"otter":        replayOtter,
+	"strata":       replayStrata,
+	"strata-otter": replayStrataOtter,
 }
 
 // order is how Policies and the reports list the policies; diagnostics

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/strata-cache/strata/l1"
 	"github.com/strata-cache/strata/tiered"
 )
 
@@ -32,6 +33,12 @@ const (
 // entries, and a Get with a loader per request; a miss is a loader call.
 func replayStrata(w *workload, capacity int) (int64, error) {
 	return replayStrataWith(w, capacity, nil)
+}
+
+// replayStrataOtter is replayStrata with the otter engine under L1
+// (tiered.L1Options.Engine).
+func replayStrataOtter(w *workload, capacity int) (int64, error) {
+	return replayStrataWith(w, capacity, func(o *tiered.L1Options) { o.Engine = l1.Otter })
 }
 
 // replayStrataWith is replayStrata with the L1 options changed by l1opts

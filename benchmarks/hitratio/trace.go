@@ -37,6 +37,7 @@ const (
 
 // Trace is one trace file and the capacities, in entries, it is replayed at.
 type Trace struct {
+	// Name is the file's name without ".gz" (Corda's without "trace_").
 	Name   string
 	File   string
 	Format Format
@@ -50,20 +51,20 @@ type Trace struct {
 var Traces = []Trace{
 	// OLTP: 914,145 requests over 186,880 pages; 250..2000 is the range the
 	// published ristretto and otter charts use.
-	{Name: "oltp", File: "arc-oltp.gz", Format: ARC, Capacities: []int{250, 500, 750, 1000, 1500, 2000}},
+	{Name: "arc-oltp", File: "arc-oltp.gz", Format: ARC, Capacities: []int{250, 500, 750, 1000, 1500, 2000}},
 	// P3: 3,912,296 requests over 762,543 blocks. The ARC paper's cache
 	// sizes (1k..64k 512-byte pages) stay far below the working set;
 	// 25k..400k runs from 3% of the unique blocks to half of them.
-	{Name: "p3", File: "arc-p3.gz", Format: ARC, Capacities: []int{25_000, 50_000, 100_000, 200_000, 300_000, 400_000}},
+	{Name: "arc-p3", File: "arc-p3.gz", Format: ARC, Capacities: []int{25_000, 50_000, 100_000, 200_000, 300_000, 400_000}},
 	// GLI: 6,015 requests over 2,529 keys; the published range 250..2000.
-	{Name: "gli", File: "lirs-gli.gz", Format: LIRS, Capacities: []int{250, 500, 750, 1000, 1500, 2000}},
+	{Name: "lirs-gli", File: "lirs-gli.gz", Format: LIRS, Capacities: []int{250, 500, 750, 1000, 1500, 2000}},
 	// LOOP: 505,500 requests looping over 1,011 keys: below 1,011 an LRU
 	// never hits, from 1,011 on everything hits; 250..1500 crosses it.
-	{Name: "loop", File: "lirs-loop.gz", Format: LIRS, Capacities: []int{250, 500, 750, 1000, 1250, 1500}},
+	{Name: "lirs-loop", File: "lirs-loop.gz", Format: LIRS, Capacities: []int{250, 500, 750, 1000, 1250, 1500}},
 	// Corda: 135,702 requests over 90,468 keys (two thirds are used once,
 	// so no cache hits more than 33%), recency-skewed: 100..3200 doubling
 	// covers the knee of its curve.
-	{Name: "corda", File: "corda-trace_vaultservice.gz", Format: Corda, Capacities: []int{100, 200, 400, 800, 1600, 3200}},
+	{Name: "corda-vaultservice", File: "corda-trace_vaultservice.gz", Format: Corda, Capacities: []int{100, 200, 400, 800, 1600, 3200}},
 }
 
 // Lookup returns the trace named name.

@@ -91,8 +91,8 @@ func traceDir(t testing.TB) string {
 func TestTraceCounts(t *testing.T) {
 	dir := traceDir(t)
 	want := map[string][2]int{
-		"oltp": {914_145, 186_880}, "p3": {3_912_296, 762_543}, "gli": {6_015, 2_529},
-		"loop": {505_500, 1_011}, "corda": {135_702, 90_468},
+		"arc-oltp": {914_145, 186_880}, "arc-p3": {3_912_296, 762_543}, "lirs-gli": {6_015, 2_529},
+		"lirs-loop": {505_500, 1_011}, "corda-vaultservice": {135_702, 90_468},
 	}
 	for _, tr := range Traces {
 		t.Run(tr.Name, func(t *testing.T) {
