@@ -16,8 +16,8 @@ const (
 	// l1EntryOverhead is l1's entryOverhead: the fixed cost l1.Cache adds to
 	// every entry's value size and key length (l1/l1.go).
 	l1EntryOverhead = 128
-	// strataEntryCost is what Strata's L1 charges for each entry here: the
-	// 8-byte []byte value is stored unencoded, so its size is 8
+	// strataEntryCost is what Strata's L1 charges for each entry here, 160:
+	// the []byte value is stored unencoded, so its size is valueSize
 	// (tiered/codec.go, tiered/lease.go), and the L1 key is the key itself,
 	// without the namespace (tiered/read.go installL1).
 	// TestStrataHoldsCapacityEntries checks it.
