@@ -1,0 +1,89 @@
+package hitratio
+
+import (
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/maypok86/otter/v2"
+)
+
+// value is what every real cache stores: the same for every key.
+var value = make([]byte, valueSize)
+
+// valueSize makes Strata's entry cost 160 bytes (strataEntryCost), the size
+// l1's defaults are tuned for: its default NumCounters, MaxCost/16, is then
+// exactly ten per entry, as raw ristretto gets here. (At 8 bytes, 152 per
+// entry, Strata would get 9.5 counters per entry, and ristretto's sketch
+// ages at another period: LIRS LOOP at 500, a loop of 1,011 keys, is 6%
+// lower for that alone.)
+const valueSize = 16
+
+// replayRistretto replays w through raw ristretto, configured as its
+// README advises for a cache of capacity entries: ten counters per entry,
+// cost 1 per item. A miss sets the key and waits for ristretto to apply it,
+// so the replay runs on one goroutine, like Strata's synchronous L1.
+func replayRistretto(w *workload, capacity int) (int64, error) {
+	return replayRistrettoWith(w, ristrettoSetup{
+		counters: 10 * int64(capacity), maxCost: int64(capacity), cost: 1, getsPerMiss: 1,
+	})
+}
+
+// ristrettoSetup is a raw ristretto configuration and access pattern.
+type ristrettoSetup struct {
+	counters, maxCost, cost int64
+	// getsPerMiss is how many Gets a miss makes before its Set: 1 for a
+	// plain cache-aside user (diagnose.go tries more).
+	getsPerMiss int
+}
+
+func replayRistrettoWith(w *workload, s ristrettoSetup) (int64, error) {
+	rc, err := ristretto.NewCache(&ristretto.Config[string, []byte]{
+		NumCounters: s.counters, MaxCost: s.maxCost, BufferItems: 64, IgnoreInternalCost: true,
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	var hits int64
+	for _, id := range w.ids {
+		w.pause()
+		key := w.names[id]
+		if _, ok := rc.Get(key); ok {
+			hits++
+			continue
+		}
+		for range s.getsPerMiss - 1 {
+			rc.Get(key)
+		}
+		rc.Set(key, value, s.cost)
+		rc.Wait()
+	}
+	return hits, nil
+}
+
+// replayOtter replays w through raw otter v2 bounded at capacity entries.
+func replayOtter(w *workload, capacity int) (int64, error) {
+	return replayOtterWith(w, &otter.Options[string, []byte]{MaximumSize: capacity}, 1)
+}
+
+// replayOtterWith replays w through raw otter configured by opts, making
+// gets GetIfPresent calls on a miss (diagnose.go tries more than one).
+func replayOtterWith(w *workload, opts *otter.Options[string, []byte], gets int) (int64, error) {
+	c, err := otter.New(opts)
+	if err != nil {
+		return 0, err
+	}
+	defer c.StopAllGoroutines()
+	var hits int64
+	for _, id := range w.ids {
+		w.pause()
+		key := w.names[id]
+		if _, ok := c.GetIfPresent(key); ok {
+			hits++
+			continue
+		}
+		for range gets - 1 {
+			c.GetIfPresent(key)
+		}
+		c.Set(key, value)
+	}
+	return hits, nil
+}

@@ -1,0 +1,215 @@
+// Package hitratio replays real cache traces through Strata's L1, the raw
+// engines under it (ristretto v2, otter v2), a plain LRU and Belady's
+// optimum, and reports each one's hit ratio at equal capacity in entries.
+package hitratio
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"sort"
+)
+
+// Result is one policy's hit ratio on one trace at one capacity. The JSON
+// names are what the report tool reads.
+type Result struct {
+	Trace    string  `json:"trace"`
+	Capacity int     `json:"capacity"`
+	Policy   string  `json:"policy"`
+	Requests int64   `json:"requests"`
+	Hits     int64   `json:"hits"`
+	Ratio    float64 `json:"ratio"`
+}
+
+// Options tunes a replay.
+type Options struct {
+	// Runs is how many times each randomized policy (every real cache:
+	// ristretto seeds its sketch from the clock, samples eviction
+	// candidates in map order and drops reads under load; otter's read
+	// buffers are lossy too) is replayed; its Result is the mean, Ratio
+	// exactly and Hits rounded. LRU and Belady are deterministic and
+	// replayed once. Zero means 1.
+	Runs int
+	// Yield calls runtime.Gosched before every request to a real cache.
+	// Ristretto counts reads for TinyLFU through a lossy buffer drained by
+	// a goroutine of its own; a replay on one goroutine starves it, and
+	// 30% to 80% of the reads are dropped (more on a loaded machine), so
+	// the ratios swing with whatever else runs. Yielding lets the drain
+	// keep up (about 1% dropped), as it would in a service whose request
+	// goroutines block on I/O. False means no yielding.
+	Yield bool
+}
+
+// DefaultOptions are Replay's: one run, yielding. Yielding keeps the
+// run-to-run spread of ristretto's ratio near 1% (10% to 20% without it on
+// the small traces), so one run is enough.
+var DefaultOptions = Options{Runs: 1, Yield: true}
+
+// Replay replays keys, the requests of trace, through each policy at each
+// capacity (in entries): a request is a hit if its key is cached; on a
+// miss the key is offered to the cache. Results come in capacity order,
+// then policy order. It is ReplayWith with DefaultOptions.
+func Replay(trace string, keys []uint64, policies []string, capacities []int) ([]Result, error) {
+	return ReplayWith(trace, keys, policies, capacities, DefaultOptions)
+}
+
+// ReplayWith is Replay tuned by opts.
+func ReplayWith(trace string, keys []uint64, policies []string, capacities []int, opts Options) ([]Result, error) {
+	fns := make([]policyFunc, len(policies))
+	for i, name := range policies {
+		fn, ok := registry[name]
+		if !ok {
+			return nil, fmt.Errorf("hitratio: unknown policy %q (known: %v)", name, Policies())
+		}
+		fns[i] = fn
+	}
+	w := newWorkload(keys)
+	w.yield = opts.Yield
+	var out []Result
+	for _, capacity := range capacities {
+		if capacity < 1 {
+			return nil, fmt.Errorf("hitratio: capacity %d is not positive", capacity)
+		}
+		for i, fn := range fns {
+			n := max(opts.Runs, 1)
+			if deterministic[policies[i]] {
+				n = 1
+			}
+			var total int64
+			for range n {
+				hits, err := fn(w, capacity)
+				if err != nil {
+					return nil, fmt.Errorf("hitratio: %s on %s at %d: %w", policies[i], trace, capacity, err)
+				}
+				total += hits
+			}
+			out = append(out, meanResult(trace, capacity, policies[i], int64(len(keys)), total, n))
+		}
+	}
+	return out, nil
+}
+
+// meanResult is the Result of n runs of requests that hit total times.
+func meanResult(trace string, capacity int, policy string, requests, total int64, n int) Result {
+	r := Result{Trace: trace, Capacity: capacity, Policy: policy, Requests: requests,
+		Hits: (total + int64(n)/2) / int64(n)}
+	if requests > 0 {
+		r.Ratio = float64(total) / float64(n) / float64(requests)
+	}
+	return r
+}
+
+// deterministic names the policies one run of which says all.
+var deterministic = map[string]bool{"lru": true, "belady": true}
+
+// policyFunc replays w through a cache of capacity entries and returns the
+// number of hits.
+type policyFunc func(w *workload, capacity int) (int64, error)
+
+// registry holds every policy by name; diagnose.go adds its own.
+var registry = map[string]policyFunc{
+	"lru":          replayLRU,
+	"belady":       replayBelady,
+	"ristretto":    replayRistretto,
+	"otter":        replayOtter,
+	"strata":       replayStrata,
+	"strata-otter": replayStrataOtter,
+}
+
+// order is how Policies and the reports list the policies; diagnostics
+// (see diagnose.go) come after.
+var order = []string{"lru", "belady", "ristretto", "otter", "strata", "strata-otter"}
+
+// Policies returns the registered policies' names: the main ones in report
+// order, then the diagnostics alphabetically.
+func Policies() []string {
+	var names, rest []string
+	for _, n := range order {
+		if _, ok := registry[n]; ok {
+			names = append(names, n)
+		}
+	}
+	for n := range registry {
+		if !slices.Contains(order, n) {
+			rest = append(rest, n)
+		}
+	}
+	sort.Strings(rest)
+	return append(names, rest...)
+}
+
+// MainPolicies returns the registered policies of the report, without the
+// diagnostics.
+func MainPolicies() []string {
+	var names []string
+	for _, n := range order {
+		if _, ok := registry[n]; ok {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+// workload is a trace prepared once for every policy: keys renumbered
+// densely (ids) for the simulators, and each key's fixed-width name for
+// the real caches, so that every cache hashes the same bytes and every
+// entry of Strata's L1 costs the same.
+type workload struct {
+	ids    []int32
+	names  []string // by id: the key as 16 hex digits
+	unique int
+	yield  bool // Options.Yield
+}
+
+// pause is called before every request to a real cache: see Options.Yield.
+func (w *workload) pause() {
+	if w.yield {
+		runtime.Gosched()
+	}
+}
+
+func newWorkload(keys []uint64) *workload {
+	w := &workload{ids: make([]int32, len(keys))}
+	index := make(map[uint64]int32)
+	for i, k := range keys {
+		id, ok := index[k]
+		if !ok {
+			id = int32(len(w.names))
+			index[k] = id
+			w.names = append(w.names, fmt.Sprintf("%016x", k))
+		}
+		w.ids[i] = id
+	}
+	w.unique = len(w.names)
+	return w
+}
+
+// WriteJSON writes results to w as one indented JSON array.
+func WriteJSON(w io.Writer, results []Result) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(results)
+}
+
+// WriteJSONFile writes results to the file path (see WriteJSON).
+func WriteJSONFile(path string, results []Result) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := WriteJSON(f, results); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// ReadJSON reads results written by WriteJSON.
+func ReadJSON(r io.Reader) ([]Result, error) {
+	var results []Result
+	err := json.NewDecoder(r).Decode(&results)
+	return results, err
+}
