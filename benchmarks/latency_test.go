@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/strata-cache/strata/l1"
@@ -140,8 +141,12 @@ func openLocalHitters(b *testing.B) []localHitter {
 	return []localHitter{
 		strataHitter(b, "strata", addrs[0], tiered.L1Options{}),
 		strataHitter(b, "strata-otter", addrs[1], tiered.L1Options{Engine: l1.Otter}),
-		ristrettoHitter(b),
-		otterHitter(b),
+		ristrettoHitter(b, "ristretto", ttl),
+		otterHitter(b, "otter", true),
+		// Without a TTL neither reads the clock on a hit: the floor under
+		// Strata's L1, whose engines keep no TTL (l1's sweeper expires).
+		ristrettoHitter(b, "ristretto-nottl", 0),
+		otterHitter(b, "otter-nottl", false),
 		goRedisCacheHitter(b, addrs[2]),
 		rueidisHitter(b, addrs[3]),
 		goRedisCSCHitter(b, addrs[4]),
@@ -167,21 +172,21 @@ func strataHitter(b *testing.B, name, addr string, l1 tiered.L1Options) localHit
 	return localHitter{name: name, get: get}
 }
 
-func ristrettoHitter(b *testing.B) localHitter {
+func ristrettoHitter(b *testing.B, name string, entryTTL time.Duration) localHitter {
 	rc := newRistretto(b)
-	warmRistretto(b, rc, numKeys)
+	warmRistretto(b, rc, numKeys, entryTTL)
 	keys := keyList()
-	return localHitter{name: "ristretto", get: func(i int) bool {
+	return localHitter{name: name, get: func(i int) bool {
 		u, ok := rc.Get(keys[i])
 		return ok && hasID(u, i)
 	}}
 }
 
-func otterHitter(b *testing.B) localHitter {
-	oc := newOtter(b)
+func otterHitter(b *testing.B, name string, expiring bool) localHitter {
+	oc := newOtter(b, expiring)
 	warmOtter(oc, numKeys)
 	keys := keyList()
-	return localHitter{name: "otter", get: func(i int) bool {
+	return localHitter{name: name, get: func(i int) bool {
 		u, ok := oc.GetIfPresent(keys[i])
 		return ok && hasID(u, i)
 	}}

@@ -206,14 +206,14 @@ func newRistretto(tb testing.TB) *ristretto.Cache[string, *User] {
 }
 
 // warmRistretto sets key(i) to newUser(i) for every i in [0, n), with TTL
-// ttl, until each is readable: ristretto's Set is asynchronous and may drop
-// a write when its buffers are full.
-func warmRistretto(tb testing.TB, rc *ristretto.Cache[string, *User], n int) {
+// entryTTL (0: none), until each is readable: ristretto's Set is
+// asynchronous and may drop a write when its buffers are full.
+func warmRistretto(tb testing.TB, rc *ristretto.Cache[string, *User], n int, entryTTL time.Duration) {
 	tb.Helper()
 	for i := range n {
 		k, u := key(i), newUser(i)
 		for try := 0; ; try++ {
-			rc.SetWithTTL(k, u, entryCost(k, u), ttl)
+			rc.SetWithTTL(k, u, entryCost(k, u), entryTTL)
 			rc.Wait()
 			if _, ok := rc.Get(k); ok {
 				break
@@ -226,14 +226,18 @@ func warmRistretto(tb testing.TB, rc *ristretto.Cache[string, *User], n int) {
 }
 
 // newOtter is a raw otter v2 cache of *User: MaximumWeight capacityBytes,
-// entries weighed by entryCost, expiring ttl after they are written.
-func newOtter(tb testing.TB) *otter.Cache[string, *User] {
+// entries weighed by entryCost, expiring ttl after they are written unless
+// expiring is false.
+func newOtter(tb testing.TB, expiring bool) *otter.Cache[string, *User] {
 	tb.Helper()
-	oc, err := otter.New(&otter.Options[string, *User]{
-		MaximumWeight:    capacityBytes,
-		Weigher:          func(k string, u *User) uint32 { return uint32(entryCost(k, u)) },
-		ExpiryCalculator: otter.ExpiryWriting[string, *User](ttl),
-	})
+	o := &otter.Options[string, *User]{
+		MaximumWeight: capacityBytes,
+		Weigher:       func(k string, u *User) uint32 { return uint32(entryCost(k, u)) },
+	}
+	if expiring {
+		o.ExpiryCalculator = otter.ExpiryWriting[string, *User](ttl)
+	}
+	oc, err := otter.New(o)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -43,6 +43,8 @@ func (e Engine) String() string {
 // to the cache's exited, so the tag index and the count follow the store.
 type store[V any] interface {
 	get(key string) (*Entry[V], bool)
+	// contains reports whether key is stored, counting no access.
+	contains(key string) bool
 	// set stores e at e.cost, with no expiry (the cache's sweeper removes
 	// it at its deadline). It reports false if the engine dropped the
 	// write (contention); otherwise, when it returns, get sees e, or (if
@@ -93,6 +95,12 @@ func newRistrettoStore[V any](c *Cache[V], cfg Config) (*ristrettoStore[V], erro
 
 func (s *ristrettoStore[V]) get(key string) (*Entry[V], bool) { return s.rc.Get(key) }
 
+// contains uses GetTTL, which reads the store without the sketch.
+func (s *ristrettoStore[V]) contains(key string) bool {
+	_, ok := s.rc.GetTTL(key)
+	return ok
+}
+
 func (s *ristrettoStore[V]) set(e *Entry[V]) bool {
 	ok := s.rc.Set(e.Key, e, e.cost)
 	if !ok {
@@ -124,6 +132,11 @@ type otterStore[V any] struct {
 func newOtterStore[V any](c *Cache[V], cfg Config) (*otterStore[V], error) {
 	oc, err := otter.New(&otter.Options[string, *Entry[V]]{
 		MaximumWeight: uint64(cfg.MaxCost),
+		// Sizes otter's frequency sketch up front for the entries MaxCost
+		// holds at the smallest entry size (as NumCounters does for
+		// ristretto): weighted, otter would size it from the entry count
+		// when the cache is first half full, and age it twice as often.
+		InitialCapacity: int(cfg.MaxCost / (10 * counterBytes)),
 		Weigher: func(_ string, e *Entry[V]) uint32 {
 			return uint32(min(e.cost, math.MaxUint32))
 		},
@@ -143,6 +156,11 @@ func newOtterStore[V any](c *Cache[V], cfg Config) (*otterStore[V], error) {
 }
 
 func (s *otterStore[V]) get(key string) (*Entry[V], bool) { return s.oc.GetIfPresent(key) }
+
+func (s *otterStore[V]) contains(key string) bool {
+	_, ok := s.oc.GetEntryQuietly(key)
+	return ok
+}
 
 func (s *otterStore[V]) set(e *Entry[V]) bool {
 	s.oc.Set(e.Key, e)

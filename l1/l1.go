@@ -159,6 +159,10 @@ func (c *Cache[V]) Get(key string) (*Entry[V], bool) {
 	return e, true
 }
 
+// Contains reports whether key has an entry, counting no access in the
+// engine's admission policy.
+func (c *Cache[V]) Contains(key string) bool { return c.st.contains(key) }
+
 // Guard returns the cache's fill guard.
 func (c *Cache[V]) Guard() *Guard { return c.guard }
 

@@ -122,18 +122,22 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V]) (V, erro
 		var zero V
 		return zero, err
 	}
+	var seen *entry[V]
+	looked := false
 	if c.l1 != nil && c.client.trusted.Load() {
+		looked = true
 		if e, ok := c.l1.Get(key); ok {
 			if now := c.client.clock.NowNano(); now < e.LocalFreshUntil {
 				return c.hitL1(ctx, e, now, load)
 			}
+			seen = e
 		}
 	}
 	var sp Span
 	if c.client.spans != nil {
 		ctx, sp = c.client.start(ctx, OpGet, c.ns, key, 1)
 	}
-	r, err := c.getSlow(ctx, key, load)
+	r, err := c.getSlow(ctx, key, load, seen, looked)
 	end(sp, r.outcome(err))
 	if err != nil {
 		var zero V
@@ -155,7 +159,7 @@ func (c *Cache[V]) GetWithInfo(ctx context.Context, key string, load Loader[V]) 
 		return v, Info{Tier: TierL1}, err
 	}
 	ctx, sp := c.client.start(ctx, OpGet, c.ns, key, 1)
-	r, err := c.getSlow(ctx, key, load)
+	r, err := c.getSlow(ctx, key, load, nil, false)
 	end(sp, r.outcome(err))
 	if err != nil {
 		return zero, Info{}, err

@@ -26,8 +26,7 @@ func TestOtterEngine(t *testing.T) {
 	}
 	writer := newCache(t, newClient(t, cfg("writer")), "otter", opts(l1.Ristretto))
 	reader := newCache(t, newClient(t, cfg("reader")), "otter", opts(l1.Otter))
-	loads := 0
-	load := func(context.Context, string) (string, error) { loads++; return "loaded", nil }
+	load := func(context.Context, string) (string, error) { return "loaded", nil }
 
 	if err := writer.Set(ctx, "k", "v1"); err != nil {
 		t.Fatal(err)
@@ -35,8 +34,13 @@ func TestOtterEngine(t *testing.T) {
 	if v, info, err := reader.GetWithInfo(ctx, "k", load); err != nil || v != "v1" || info.Tier != tiered.TierL2 {
 		t.Fatalf("first Get = %q, %+v, %v; want v1 from L2", v, info, err)
 	}
-	if v, info, err := reader.GetWithInfo(ctx, "k", load); err != nil || v != "v1" || info.Tier != tiered.TierL1 {
-		t.Fatalf("second Get = %q, %+v, %v; want v1 from the otter L1", v, info, err)
+	// A fill may be refused once, by the write's own invalidation arriving
+	// after the first Get began: the next one fills.
+	if !eventually(5*time.Second, func() bool {
+		v, info, err := reader.GetWithInfo(ctx, "k", load)
+		return err == nil && v == "v1" && info.Tier == tiered.TierL1
+	}) {
+		t.Fatal("the reader never served v1 from the otter L1")
 	}
 	if s := reader.Stats().L1; s.Entries != 1 || s.Cost <= 0 {
 		t.Fatalf("L1 stats %+v, want one entry with its cost", s)

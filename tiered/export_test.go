@@ -16,7 +16,7 @@ func (c *Client) Bus() interface{ Trusted() bool } { return c.bus }
 // GetPastL1 runs Get's path after its L1 check came up empty, as when another
 // caller's fill lands between that check and the flight.
 func GetPastL1[V any](c *Cache[V], ctx context.Context, key string, load Loader[V]) (V, Info, error) {
-	r, err := c.getSlow(ctx, key, load)
+	r, err := c.getSlow(ctx, key, load, nil, false)
 	if err != nil {
 		var zero V
 		return zero, Info{}, err

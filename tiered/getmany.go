@@ -170,7 +170,7 @@ func (c *Cache[V]) loadMany(ctx context.Context, keys []string, load BatchLoader
 	for k, call := range waits {
 		r, err, retry := call.Wait(ctx)
 		if retry {
-			r, err = c.getSlow(ctx, k, singleLoader(load)) // counted there
+			r, err = c.getSlow(ctx, k, singleLoader(load), nil, false) // counted there
 			g.tally(answerOf(r, err))
 			g.put(k, r, err)
 		} else {

@@ -47,8 +47,12 @@ func (r result[V]) outcome(err error) Outcome {
 // other callers wait and may leave when their ctx ends. If the first caller's
 // ctx ends mid-flight, the others do not inherit the cancellation: one of them
 // flies again.
-func (c *Cache[V]) getSlow(ctx context.Context, key string, load Loader[V]) (result[V], error) {
-	if e, ok := c.staleL1(key); ok {
+func (c *Cache[V]) getSlow(ctx context.Context, key string, load Loader[V], seen *entry[V], looked bool) (result[V], error) {
+	e, ok := seen, seen != nil && c.client.clock.NowNano() < seen.LocalStaleUntil
+	if !looked {
+		e, ok = c.staleL1(key)
+	}
+	if ok {
 		now := c.client.clock.NowNano()
 		switch {
 		case now < e.LocalFreshUntil:
@@ -166,7 +170,8 @@ func (c *Cache[V]) servedStale(ctx context.Context, e *entry[V], tier Tier, caus
 func (c *Cache[V]) fetch(ctx context.Context, key string, load Loader[V]) (result[V], error) {
 	r := c.oneLease(key, load)
 	s := &r.slots[0]
-	if e, ok := c.staleL1(key); ok {
+	cur := c.peekL1(key)
+	if e, ok := c.staleFrom(cur); ok {
 		s.stale = e
 	}
 	switch {
@@ -176,7 +181,7 @@ func (c *Cache[V]) fetch(ctx context.Context, key string, load Loader[V]) (resul
 		// own L1 check would). Before the namespace version is known (its
 		// read failed; it is retried), which keys are the namespace's is
 		// not known: L2 is as good as down, and any fresh copy will do.
-		if res, ok := c.freshL1(ctx, key, c.client.l2 != nil); ok {
+		if res, ok := c.freshFrom(ctx, cur, c.client.l2 != nil); ok {
 			return res, nil
 		}
 		if load == nil {
@@ -440,4 +445,32 @@ func (c *Cache[V]) installL1(key string, f l1.Fence, e *entry[V]) {
 	if c.l1.SetIf(e, f, c.client.clock.NowNano()) {
 		c.audited(key, "filled", e.Value.version)
 	}
+}
+
+// peekL1 returns key's L1 entry, or nil, counting an access in the
+// admission policy only when there is one (a flight that filled it since
+// the caller looked).
+func (c *Cache[V]) peekL1(key string) *entry[V] {
+	if c.l1 == nil || !c.l1.Contains(key) {
+		return nil
+	}
+	e, _ := c.l1.Get(key)
+	return e
+}
+
+// staleFrom is staleL1 on an entry already looked up (nil: none).
+func (c *Cache[V]) staleFrom(e *entry[V]) (*entry[V], bool) {
+	if e == nil || !c.client.trusted.Load() || c.client.clock.NowNano() >= e.LocalStaleUntil {
+		return nil, false
+	}
+	return e, true
+}
+
+// freshFrom is freshL1 on an entry already looked up (nil: none).
+func (c *Cache[V]) freshFrom(ctx context.Context, e *entry[V], unvouched bool) (result[V], bool) {
+	if e == nil || !unvouched && !c.client.trusted.Load() || c.client.clock.NowNano() >= e.LocalFreshUntil {
+		return result[V]{}, false
+	}
+	c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
+	return result[V]{e: e, info: Info{Tier: TierL1}}, true
 }
