@@ -280,12 +280,14 @@ func (c *Cache[V]) delete(key string) { c.st.del(key) }
 // hazard (Ristretto engine); callers stop reading before closing (tiered.Client.Close refuses
 // new calls first).
 func (c *Cache[V]) Close() {
+	// The sweeper first, outside the lock: a sweep in progress takes it
+	// shared, and would wait for Close while Close waited for it.
+	c.expiry.halt()
 	c.life.Lock()
 	defer c.life.Unlock()
 	if !c.closed {
 		c.closed = true
 		c.counts.clearing.Add(1)
 		c.st.close()
-		c.expiry.halt()
 	}
 }
