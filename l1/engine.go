@@ -21,9 +21,8 @@ const (
 	// once (Config.NumCounters).
 	Ristretto Engine = iota
 	// Otter is github.com/maypok86/otter/v2: W-TinyLFU (an LRU window in
-	// front of a segmented LRU, with a sketch that grows with the cache),
-	// which keeps more hits on traces with recency or scans, at a few
-	// nanoseconds more per hit.
+	// front of a segmented LRU), which keeps far more hits on traces with
+	// recency, with a cheaper hit.
 	Otter
 )
 

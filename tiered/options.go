@@ -69,11 +69,11 @@ type L1Options struct {
 	// Disabled turns L1 off: every Get reads L2.
 	Disabled bool
 	// Engine is the cache library under L1: l1.Ristretto (the zero value)
-	// or l1.Otter. Otter keeps more hits where recency matters or scans
-	// pass through (loops, recency-skewed traces) and costs a few
-	// nanoseconds more per hit; Ristretto is the faster hit and the better
-	// choice where a stable hot set dominates. BENCHMARKS.md has both on
-	// real traces and in the hit benchmarks.
+	// or l1.Otter. Otter keeps far more hits where recency matters (ARC
+	// OLTP, recency-skewed traces) and has the cheaper hit; Ristretto keeps
+	// more in small caches of a stable, frequency-driven hot set (LIRS GLI
+	// and LOOP). BENCHMARKS.md has both on real traces and in the hit
+	// benchmarks.
 	Engine l1.Engine
 }
 
