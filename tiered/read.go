@@ -48,7 +48,7 @@ func (r result[V]) outcome(err error) Outcome {
 // ctx ends mid-flight, the others do not inherit the cancellation: one of them
 // flies again.
 func (c *Cache[V]) getSlow(ctx context.Context, key string, load Loader[V], seen *entry[V], looked bool) (result[V], error) {
-	e, ok := seen, seen != nil && c.client.clock.NowNano() < seen.LocalStaleUntil
+	e, ok := c.staleFrom(seen)
 	if !looked {
 		e, ok = c.staleL1(key)
 	}
@@ -144,11 +144,8 @@ func (c *Cache[V]) staleL1(key string) (*entry[V], bool) {
 	if c.l1 == nil || !c.client.trusted.Load() {
 		return nil, false
 	}
-	e, ok := c.l1.Get(key)
-	if !ok || c.client.clock.NowNano() >= e.LocalStaleUntil {
-		return nil, false
-	}
-	return e, true
+	e, _ := c.l1.Get(key)
+	return c.staleFrom(e)
 }
 
 func (c *Cache[V]) inSWR(e *entry[V], now int64) bool {
@@ -239,12 +236,8 @@ func (c *Cache[V]) freshL1(ctx context.Context, key string, unvouched bool) (res
 	if c.l1 == nil || !unvouched && !c.client.trusted.Load() {
 		return result[V]{}, false
 	}
-	e, ok := c.l1.Get(key)
-	if !ok || c.client.clock.NowNano() >= e.LocalFreshUntil {
-		return result[V]{}, false
-	}
-	c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
-	return result[V]{e: e, info: Info{Tier: TierL1}}, true
+	e, _ := c.l1.Get(key)
+	return c.freshFrom(ctx, e, unvouched)
 }
 
 // runLoader calls load under the client's load tracking (Close cancels and
