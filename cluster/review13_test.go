@@ -2,8 +2,14 @@ package cluster
 
 import (
 	"errors"
+	"io"
+	"log"
 	"net"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 	"go.uber.org/goleak"
@@ -48,5 +54,74 @@ func TestReview13FailedStartReleasesTransport(t *testing.T) {
 	}
 	if err := goleak.Find(before); err != nil {
 		t.Errorf("the failed Start left goroutines behind: %v", err)
+	}
+}
+
+// blockedIn reports whether a goroutine running fn is blocked in one of
+// states (as runtime.Stack prints them: "chan send", "select").
+func blockedIn(fn string, states ...string) bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		header, _, _ := strings.Cut(g, "\n")
+		for _, state := range states {
+			if strings.Contains(header, "["+state) && strings.Contains(g, fn) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestReview13ShutdownWithUndeliveredHandoff: the transport's Shutdown
+// must return when nobody takes what a listener holds. Its listeners hand
+// each packet and stream over on an unbuffered channel and Shutdown waits
+// for them; memberlist reads those channels until its own shutdown, which
+// comes after the transport's, but not at all when memberlist.Create
+// failed before starting its listeners (and then the transport is shut
+// down by Start, see TestReview13FailedStartReleasesTransport), nor through
+// a Config.Transport wrapper that stopped forwarding first. A packet or a
+// connection from a peer in that window blocked Shutdown for good.
+func TestReview13ShutdownWithUndeliveredHandoff(t *testing.T) {
+	tests := []struct {
+		name, listener string
+		send           func(addr string) (func(), error)
+	}{
+		{"packet", "cluster.(*transport).readPackets", func(addr string) (func(), error) {
+			c, err := net.Dial("udp", addr)
+			if err != nil {
+				return nil, err
+			}
+			_, err = c.Write([]byte("ping"))
+			return func() { _ = c.Close() }, err
+		}},
+		{"stream", "cluster.(*transport).acceptStreams", func(addr string) (func(), error) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return func() { _ = c.Close() }, nil
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, err := newTransport("127.0.0.1", 0, log.New(io.Discard, "", 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			done, err := tt.send(net.JoinHostPort("127.0.0.1", strconv.Itoa(tr.port())))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer done()
+			waitFor(t, tt.listener+" holding what it received", func() bool { return blockedIn(tt.listener, "chan send", "select") })
+			shut := make(chan struct{})
+			go func() { _ = tr.Shutdown(); close(shut) }()
+			select {
+			case <-shut:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("Shutdown hangs: %s waits for good to hand over what it received", tt.name)
+			}
+		})
 	}
 }
