@@ -1,6 +1,8 @@
 package l1_test
 
 import (
+	"runtime"
+	"strconv"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -34,4 +36,31 @@ func TestReview13GetPastMaxTTL(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestReview13DefaultCountersWithinDocumentedBound: counterBytes' comment
+// says the default admission counters (one per 16 bytes of MaxCost) add
+// "at most a fifth of MaxCost", at about 3.2 bytes each. Ristretto rounds
+// both its count-min sketch and its doorkeeper bloom filter up to powers
+// of two, so a counter takes 4 bytes at a power-of-two count and up to
+// about 6 just above one: an empty cache holds a quarter to two fifths of
+// MaxCost from New on (16 MiB at the default 64 MiB, against 3 MiB with the
+// former one counter per 100 bytes), and tiered makes one per namespace.
+func TestReview13DefaultCountersWithinDocumentedBound(t *testing.T) {
+	for _, maxCost := range []int64{40 << 20, 64 << 20} {
+		t.Run(strconv.FormatInt(maxCost>>20, 10)+"MiB", func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			c := newCache(t, l1.Config{MaxCost: maxCost}) // Ristretto, default NumCounters
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			runtime.KeepAlive(c)
+			held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+			if held > maxCost/5 {
+				t.Errorf("an empty cache of MaxCost %d MiB holds %.1f MiB (%.0f%% of MaxCost); the default counters are documented to add at most a fifth",
+					maxCost>>20, float64(held)/(1<<20), 100*float64(held)/float64(maxCost))
+			}
+		})
+	}
 }
