@@ -82,6 +82,9 @@ func start(cfg Config, name string, handle func([]byte), onOverflow func()) (*no
 	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		// memberlist shuts a transport it was given down only if Create
+		// fails after newMemberlist (setAlive); Shutdown is idempotent.
+		_ = mc.Transport.Shutdown()
 		n.stopGoroutines()
 		return nil, fmt.Errorf("cluster: create memberlist on %s: %w", s.BindAddr, err)
 	}

@@ -31,6 +31,8 @@ type transport struct {
 	streams chan net.Conn
 
 	shutdown atomic.Bool
+	done     chan struct{} // closed by Shutdown: a hand-over nobody takes is dropped
+	stop     sync.Once
 	wg       sync.WaitGroup
 }
 
@@ -79,6 +81,7 @@ func listen(ip net.IP, port int, logger *log.Logger) (*transport, error) {
 		udp: udp, tcp: tcp, logger: logger,
 		packets: make(chan *memberlist.Packet),
 		streams: make(chan net.Conn),
+		done:    make(chan struct{}),
 	}
 	t.wg.Add(2)
 	go t.readPackets()
@@ -155,9 +158,13 @@ func (t *transport) DialAddressTimeout(a memberlist.Address, timeout time.Durati
 // StreamCh delivers the TCP streams accepted.
 func (t *transport) StreamCh() <-chan net.Conn { return t.streams }
 
-// Shutdown closes both listeners and waits for their goroutines.
+// Shutdown closes both listeners and waits for their goroutines. What a
+// listener holds and nobody takes (memberlist reads until its own shutdown,
+// which comes after this one, but not at all if memberlist.Create failed)
+// is dropped rather than waited for. It is idempotent.
 func (t *transport) Shutdown() error {
 	t.shutdown.Store(true)
+	t.stop.Do(func() { close(t.done) })
 	_ = t.tcp.Close()
 	_ = t.udp.Close()
 	t.wg.Wait()
@@ -182,7 +189,12 @@ func (t *transport) readPackets() {
 			t.logger.Printf("[ERR] memberlist: UDP packet too short (%d bytes) %s", n, from)
 			continue
 		}
-		t.packets <- &memberlist.Packet{Buf: bytes.Clone(buf[:n]), From: net.UDPAddrFromAddrPort(from), Timestamp: ts}
+		p := &memberlist.Packet{Buf: bytes.Clone(buf[:n]), From: net.UDPAddrFromAddrPort(from), Timestamp: ts}
+		select {
+		case t.packets <- p:
+		case <-t.done:
+			return
+		}
 	}
 }
 
@@ -204,6 +216,11 @@ func (t *transport) acceptStreams() {
 			continue
 		}
 		delay = 0
-		t.streams <- conn
+		select {
+		case t.streams <- conn:
+		case <-t.done:
+			_ = conn.Close()
+			return
+		}
 	}
 }
