@@ -10,7 +10,8 @@ import (
 
 // Engine selects the cache library under an L1 cache. Both give the same
 // guarantees through Cache: writes visible when they return, a hash
-// collision a miss, cost bounded by MaxCost, no copy served past MaxTTL.
+// collision a miss, cost bounded by MaxCost, no copy served by GetAt past
+// MaxTTL and none kept more than two seconds past it.
 // They differ in admission and eviction, and so in hit ratio and speed:
 // see BENCHMARKS.md for both measured on real traces.
 type Engine int

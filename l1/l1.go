@@ -1,9 +1,12 @@
 // Package l1 is Strata's in-process tier, usable on its own: a cache of
-// decoded entries on ristretto or otter (Engine) that is synchronous (a write is visible to every
-// Get when it returns), collision-safe (a hash collision is a miss, never
-// another key's value), bounded in cost and in how long a copy may be served
-// (MaxTTL), with a tag index, and with a fill guard (Begin, SetIf) that keeps
-// a fill read before a write or an invalidation from landing.
+// decoded entries on ristretto or otter (Engine) that is synchronous (a
+// write is visible to every Get when it returns), collision-safe (a hash
+// collision is a miss, never another key's value), bounded in cost and in
+// how long a copy may be served (MaxTTL: no entry's LocalStaleUntil is more
+// than MaxTTL after its install, GetAt misses an entry past it, and the
+// sweeper removes it within two seconds), with a tag index, and with a fill
+// guard (Begin, SetIf) that keeps a fill read before a write or an
+// invalidation from landing.
 package l1
 
 import (
@@ -29,8 +32,11 @@ const (
 	// default: ten counters for an entry of 160 bytes (the overhead, a short
 	// key and a few bytes of value). Fewer counters per entry cost hit
 	// ratio (issue 16's replays); each takes about 3.2 bytes (ristretto's
-	// count-min sketch of 4 × 4 bits and its doorkeeper's 1.2 bytes), so
-	// the sketch adds at most a fifth of MaxCost, less with bigger entries.
+	// count-min sketch of 4 × 4 bits and its doorkeeper's 1.2 bytes), but
+	// ristretto rounds both up to powers of two: 4 to 6 bytes each, so an
+	// empty cache holds a quarter to two fifths of MaxCost in counters from
+	// New on (16 MiB at the default 64 MiB), less with a smaller
+	// NumCounters. TestDefaultCountersWithinDocumentedBound holds it.
 	counterBytes = (entryOverhead + 32) / 10
 )
 
@@ -48,7 +54,9 @@ type Entry[V any] struct {
 	// FreshUntil is when the value stops being fresh.
 	FreshUntil int64
 	// StaleUntil is when the value may no longer be served even as stale
-	// (for example while it is revalidated); the cache drops the entry then.
+	// (for example while it is revalidated); the cache's sweeper removes
+	// the entry within two seconds after LocalStaleUntil (GetAt misses it
+	// from LocalStaleUntil on; Get returns it until it is removed).
 	// A StaleUntil before FreshUntil counts as FreshUntil.
 	StaleUntil int64
 	// LocalFreshUntil and LocalStaleUntil are FreshUntil and StaleUntil
@@ -150,10 +158,25 @@ func New[V any](cfg Config) (*Cache[V], error) {
 // MaxTTL returns the backstop TTL in force.
 func (c *Cache[V]) MaxTTL() time.Duration { return c.maxTTL }
 
-// Get returns the entry stored for key. It does not check freshness.
+// Get returns the entry stored for key. It checks no deadline, so that a
+// hit reads no clock: it may return an entry past its LocalStaleUntil
+// until the sweeper removes it (within two seconds). Callers compare
+// LocalFreshUntil and LocalStaleUntil with their own clock, as tiered does,
+// or use GetAt.
 func (c *Cache[V]) Get(key string) (*Entry[V], bool) {
 	e, ok := c.st.get(key)
 	if !ok || e.Key != key {
+		return nil, false
+	}
+	return e, true
+}
+
+// GetAt is Get at time now (Unix nanoseconds, on the clock passed to Set):
+// it misses an entry whose LocalStaleUntil is not after now, so no copy is
+// served more than MaxTTL after its install.
+func (c *Cache[V]) GetAt(key string, now int64) (*Entry[V], bool) {
+	e, ok := c.Get(key)
+	if !ok || now >= e.LocalStaleUntil {
 		return nil, false
 	}
 	return e, true

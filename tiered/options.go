@@ -60,7 +60,11 @@ const Off = -1
 // L1Options configures a cache's in-process tier.
 type L1Options struct {
 	// MaxCost bounds the tier's size in bytes (encoded value, key and a fixed
-	// per-entry overhead). Zero means DefaultL1MaxCost.
+	// per-entry overhead). Zero means DefaultL1MaxCost. The ristretto
+	// engine's admission counters (ten per 160 bytes of MaxCost, as
+	// ristretto advises ten per entry) take a quarter to two fifths of
+	// MaxCost again in memory from NewCache on, per cache; otter sizes its
+	// own as it fills.
 	MaxCost int64
 	// MaxTTL is how long a value may be served from L1 without looking at L2,
 	// whatever its TTL: the bound on staleness if an invalidation is missed.

@@ -26,7 +26,7 @@ func (f *failingAdvertise) FinalAdvertiseAddr(string, int) (net.IP, int, error) 
 	return nil, 0, errors.New("no private IP address found, and explicit IP not provided")
 }
 
-// TestReview13FailedStartReleasesTransport: when memberlist.Create fails
+// TestFailedStartReleasesTransport: when memberlist.Create fails
 // after the transport was made (its advertise address cannot be found:
 // memberlist's newMemberlist returns without shutting a given transport
 // down), Start must shut the transport down itself. It did not: its two
@@ -34,7 +34,7 @@ func (f *failingAdvertise) FinalAdvertiseAddr(string, int) (net.IP, int, error) 
 // on a fixed port failed with "address already in use" for the life of
 // the process. Since this package always makes the transport (not only when
 // Config.Transport wraps it), every failed Create leaks one.
-func TestReview13FailedStartReleasesTransport(t *testing.T) {
+func TestFailedStartReleasesTransport(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	var port int
 	cfg := Config{BindAddr: "127.0.0.1:0", Profile: ProfileLocal,
@@ -73,16 +73,16 @@ func blockedIn(fn string, states ...string) bool {
 	return false
 }
 
-// TestReview13ShutdownWithUndeliveredHandoff: the transport's Shutdown
+// TestShutdownWithUndeliveredHandoff: the transport's Shutdown
 // must return when nobody takes what a listener holds. Its listeners hand
 // each packet and stream over on an unbuffered channel and Shutdown waits
 // for them; memberlist reads those channels until its own shutdown, which
 // comes after the transport's, but not at all when memberlist.Create
 // failed before starting its listeners (and then the transport is shut
-// down by Start, see TestReview13FailedStartReleasesTransport), nor through
+// down by Start, see TestFailedStartReleasesTransport), nor through
 // a Config.Transport wrapper that stopped forwarding first. A packet or a
 // connection from a peer in that window blocked Shutdown for good.
-func TestReview13ShutdownWithUndeliveredHandoff(t *testing.T) {
+func TestShutdownWithUndeliveredHandoff(t *testing.T) {
 	tests := []struct {
 		name, listener string
 		send           func(addr string) (func(), error)
