@@ -15,3 +15,16 @@ func (c *Cache[V]) Expire(now int64) { c.expire(now) }
 
 // Filed returns how many entries wait for the sweeper.
 func (c *Cache[V]) Filed() int { return c.expiry.len() }
+
+// OtherStripe returns a name, made from prefix, that g maps onto another
+// stripe than name: stripes are shared by chance (1 in guardStripes), and
+// a write on a shared stripe refuses a fill, which a test of an unrelated
+// write must not see.
+func OtherStripe(g *Guard, name, prefix string) string {
+	for i := 0; ; i++ {
+		other := prefix + string(rune('a'+i%26)) + string(rune('0'+i/26%10))
+		if g.stripe(other) != g.stripe(name) {
+			return other
+		}
+	}
+}

@@ -28,8 +28,12 @@ func TestFillGuard(t *testing.T) {
 			{"Delete", func(c *l1.Cache[string]) { c.Delete("k") }, entry("k", "old", now()), ""},
 			{"Clear", func(c *l1.Cache[string]) { c.Clear() }, entry("k", "old", now()), ""},
 			{"InvalidateTags of a fill's tag", func(c *l1.Cache[string]) { c.InvalidateTags("t") }, tagged("k", "old", "t"), ""},
-			{"InvalidateTags of another tag", func(c *l1.Cache[string]) { c.InvalidateTags("u") }, tagged("k", "old", "t"), "old"},
-			{"a write of another key", func(c *l1.Cache[string]) { c.Delete("other") }, entry("k", "old", now()), "old"},
+			{"InvalidateTags of another tag", func(c *l1.Cache[string]) {
+				c.InvalidateTags(l1.OtherStripe(c.Guard(), "t", "u"))
+			}, tagged("k", "old", "t"), "old"},
+			{"a write of another key", func(c *l1.Cache[string]) {
+				c.Delete(l1.OtherStripe(c.Guard(), "k", "other"))
+			}, entry("k", "old", now()), "old"},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
