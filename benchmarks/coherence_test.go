@@ -196,37 +196,48 @@ func cohGoRedisCacheGet(b *testing.B, addr string) cohGet {
 // loader API: cache-aside, DoCache GET, and on a miss load and SET.
 func cohRueidisGet(b *testing.B, addr string) cohGet {
 	c := cohRueidis(b, addr, nil)
-	return func(ctx context.Context, key string, load cohLoader) (*User, error) {
+	get := func(ctx context.Context, key string) ([]byte, bool, error) {
 		data, err := c.DoCache(ctx, c.B().Get().Key(key).Cache(), ttl).AsBytes()
-		if err == nil {
-			return cohDecode(data)
+		if rueidis.IsRedisNil(err) {
+			return nil, false, nil
 		}
-		if !rueidis.IsRedisNil(err) {
-			return nil, err
-		}
-		u, err := load(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		data, err = json.Marshal(u)
-		if err != nil {
-			return nil, err
-		}
-		return u, c.Do(ctx, c.B().Set().Key(key).Value(rueidis.BinaryString(data)).Px(ttl).Build()).Error()
+		return data, err == nil, err
 	}
+	set := func(ctx context.Context, key string, data []byte) error {
+		return c.Do(ctx, c.B().Set().Key(key).Value(rueidis.BinaryString(data)).Px(ttl).Build()).Error()
+	}
+	return cohCacheAside(get, set)
 }
 
 // cohGoRedisGet is plain cache-aside over go-redis: GET, and on a miss load
 // and SET.
 func cohGoRedisGet(b *testing.B, addr string) cohGet {
 	rdb := cohGoRedis(b, addr)
-	return func(ctx context.Context, key string, load cohLoader) (*User, error) {
+	get := func(ctx context.Context, key string) ([]byte, bool, error) {
 		data, err := rdb.Get(ctx, key).Bytes()
-		if err == nil {
-			return cohDecode(data)
+		if errors.Is(err, redis.Nil) {
+			return nil, false, nil
 		}
-		if !errors.Is(err, redis.Nil) {
+		return data, err == nil, err
+	}
+	set := func(ctx context.Context, key string, data []byte) error {
+		return rdb.Set(ctx, key, data, ttl).Err()
+	}
+	return cohCacheAside(get, set)
+}
+
+// cohCacheAside is cache-aside through get, which reports a miss as not
+// found, and set: a hit is decoded; on a miss the value is loaded and its
+// JSON set.
+func cohCacheAside(get func(ctx context.Context, key string) ([]byte, bool, error),
+	set func(ctx context.Context, key string, data []byte) error) cohGet {
+	return func(ctx context.Context, key string, load cohLoader) (*User, error) {
+		data, found, err := get(ctx, key)
+		if err != nil {
 			return nil, err
+		}
+		if found {
+			return cohDecode(data)
 		}
 		u, err := load(ctx, key)
 		if err != nil {
@@ -236,7 +247,7 @@ func cohGoRedisGet(b *testing.B, addr string) cohGet {
 		if err != nil {
 			return nil, err
 		}
-		return u, rdb.Set(ctx, key, data, ttl).Err()
+		return u, set(ctx, key, data)
 	}
 }
 

@@ -88,24 +88,14 @@ func l1Variant(defaultCounters bool, gets int) policyFunc {
 			return 0, err
 		}
 		defer c.Close()
-		var hits int64
-		for _, id := range w.ids {
-			w.pause()
-			key := w.names[id]
-			if _, ok := c.Get(key); ok {
-				hits++
-				continue
-			}
-			for range gets - 1 {
-				c.Get(key)
-			}
+		get := func(key string) bool { _, ok := c.Get(key); return ok }
+		fill := func(key string) {
 			now := time.Now().UnixNano()
 			f := c.Begin(key)
-			e := &l1.Entry[[]byte]{Key: key, Value: value, Size: valueSize,
-				FreshUntil: now + int64(replayTTL), StaleUntil: now + int64(replayTTL)}
-			c.SetIf(e, f, now)
+			c.SetIf(&l1.Entry[[]byte]{Key: key, Value: value, Size: valueSize,
+				FreshUntil: now + int64(replayTTL), StaleUntil: now + int64(replayTTL)}, f, now)
 		}
-		return hits, nil
+		return replayCache(w, get, fill, gets), nil
 	}
 }
 

@@ -42,21 +42,8 @@ func replayRistrettoWith(w *workload, s ristrettoSetup) (int64, error) {
 		return 0, err
 	}
 	defer rc.Close()
-	var hits int64
-	for _, id := range w.ids {
-		w.pause()
-		key := w.names[id]
-		if _, ok := rc.Get(key); ok {
-			hits++
-			continue
-		}
-		for range s.getsPerMiss - 1 {
-			rc.Get(key)
-		}
-		rc.Set(key, value, s.cost)
-		rc.Wait()
-	}
-	return hits, nil
+	get := func(key string) bool { _, ok := rc.Get(key); return ok }
+	return replayCache(w, get, func(key string) { rc.Set(key, value, s.cost); rc.Wait() }, s.getsPerMiss), nil
 }
 
 // replayOtter replays w through raw otter v2 bounded at capacity entries.
@@ -72,18 +59,26 @@ func replayOtterWith(w *workload, opts *otter.Options[string, []byte], gets int)
 		return 0, err
 	}
 	defer c.StopAllGoroutines()
+	get := func(key string) bool { _, ok := c.GetIfPresent(key); return ok }
+	return replayCache(w, get, func(key string) { c.Set(key, value) }, gets), nil
+}
+
+// replayCache replays w through a cache given by its lookup and its fill:
+// a hit counts, a miss makes gets lookups in all (a user who looks twice
+// before filling makes two; diagnose.go tries that) and then fills the key.
+func replayCache(w *workload, get func(key string) bool, fill func(key string), gets int) int64 {
 	var hits int64
 	for _, id := range w.ids {
 		w.pause()
 		key := w.names[id]
-		if _, ok := c.GetIfPresent(key); ok {
+		if get(key) {
 			hits++
 			continue
 		}
 		for range gets - 1 {
-			c.GetIfPresent(key)
+			get(key)
 		}
-		c.Set(key, value)
+		fill(key)
 	}
-	return hits, nil
+	return hits
 }

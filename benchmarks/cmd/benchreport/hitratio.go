@@ -5,17 +5,9 @@ import (
 	"fmt"
 	"io"
 	"slices"
-)
 
-// hitRatio is one entry of the hit-ratio results file.
-type hitRatio struct {
-	Trace    string  `json:"trace"`
-	Capacity int     `json:"capacity"`
-	Policy   string  `json:"policy"`
-	Requests int64   `json:"requests"`
-	Hits     int64   `json:"hits"`
-	Ratio    float64 `json:"ratio"`
-}
+	"github.com/strata-cache/strata/benchmarks/hitratio"
+)
 
 // traceResult is one trace's hit ratios, by capacity and policy.
 type traceResult struct {
@@ -40,7 +32,7 @@ var policyOrder = []string{"strata", "strata-otter", "ristretto", "otter", "lru"
 // parseHitRatios reads the JSON array of hit-ratio results, grouped by
 // trace in order of first appearance.
 func parseHitRatios(r io.Reader) ([]*traceResult, error) {
-	var entries []hitRatio
+	var entries []hitratio.Result
 	if err := json.NewDecoder(r).Decode(&entries); err != nil {
 		return nil, fmt.Errorf("decoding hit ratios: %w", err)
 	}

@@ -52,13 +52,7 @@ func timeBars(g *group) chart {
 		Log:       true,
 		Format:    formatDuration,
 	}
-	for _, r := range g.Rows {
-		v, ok := r.value("ns/op")
-		if !ok {
-			continue
-		}
-		c.Rows = append(c.Rows, barRow{Label: r.Contender, Values: []float64{v}})
-	}
+	c.Rows = unitRows(g, "ns/op")
 	return chart{"-latency", c.Title, c.render()}
 }
 
@@ -70,14 +64,19 @@ func loadsBars(g *group) chart {
 		RefValue:  1,
 		RefLabel:  "1 load per key",
 	}
-	for _, r := range g.Rows {
-		v, ok := r.value("loads/key")
-		if !ok {
-			continue
-		}
-		c.Rows = append(c.Rows, barRow{Label: r.Contender, Values: []float64{v}})
-	}
+	c.Rows = unitRows(g, "loads/key")
 	return chart{"-loads", c.Title, c.render()}
+}
+
+// unitRows is a bar per contender of g that reports unit, of its value.
+func unitRows(g *group, unit string) []barRow {
+	var rows []barRow
+	for _, r := range g.Rows {
+		if v, ok := r.value(unit); ok {
+			rows = append(rows, barRow{Label: r.Contender, Values: []float64{v}})
+		}
+	}
+	return rows
 }
 
 // percentileBars draws p50 and p99 per contender, in nanoseconds so the
