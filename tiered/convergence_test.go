@@ -30,8 +30,21 @@ import (
 var (
 	convergenceDuration = flag.Duration("convergence.duration", time.Second, "how long each convergence run lasts")
 	convergenceSeed     = flag.Uint64("convergence.seed", 0, "seed of the convergence runs; 0 picks one per run")
-	convergenceFinale   = flag.Int("convergence.finale", 50, "rounds of the finale, in which every worker hits one of two keys at once")
+	convergenceFinale   = flag.Int("convergence.finale", 50, "rounds of the finale, in which every worker hits one of two keys at once (10 under -race unless set)")
 )
+
+// finaleRounds is -convergence.finale, or 10 under the race detector when
+// the flag is not set: a round of 12 racing operations takes about 250 ms
+// under -race on 2 cores (10 ms without), and make test runs the whole
+// property test without -race as well, at 50 rounds.
+func finaleRounds() int {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "convergence.finale" })
+	if raceEnabled && !set {
+		return 10
+	}
+	return *convergenceFinale
+}
 
 const (
 	convReplicas = 3
@@ -340,7 +353,7 @@ func (r *convRun) run(t *testing.T, clk *clock.Manual, d time.Duration, seed uin
 // what the end state is made of, and they race here as hard as the machine
 // lets them.
 func (r *convRun) finale(workers []*convWorker) {
-	for range *convergenceFinale {
+	for range finaleRounds() {
 		start := make(chan struct{})
 		var wg sync.WaitGroup
 		for _, w := range workers {
