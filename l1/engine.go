@@ -112,15 +112,21 @@ func (s *ristrettoStore[V]) set(e *Entry[V]) bool {
 	return ok
 }
 
-func (s *ristrettoStore[V]) del(key string) {
-	s.rc.Del(key)
-	s.rc.Wait()
-}
+// del removes key from ristretto's store before it returns (Del deletes at
+// once and queues the policy's part). It does not wait for the queue:
+// every set of the key waits until its write is applied, under the key's
+// guard stripe, as every del holds it, so no write of the key is queued
+// behind which the delete could land. Waiting cost every invalidation a
+// hand-off to ristretto's goroutine, the tail of propagation on busy cores.
+func (s *ristrettoStore[V]) del(key string) { s.rc.Del(key) }
 
 func (s *ristrettoStore[V]) clear()         { s.rc.Clear() }
 func (s *ristrettoStore[V]) close()         { s.rc.Close() }
 func (s *ristrettoStore[V]) maxCost() int64 { return s.rc.MaxCost() }
-func (s *ristrettoStore[V]) cost() int64    { return s.rc.MaxCost() - s.rc.RemainingCost() }
+func (s *ristrettoStore[V]) cost() int64 {
+	s.rc.Wait() // apply the deletes queued for ristretto's policy
+	return s.rc.MaxCost() - s.rc.RemainingCost()
+}
 
 // otterStore is the Otter engine. Otter writes its hash table before it
 // returns, so Set and Delete are synchronous without waiting; its eviction
