@@ -3,6 +3,7 @@ package l1
 import (
 	"fmt"
 	"math"
+	"sync/atomic"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/maypok86/otter/v2"
@@ -72,6 +73,9 @@ func newStore[V any](c *Cache[V], cfg Config) (store[V], error) {
 // ristrettoStore is the Ristretto engine.
 type ristrettoStore[V any] struct {
 	rc *ristretto.Cache[string, *Entry[V]]
+	// dels counts the dels queued (del does not wait for them), applied
+	// the count a Wait has seen applied: a set waits first if they differ.
+	dels, applied atomic.Uint64
 }
 
 func newRistrettoStore[V any](c *Cache[V], cfg Config) (*ristrettoStore[V], error) {
@@ -102,6 +106,15 @@ func (s *ristrettoStore[V]) contains(key string) bool {
 }
 
 func (s *ristrettoStore[V]) set(e *Entry[V]) bool {
+	// A del that returned may still have its itemDelete queued. Ristretto
+	// tells keys apart by (hash, conflict) only: if a colliding key's
+	// pending itemNew lands first, Set would update that item in place and
+	// the late itemDelete would then remove e. Apply the dels queued so far.
+	if d := s.dels.Load(); s.applied.Load() < d {
+		s.rc.Wait()
+		for a := s.applied.Load(); a < d && !s.applied.CompareAndSwap(a, d); a = s.applied.Load() {
+		}
+	}
 	ok := s.rc.Set(e.Key, e, e.cost)
 	if !ok {
 		s.rc.Del(e.Key) // dropped by contention: make sure no older copy survives
@@ -109,6 +122,15 @@ func (s *ristrettoStore[V]) set(e *Entry[V]) bool {
 	// Ristretto applies new keys asynchronously; waiting makes the write
 	// visible (or its rejection final) before set returns.
 	s.rc.Wait()
+	if ok && !e.gone.Load() {
+		if _, stored := s.rc.GetTTL(e.Key); !stored {
+			// Refused without an exit: a key with e's hash but another
+			// conflict hash holds the slot (ristretto's store checks the
+			// conflict hash, its policy does not), so e was admitted and
+			// not stored. Reported as dropped, so nothing stays indexed.
+			return false
+		}
+	}
 	return ok
 }
 
@@ -118,7 +140,10 @@ func (s *ristrettoStore[V]) set(e *Entry[V]) bool {
 // guard stripe, as every del holds it, so no write of the key is queued
 // behind which the delete could land. Waiting cost every invalidation a
 // hand-off to ristretto's goroutine, the tail of propagation on busy cores.
-func (s *ristrettoStore[V]) del(key string) { s.rc.Del(key) }
+func (s *ristrettoStore[V]) del(key string) {
+	s.rc.Del(key)
+	s.dels.Add(1) // after the push: a set that sees it waits past it
+}
 
 func (s *ristrettoStore[V]) clear()         { s.rc.Clear() }
 func (s *ristrettoStore[V]) close()         { s.rc.Close() }

@@ -55,10 +55,9 @@ func (c *Cache[V]) Stats() Stats {
 // exited follows an entry out of the cache (or a nil, which ristretto
 // passes for a delete that found nothing).
 func (c *Cache[V]) exited(e *Entry[V]) {
-	if e == nil {
-		return
+	if e == nil || e.gone.Swap(true) {
+		return // an entry exits once, even if two paths report it
 	}
-	e.gone.Store(true)
 	c.counts.entries.Add(-1)
 	c.tags.remove(e)
 	c.expiry.remove(e)
