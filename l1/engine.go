@@ -138,7 +138,8 @@ func (s *ristrettoStore[V]) set(e *Entry[V]) bool {
 // once and queues the policy's part). It does not wait for the queue:
 // every set of the key waits until its write is applied, under the key's
 // guard stripe, as every del holds it, so no write of the key is queued
-// behind which the delete could land. Waiting cost every invalidation a
+// behind which the delete could land (a key ristretto cannot tell from
+// this one, on another stripe, is why set waits for queued dels first). Waiting cost every invalidation a
 // hand-off to ristretto's goroutine, the tail of propagation on busy cores.
 func (s *ristrettoStore[V]) del(key string) {
 	s.rc.Del(key)
