@@ -139,8 +139,9 @@ func (s *ristrettoStore[V]) set(e *Entry[V]) bool {
 // every set of the key waits until its write is applied, under the key's
 // guard stripe, as every del holds it, so no write of the key is queued
 // behind which the delete could land (a key ristretto cannot tell from
-// this one, on another stripe, is why set waits for queued dels first). Waiting cost every invalidation a
-// hand-off to ristretto's goroutine, the tail of propagation on busy cores.
+// this one, on another stripe, is why set waits for queued dels first).
+// Waiting cost every invalidation a hand-off to ristretto's goroutine, the
+// tail of propagation on busy cores.
 func (s *ristrettoStore[V]) del(key string) {
 	s.rc.Del(key)
 	s.dels.Add(1) // after the push: a set that sees it waits past it

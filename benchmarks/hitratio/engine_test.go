@@ -40,14 +40,15 @@ var judgeOtter = flag.Bool("hitratio.otter", false, "judge strata-otter against 
 // judged on the medians of five runs, and a point that falls short by less
 // than 10% on them is replayed 101 times (30 ms a run) and judged on those
 // medians: on 21, GLI at 500 still missed 0.98 one run in four (0.972,
-// where means of 41 give 0.99-1.005). A point of the long traces is judged on one run, and if short
-// by less than 10%, on the medians of five. One short by more fails at
-// once.
+// where means of 41 give 0.99-1.005). A point of the long traces is judged
+// on one run, and if short by less than 10%, on the medians of five. One
+// short by more fails at once.
 //
 // Against otter a run at a small capacity may land 10% to 30% off: Strata's
 // otter runs its maintenance on goroutines of its own (raw otter here is
 // held to its capacity by a synchronous Executor, replayOtter), and even
-// held, otter's replays of small caches spread. So strata-otter is judged on each trace's hits summed over its six capacities, the same way
+// held, otter's replays of small caches spread. So strata-otter is judged
+// on each trace's hits summed over its six capacities, the same way
 // (medians of five on GLI), with 0.95 for 0.98.
 func TestStrataKeepsEngineHitRatio(t *testing.T) {
 	dir := traceDir(t)
