@@ -156,14 +156,37 @@ func (s *ristrettoStore[V]) cost() int64 {
 }
 
 // otterStore is the Otter engine. Otter writes its hash table before it
-// returns, so Set and Delete are synchronous without waiting; its eviction
-// runs after, in its maintenance, on otter's goroutines.
+// returns, so Set and Delete are synchronous without waiting. Its eviction
+// runs in its maintenance, which set runs before it returns (see run); the
+// maintenance a read asks for runs on otter's goroutines, off the hit path.
 type otterStore[V any] struct {
 	oc *otter.Cache[string, *Entry[V]]
+	// setting counts the sets in progress: while one is, otter's
+	// maintenance runs on the goroutine that asks for it (see run).
+	setting atomic.Int64
+}
+
+// run is otter's Executor: inline while a set is in progress, on a
+// goroutine of its own otherwise (otter's default). Left to otter's
+// goroutines, the evictions a burst of Sets made due came after the
+// writes: the cache held several times MaxCost in between, the extra
+// entries were extra hits, and eviction judged them late (Strata's hit
+// ratio measured 0.86-1.36 of raw otter's held to its capacity, below 0.98
+// at 10 of 30 points). Run inline for reads too, every hit that fills
+// otter's read buffer would apply the buffered reads: 1.5 times raw
+// otter's Get on one goroutine, 3 times on two.
+func (s *otterStore[V]) run(fn func()) {
+	if s.setting.Load() > 0 {
+		fn()
+		return
+	}
+	go fn()
 }
 
 func newOtterStore[V any](c *Cache[V], cfg Config) (*otterStore[V], error) {
+	s := &otterStore[V]{}
 	oc, err := otter.New(&otter.Options[string, *Entry[V]]{
+		Executor:      s.run,
 		MaximumWeight: uint64(cfg.MaxCost),
 		// Sizes otter's frequency sketch up front for the entries MaxCost
 		// holds at the smallest entry size (as NumCounters does for
@@ -185,7 +208,8 @@ func newOtterStore[V any](c *Cache[V], cfg Config) (*otterStore[V], error) {
 	if err != nil {
 		return nil, fmt.Errorf("l1: %w", err)
 	}
-	return &otterStore[V]{oc: oc}, nil
+	s.oc = oc
+	return s, nil
 }
 
 func (s *otterStore[V]) get(key string) (*Entry[V], bool) { return s.oc.GetIfPresent(key) }
@@ -196,7 +220,13 @@ func (s *otterStore[V]) contains(key string) bool {
 }
 
 func (s *otterStore[V]) set(e *Entry[V]) bool {
+	s.setting.Add(1)
+	defer s.setting.Add(-1)
 	s.oc.Set(e.Key, e)
+	// Set's own maintenance is skipped while another (a read's, on otter's
+	// goroutine) holds otter's eviction lock: CleanUp waits for it and
+	// evicts what e made due, so that set returns within MaximumWeight.
+	s.oc.CleanUp()
 	return true
 }
 

@@ -28,3 +28,15 @@ func OtherStripe(g *Guard, name, prefix string) string {
 		}
 	}
 }
+
+// HeldEntries returns how many entries the engine's table holds now,
+// without applying what its maintenance has pending; -1 for ristretto.
+func (c *Cache[V]) HeldEntries() int {
+	if s, ok := c.st.(*otterStore[V]); ok {
+		return s.oc.EstimatedSize()
+	}
+	return -1
+}
+
+// EntryCost is the cost of an entry of key with a value of size bytes.
+func EntryCost(key string, size int) int64 { return int64(size + len(key) + entryOverhead) }
