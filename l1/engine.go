@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dgraph-io/ristretto/v2"
+	"github.com/dgraph-io/ristretto/v2/z"
 	"github.com/maypok86/otter/v2"
 )
 
@@ -78,12 +79,24 @@ type ristrettoStore[V any] struct {
 	dels, applied atomic.Uint64
 }
 
+// keyHash is ristretto's key hash for L1: the runtime's string hash, as in
+// ristretto's default, without its second (conflict) hash. Ristretto keeps
+// that one only to tell apart keys whose 64-bit hashes collide; Cache
+// compares the key of every entry it returns and stays correct with every
+// key alike (TestHashCollisionIsAMiss and TestDeleteSetVisibilityStress
+// force it), so a hit spends no time on an xxhash of the key.
+func keyHash(key string) (uint64, uint64) { return z.MemHashString(key), 0 }
+
 func newRistrettoStore[V any](c *Cache[V], cfg Config) (*ristrettoStore[V], error) {
+	hash := cfg.keyToHash
+	if hash == nil {
+		hash = keyHash
+	}
 	rc, err := ristretto.NewCache(&ristretto.Config[string, *Entry[V]]{
 		NumCounters:        cfg.NumCounters,
 		MaxCost:            cfg.MaxCost,
 		BufferItems:        64, // ristretto's recommended value
-		KeyToHash:          cfg.keyToHash,
+		KeyToHash:          hash,
 		IgnoreInternalCost: true, // entryOverhead already counts it
 		// Every way out (delete, overwrite, eviction, rejection, expiry,
 		// Clear) passes here: the tag index and the count follow the cache.
