@@ -25,12 +25,14 @@ func TestDeleteSetVisibilityStress(t *testing.T) {
 	}{
 		{"distinct hashes", nil, false},
 		// Three hashes for all keys, each key its own conflict: the
-		// realistic collision (64-bit hash alike, conflict hash not).
+		// collision of ristretto's default key hash (64-bit hash alike,
+		// conflict hash not).
 		{"colliding hashes, distinct conflicts", func(k string) (uint64, uint64) {
 			return fnvHash(k)%3 + 1, fnvHash(k) | 1
 		}, true},
-		// Every key alike: ristretto cannot tell them apart; Get must still
-		// never show a deleted key or an older entry of the key.
+		// Every key alike: ristretto cannot tell them apart (keyHash's
+		// collision, its conflict always 0); Get must still never show a
+		// deleted key or an older entry of the key.
 		{"full collisions", func(string) (uint64, uint64) { return 1, 1 }, true},
 	}
 	for _, tc := range cases {

@@ -112,7 +112,8 @@ func newRistrettoStore[V any](c *Cache[V], cfg Config) (*ristrettoStore[V], erro
 
 func (s *ristrettoStore[V]) get(key string) (*Entry[V], bool) { return s.rc.Get(key) }
 
-// contains uses GetTTL, which reads the store without the sketch.
+// contains uses GetTTL, which reads the store without the sketch; it
+// cannot compare keys (see keyHash), so a colliding key is reported too.
 func (s *ristrettoStore[V]) contains(key string) bool {
 	_, ok := s.rc.GetTTL(key)
 	return ok
@@ -141,6 +142,8 @@ func (s *ristrettoStore[V]) set(e *Entry[V]) bool {
 			// conflict hash holds the slot (ristretto's store checks the
 			// conflict hash, its policy does not), so e was admitted and
 			// not stored. Reported as dropped, so nothing stays indexed.
+			// keyHash's conflict is always 0, so only a test's KeyToHash
+			// gets here (TestPartialCollisionLeaksNoEntry).
 			return false
 		}
 	}
@@ -171,7 +174,8 @@ func (s *ristrettoStore[V]) cost() int64 {
 // otterStore is the Otter engine. Otter writes its hash table before it
 // returns, so Set and Delete are synchronous without waiting. Its eviction
 // runs in its maintenance, which set runs before it returns (see run); the
-// maintenance a read asks for runs on otter's goroutines, off the hit path.
+// maintenance a read asks for runs on otter's goroutines, off the hit path,
+// unless a set is in progress at the time (on any goroutine).
 type otterStore[V any] struct {
 	oc *otter.Cache[string, *Entry[V]]
 	// setting counts the sets in progress: while one is, otter's

@@ -183,7 +183,9 @@ func (c *Cache[V]) GetAt(key string, now int64) (*Entry[V], bool) {
 }
 
 // Contains reports whether key has an entry, counting no access in the
-// engine's admission policy.
+// engine's admission policy. It is a hint: on the Ristretto engine it also
+// reports true for a key whose 64-bit hash equals a stored key's (about
+// one pair of keys in 2^64); Get, which compares keys, misses it.
 func (c *Cache[V]) Contains(key string) bool { return c.st.contains(key) }
 
 // Guard returns the cache's fill guard.
