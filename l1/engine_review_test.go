@@ -157,7 +157,7 @@ func TestFullCollisionBookkeeping(t *testing.T) {
 // (exited) takes only the tag index's and expiry's locks, which never call
 // out.
 func TestOtterInlineMaintenanceNoDeadlock(t *testing.T) {
-	const keys, writes = 200, 8_000
+	const keys, writes = 200, 3_000
 	c, err := New[string](Config{Engine: Otter, MaxCost: 40 * (entryOverhead + 8), MaxTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -184,40 +184,27 @@ func TestOtterInlineMaintenanceNoDeadlock(t *testing.T) {
 		})
 	}
 	for w := 3; w < 5; w++ {
-		others.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(w), 3))
-			for {
-				select {
-				case <-writersDone:
-					return
-				default:
-				}
-				k := "k" + strconv.Itoa(r.IntN(keys))
-				if e, ok := c.Get(k); ok && e.Key != k {
-					t.Errorf("Get(%q) returned %q", k, e.Key)
-				}
+		r := rand.New(rand.NewPCG(uint64(w), 3))
+		loopUntil(&others, writersDone, func() {
+			k := "k" + strconv.Itoa(r.IntN(keys))
+			if e, ok := c.Get(k); ok && e.Key != k {
+				t.Errorf("Get(%q) returned %q", k, e.Key)
 			}
 		})
 	}
-	others.Go(func() {
-		r := rand.New(rand.NewPCG(6, 3))
-		for i := 0; ; i++ {
-			select {
-			case <-writersDone:
-				return
-			default:
+	r, i := rand.New(rand.NewPCG(6, 3)), 0
+	loopUntil(&others, writersDone, func() {
+		switch n := time.Now().UnixNano(); i % 3 {
+		case 0:
+			if r.IntN(20) == 0 { // rarely, so that writers leave entries
+				c.Clear()
 			}
-			switch n := time.Now().UnixNano(); i % 3 {
-			case 0:
-				if r.IntN(20) == 0 { // rarely, so that writers leave entries
-					c.Clear()
-				}
-			case 1:
-				c.Expire(n + int64(2*time.Hour)) // every filed entry is due
-			default:
-				c.Stats()
-			}
+		case 1:
+			c.Expire(n + int64(2*time.Hour)) // every filed entry is due
+		default:
+			c.Stats()
 		}
+		i++
 	})
 	done := make(chan struct{})
 	go func() {
@@ -255,22 +242,15 @@ func TestOtterInlineMaintenanceNoDeadlock(t *testing.T) {
 	var ops atomic.Int64
 	var late sync.WaitGroup
 	for w := range 4 {
-		late.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(w), 5))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				k, n := "k"+strconv.Itoa(r.IntN(keys)), time.Now().UnixNano()
-				if w%2 == 0 {
-					c.Set(reviewEntry(k, "x", n, tag(r)), n)
-				} else {
-					c.Get(k)
-				}
-				ops.Add(1)
+		r := rand.New(rand.NewPCG(uint64(w), 5))
+		loopUntil(&late, stop, func() {
+			k, n := "k"+strconv.Itoa(r.IntN(keys)), time.Now().UnixNano()
+			if w%2 == 0 {
+				c.Set(reviewEntry(k, "x", n, tag(r)), n)
+			} else {
+				c.Get(k)
 			}
+			ops.Add(1)
 		})
 	}
 	if !waitFor(10*time.Second, func() bool { return ops.Load() >= 2000 }) {
@@ -291,4 +271,18 @@ func TestOtterInlineMaintenanceNoDeadlock(t *testing.T) {
 	if s := c.Stats(); s.Entries != 0 {
 		t.Errorf("after Close: Entries %d", s.Entries)
 	}
+}
+
+// loopUntil runs fn over and over on a goroutine of wg until stop is closed.
+func loopUntil(wg *sync.WaitGroup, stop <-chan struct{}, fn func()) {
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			fn()
+		}
+	})
 }

@@ -30,7 +30,6 @@ func BenchmarkGetKeyHash(b *testing.B) {
 				c.Set(entry(keys[i], "v", start), start)
 			}
 			b.ReportAllocs()
-			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
 				if _, ok := c.Get(keys[i%len(keys)]); !ok {
 					b.Fatalf("%s missed", keys[i%len(keys)])
