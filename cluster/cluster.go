@@ -205,6 +205,11 @@ func (n *Node) Refused() error { return n.impl.refusal() }
 // regardless. After Close it returns ErrClosed.
 func (n *Node) Broadcast(msg []byte) error { return n.impl.broadcast(msg) }
 
+// MaxPacket is the size of the largest message Broadcast and SendTo send as
+// best-effort UDP datagrams, which do not wait for the receiver; a larger
+// one takes a reliable TCP stream to each member, one after the other.
+func (n *Node) MaxPacket() int { return n.impl.maxDatagram() }
+
 // SendTo sends msg directly to the alive member named member, by the same
 // means as Broadcast but without the gossip copy: best-effort UDP, or a
 // reliable TCP stream when msg exceeds one packet. The error wraps

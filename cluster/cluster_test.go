@@ -192,6 +192,16 @@ func TestBroadcastGossipCatchUp(t *testing.T) {
 	}
 }
 
+// TestMaxPacketIsTheDatagramLimit: MaxPacket reports the size up to which
+// a send is a best-effort datagram (the bus sends those before PUBLISH):
+// memberlist's UDPBufferSize of 1400 less the framing.
+func TestMaxPacketIsTheDatagramLimit(t *testing.T) {
+	nodes, _ := startCluster(t, 1, testKey)
+	if got := nodes[0].MaxPacket(); got != 1400-packetFraming || got != nodes[0].impl.maxPacket {
+		t.Errorf("MaxPacket() = %d, want %d", got, 1400-packetFraming)
+	}
+}
+
 func TestSendToReachesOnlyTarget(t *testing.T) {
 	nodes, recs := startCluster(t, 3, testKey)
 	if err := nodes[0].SendTo("n1", []byte("for-n1")); err != nil {

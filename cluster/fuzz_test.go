@@ -189,3 +189,4 @@ type silentGossip struct{}
 func (silentGossip) Name() string           { return "self" }
 func (silentGossip) Members() []string      { return []string{"self"} }
 func (silentGossip) Broadcast([]byte) error { return nil }
+func (silentGossip) MaxPacket() int         { return 1336 }

@@ -301,6 +301,14 @@ func (n *node) send(to *memberlist.Node, msg []byte) error {
 // loses the gossip catch-up recovers, so it is the default.
 const directSendReliable = false
 
+// maxDatagram is Node.MaxPacket.
+func (n *node) maxDatagram() int {
+	if directSendReliable {
+		return 0
+	}
+	return n.maxPacket
+}
+
 // sendDirectDefault sends best-effort unless msg exceeds one packet.
 func (n *node) sendDirectDefault(to *memberlist.Node, msg []byte) error {
 	if directSendReliable || len(msg) > n.maxPacket {

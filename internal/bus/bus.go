@@ -53,6 +53,9 @@ type Gossiper interface {
 	Name() string
 	Members() []string
 	Broadcast(msg []byte) error
+	// MaxPacket is the size of the largest message Broadcast sends as
+	// datagrams, without waiting for the receivers.
+	MaxPacket() int
 }
 
 // Handler applies what the bus receives. Its methods are called on the bus's
@@ -320,7 +323,7 @@ func (b *Bus) publish(ctx context.Context, template coherence.Message, items []s
 // send writes data, a message of kind, on every channel and joins the
 // errors if all failed.
 //
-// Gossip goes first: its sends are datagrams that do not wait for an
+// Gossip goes first when it sends datagrams: they do not wait for an
 // answer, so they travel while PUBLISH waits for Redis's reply, and the
 // receivers mostly have the message before the writer's Set returns.
 // Sent after PUBLISH, they left only once its round trip was over.
@@ -329,6 +332,10 @@ func (b *Bus) publish(ctx context.Context, template coherence.Message, items []s
 // µs with gossip first; apply after Set returned, p99 131 µs, then 88-113
 // (rueidis tracking in the same runs: 72-112). BenchmarkScaling's p99 at
 // 3, 10 and 30 replicas went from 138, 259 and 828 µs to 24, 91 and 478.
+// A message too large for a datagram goes over a TCP stream to each member
+// in turn, which can wait up to the gossip profile's TCP timeout for one
+// that is unreachable: it goes after PUBLISH, so that pub/sub does not
+// wait for it.
 func (b *Bus) send(ctx context.Context, kind coherence.Kind, data []byte) error {
 	var errs []error
 	sent := 0
@@ -341,11 +348,20 @@ func (b *Bus) send(ctx context.Context, kind coherence.Kind, data []byte) error 
 		sent++
 		b.stats.channels[ch].sent.add(kind)
 	}
-	if b.cfg.Gossip != nil {
-		count(Gossip, b.cfg.Gossip.Broadcast(data))
+	gossip := func() {
+		if b.cfg.Gossip != nil {
+			count(Gossip, b.cfg.Gossip.Broadcast(data))
+		}
+	}
+	datagrams := b.cfg.Gossip != nil && len(data) <= b.cfg.Gossip.MaxPacket()
+	if datagrams {
+		gossip()
 	}
 	if b.cfg.Redis != nil {
 		count(PubSub, b.cfg.Redis.Publish(ctx, b.cfg.Channel, data).Err())
+	}
+	if !datagrams {
+		gossip()
 	}
 	b.stats.publishErrors.Add(uint64(len(errs)))
 	if sent == 0 && len(errs) > 0 {

@@ -174,6 +174,7 @@ type captureGossip struct {
 
 func (*captureGossip) Name() string      { return "a" }
 func (*captureGossip) Members() []string { return []string{"a"} }
+func (*captureGossip) MaxPacket() int    { return 1336 }
 func (g *captureGossip) Broadcast(msg []byte) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -369,6 +370,7 @@ type linkGossip struct {
 
 func (*linkGossip) Name() string      { return "a" }
 func (*linkGossip) Members() []string { return []string{"a"} }
+func (*linkGossip) MaxPacket() int    { return 1336 }
 func (g *linkGossip) Broadcast(msg []byte) error {
 	g.mu.Lock()
 	to, lose := g.to, g.lose
