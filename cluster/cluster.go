@@ -205,9 +205,11 @@ func (n *Node) Refused() error { return n.impl.refusal() }
 // regardless. After Close it returns ErrClosed.
 func (n *Node) Broadcast(msg []byte) error { return n.impl.broadcast(msg) }
 
-// MaxPacket is the size of the largest message Broadcast and SendTo send as
-// best-effort UDP datagrams, which do not wait for the receiver; a larger
-// one takes a reliable TCP stream to each member, one after the other.
+// MaxPacket returns the size of the largest message Broadcast and SendTo
+// send as best-effort UDP datagrams (1336 bytes; see Broadcast), which do
+// not wait for the receiver. A larger one takes a reliable TCP stream
+// (Broadcast: to each member in turn), which may block up to the
+// profile's TCP timeout for a member that does not answer.
 func (n *Node) MaxPacket() int { return n.impl.maxDatagram() }
 
 // SendTo sends msg directly to the alive member named member, by the same

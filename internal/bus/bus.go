@@ -54,7 +54,9 @@ type Gossiper interface {
 	Members() []string
 	Broadcast(msg []byte) error
 	// MaxPacket is the size of the largest message Broadcast sends as
-	// datagrams, without waiting for the receivers.
+	// datagrams, without waiting for the receivers. Such a Broadcast must
+	// not block: the bus makes it before PUBLISH. A larger one may (TCP
+	// streams): the bus makes it on another goroutine while PUBLISH runs.
 	MaxPacket() int
 }
 
@@ -323,19 +325,22 @@ func (b *Bus) publish(ctx context.Context, template coherence.Message, items []s
 // send writes data, a message of kind, on every channel and joins the
 // errors if all failed.
 //
-// Gossip goes first when it sends datagrams: they do not wait for an
-// answer, so they travel while PUBLISH waits for Redis's reply, and the
-// receivers mostly have the message before the writer's Set returns.
-// Sent after PUBLISH, they left only once its round trip was over.
+// Neither channel waits for the other. A message that fits one datagram
+// (Gossiper.MaxPacket) is broadcast first: its datagrams do not wait for
+// an answer, so they travel while PUBLISH waits for Redis's reply, and
+// the receivers mostly have the message before the writer's Set returns.
+// Sent after PUBLISH, they left only once its round trip was over, and
+// not before a stalled Redis's read timeout.
 // BenchmarkPropagation (benchmarks module, 3 replicas, 3,000 rounds, in
 // alternated runs): send-to-apply p50 103-113 µs with pub/sub first, 47-65
 // µs with gossip first; apply after Set returned, p99 131 µs, then 88-113
 // (rueidis tracking in the same runs: 72-112). BenchmarkScaling's p99 at
 // 3, 10 and 30 replicas went from 138, 259 and 828 µs to 24, 91 and 478.
-// A message too large for a datagram goes over a TCP stream to each member
-// in turn, which can wait up to the gossip profile's TCP timeout for one
-// that is unreachable: it goes after PUBLISH, so that pub/sub does not
-// wait for it.
+// A larger message goes over a TCP stream to each member in turn, which
+// can wait up to the gossip profile's TCP timeout for one that is
+// unreachable: it is broadcast on its own goroutine while PUBLISH runs, so
+// that pub/sub does not wait for the streams, nor the streams for a
+// stalled PUBLISH (TestGossipDoesNotWaitForAStalledPublish).
 func (b *Bus) send(ctx context.Context, kind coherence.Kind, data []byte) error {
 	var errs []error
 	sent := 0
@@ -348,20 +353,20 @@ func (b *Bus) send(ctx context.Context, kind coherence.Kind, data []byte) error 
 		sent++
 		b.stats.channels[ch].sent.add(kind)
 	}
-	gossip := func() {
-		if b.cfg.Gossip != nil {
-			count(Gossip, b.cfg.Gossip.Broadcast(data))
-		}
-	}
-	datagrams := b.cfg.Gossip != nil && len(data) <= b.cfg.Gossip.MaxPacket()
-	if datagrams {
-		gossip()
+	var streamed chan error // a streamed broadcast's result
+	switch {
+	case b.cfg.Gossip == nil:
+	case len(data) <= b.cfg.Gossip.MaxPacket():
+		count(Gossip, b.cfg.Gossip.Broadcast(data))
+	default:
+		streamed = make(chan error, 1)
+		go func() { streamed <- b.cfg.Gossip.Broadcast(data) }()
 	}
 	if b.cfg.Redis != nil {
 		count(PubSub, b.cfg.Redis.Publish(ctx, b.cfg.Channel, data).Err())
 	}
-	if !datagrams {
-		gossip()
+	if streamed != nil {
+		count(Gossip, <-streamed)
 	}
 	b.stats.publishErrors.Add(uint64(len(errs)))
 	if sent == 0 && len(errs) > 0 {
@@ -496,9 +501,12 @@ func (b *Bus) origin(m *coherence.Message, now int64) *origin {
 }
 
 // Close stops the bus's goroutines, then sends a last heartbeat on every
-// channel (waiting at most 250 ms, or HeartbeatInterval if shorter) so
-// that receivers notice a final message lost on every channel as a gap. It
-// is idempotent.
+// channel so that receivers notice a final message lost on every channel
+// as a gap: by gossip first, then PUBLISH under a context of 250 ms (or
+// HeartbeatInterval if shorter). go-redis honours that deadline only with
+// ContextTimeoutEnabled; otherwise the client's ReadTimeout bounds the
+// wait for a stalled Redis (Strata's l2 clients: l2.Config.Timeout). It is
+// idempotent.
 //
 // NOTE: a process that exits without Close (a crash, SIGKILL) sends no
 // last heartbeat: a message it lost on every channel in its last heartbeat

@@ -302,3 +302,38 @@ func TestSendCountsFailuresInEitherOrder(t *testing.T) {
 		t.Fatalf("with both failing: %+v", s)
 	}
 }
+
+// Review attack (passes since eea606b, fails on e768122): Close's last
+// heartbeat, the only one that can name a final message lost on every
+// channel, reaches the receivers by gossip while Redis is stalled. Before,
+// it went after PUBLISH, whose wait go-redis bounds by the client's
+// ReadTimeout and not by the heartbeat's 250 ms context (only with
+// ContextTimeoutEnabled): here, a minute.
+func TestCloseHeartbeatLeavesByGossipWhileRedisStalls(t *testing.T) {
+	srv := redistest.Start(t)
+	stalls := &redis.Options{Addr: srv.Addr(), ReadTimeout: time.Minute, WriteTimeout: time.Minute, MaxRetries: -1}
+	rec := &keyRecorder{}
+	// One heartbeat each, at the first tick: none but Close's names seq 2.
+	buses := gossipReplicas(t, time.Hour, replicaSpec{handler: &recorder{}, redis: stalls}, replicaSpec{handler: rec})
+	if err := buses[0].Publish(context.Background(), coherence.KindKeys, "ns", []string{"k1"}, 1); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitFor(t, 5*time.Second, func() bool { return rec.count() == 1 }, "k1 applied")
+	buses[0].seq.Add(1) // a message lost on every channel
+	srv.Pause()
+	closed := make(chan struct{})
+	t.Cleanup(func() {
+		srv.Resume()
+		<-closed
+	})
+	go func() {
+		defer close(closed)
+		_ = buses[0].Close()
+	}()
+	redistest.WaitFor(t, 5*time.Second, func() bool { return buses[1].Stats().Gaps == 1 }, "the lost message seen as a gap through Close's heartbeat")
+	select {
+	case <-closed:
+	default:
+		t.Logf("Close still waits for the stalled PUBLISH (the client's ReadTimeout), past its documented 250 ms")
+	}
+}
