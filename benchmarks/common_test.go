@@ -2,6 +2,7 @@ package benchmarks
 
 import (
 	"math/rand/v2"
+	"runtime/debug"
 	"strconv"
 	"time"
 )
@@ -65,3 +66,11 @@ func accessOrder(dist string, n int, seed uint64) []int {
 	}
 	return out
 }
+
+// settle finishes the garbage collection and the return of memory to the
+// OS that earlier benchmarks left behind, before a contender is timed: the
+// whole report runs in one process, and after BenchmarkScaling freed its 30
+// replicas the runtime's background work slowed the first contenders timed
+// next (BenchmarkLocalHit's first, Strata, by about 40% at one goroutine;
+// the fourth, otter, 112, 92 and 78 ns in its three runs).
+func settle() { debug.FreeOSMemory() }

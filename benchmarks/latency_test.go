@@ -56,6 +56,7 @@ type localHitter struct {
 // the throughput of g goroutines on GOMAXPROCS processors, as under
 // RunParallel.
 func BenchmarkLocalHit(b *testing.B) {
+	settle()
 	contenders := openLocalHitters(b)
 	for _, dist := range []string{"uniform", "zipf"} {
 		for _, g := range []int{1, 2, 8} {
@@ -76,6 +77,7 @@ func benchLocalHit(b *testing.B, c localHitter, dist string, g int) {
 		check = c.verify()
 	}
 	b.ReportAllocs()
+	settle()
 	b.ResetTimer()
 	bad := onGoroutines(b.N, g, func(w, n int) (bad int) {
 		order := orders[w]
