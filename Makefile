@@ -70,15 +70,18 @@ deps:
 # rot, every fuzz target for 5 s, the hit-ratio check, the convergence
 # property test without the race detector, then the race-enabled suite
 # against real Redis (last, so its results close the output), in every
-# module of the workspace. RACE_TIMEOUT is go test's -timeout per package of
-# the race-enabled suite: tiered's takes about 9 minutes on 2 cores, past
-# go test's default of 10 under a loaded CI machine.
+# module of the workspace. The race-enabled suite is one go test of every
+# module's packages (the workspace resolves them all), so the other packages
+# build and run beside tiered's, the longest, instead of after it, module by
+# module. RACE_TIMEOUT is go test's -timeout per package of the race-enabled
+# suite: tiered's takes about 9 minutes on 2 cores, past go test's default of
+# 10 under a loaded CI machine.
 test: deps tidy
 	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x ./...) || exit 1; done
 	@$(MAKE) --no-print-directory fuzz-short
 	@$(MAKE) --no-print-directory hitratio-check
 	@$(MAKE) --no-print-directory convergence-check
-	@for m in $(MODULES); do (cd $$m && $(GO) test -race -count=1 -timeout $(RACE_TIMEOUT) ./...) || exit 1; done
+	@$(GO) test -race -count=1 -timeout $(RACE_TIMEOUT) $(addsuffix /...,$(MODULES))
 
 # hitratio-check replays a prefix of each trace in ../shared/traces through
 # Strata's L1 and the engine under it, and fails where Strata keeps less
