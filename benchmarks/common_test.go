@@ -69,8 +69,9 @@ func accessOrder(dist string, n int, seed uint64) []int {
 
 // settle finishes the garbage collection and the return of memory to the
 // OS that earlier benchmarks left behind, before a contender is timed: the
-// whole report runs in one process, and after BenchmarkScaling freed its 30
-// replicas the runtime's background work slowed the first contenders timed
-// next (BenchmarkLocalHit's first, Strata, by about 40% at one goroutine;
-// the fourth, otter, 112, 92 and 78 ns in its three runs).
+// whole report runs in one process, and right after BenchmarkScaling freed
+// its 30 replicas a report's LocalHit contenders timed first ran slower
+// run after run (raw otter's three runs: 112, 92 and 78 ns), as if the
+// runtime's leftover work shared their cores. Whether settling steadies the
+// figures has not been measured over enough full reports to tell.
 func settle() { debug.FreeOSMemory() }
