@@ -39,4 +39,4 @@ func (c *Cache[V]) HeldEntries() int {
 }
 
 // EntryCost is the cost of an entry of key with a value of size bytes.
-func EntryCost(key string, size int) int64 { return int64(size + len(key) + entryOverhead) }
+func EntryCost(key string, size int) int64 { return entryCost(key, size) }

@@ -188,6 +188,9 @@ func (c *Cache[V]) GetAt(key string, now int64) (*Entry[V], bool) {
 // one pair of keys in 2^64); Get, which compares keys, misses it.
 func (c *Cache[V]) Contains(key string) bool { return c.st.contains(key) }
 
+// entryCost is the cost of an entry of key with a value of size bytes.
+func entryCost(key string, size int) int64 { return int64(size + len(key) + entryOverhead) }
+
 // Guard returns the cache's fill guard.
 func (c *Cache[V]) Guard() *Guard { return c.guard }
 
@@ -267,7 +270,7 @@ func (c *Cache[V]) put(e *Entry[V], now int64) {
 		c.delete(e.Key)
 		return
 	}
-	e.cost = int64(e.Size + len(e.Key) + entryOverhead)
+	e.cost = entryCost(e.Key, e.Size)
 	if e.cost > c.maxCost {
 		// No engine would keep it: refused here alike by both, and no
 		// older copy survives.

@@ -217,15 +217,18 @@ func TestBadGossipPayloadsAreDroppedAndCounted(t *testing.T) {
 type orderLog struct {
 	mu        sync.Mutex
 	sends     []string
+	once      sync.Once
 	published chan struct{} // closed at the first "publish"
 }
+
+func newOrderLog() *orderLog { return &orderLog{published: make(chan struct{})} }
 
 func (l *orderLog) add(s string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sends = append(l.sends, s)
-	if ch := l.publishedLocked(); s == "publish" && !slices.Contains(l.sends[:len(l.sends)-1], "publish") {
-		close(ch)
+	if s == "publish" {
+		l.once.Do(func() { close(l.published) })
 	}
 }
 
@@ -236,18 +239,7 @@ func (l *orderLog) snapshot() []string {
 }
 
 // started returns a channel closed once a PUBLISH was logged.
-func (l *orderLog) started() <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.publishedLocked()
-}
-
-func (l *orderLog) publishedLocked() chan struct{} {
-	if l.published == nil {
-		l.published = make(chan struct{})
-	}
-	return l.published
-}
+func (l *orderLog) started() <-chan struct{} { return l.published }
 
 // heartbeat reports whether data is a heartbeat, which the ticker may send
 // at any time, in the middle of a test's Publish (its first one goes out
@@ -323,7 +315,7 @@ func TestGossipDatagramsAreSentBeforePublish(t *testing.T) {
 		{"stream", []string{strings.Repeat("k", 2000)}, 1336, []string{"publish", "gossip"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			log := &orderLog{}
+			log := newOrderLog()
 			client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 			client.AddHook(orderHook{log})
 			b, err := New(Config{NodeID: "self", Redis: client, Channel: "inv", Gossip: orderGossip{log, c.maxPacket}, Handler: &recorder{}, HeartbeatInterval: time.Hour})

@@ -20,6 +20,19 @@ import (
 	"github.com/strata-cache/strata/internal/redistest"
 )
 
+// recordingReplicas returns the specs of n buses with pub/sub on addr, each
+// handled by its own keyRecorder.
+func recordingReplicas(n int, addr string) ([]*keyRecorder, []replicaSpec) {
+	var recs []*keyRecorder
+	var specs []replicaSpec
+	for range n {
+		rec := &keyRecorder{}
+		recs = append(recs, rec)
+		specs = append(specs, replicaSpec{handler: rec, redis: &redis.Options{Addr: addr}})
+	}
+	return recs, specs
+}
+
 // replicaSpec is one bus of gossipReplicas: its handler, and whether it
 // also has pub/sub (on the given client options).
 type replicaSpec struct {
@@ -167,21 +180,15 @@ func TestHeartbeatsDoNotOutrunAStalledStream(t *testing.T) {
 }
 
 // Review attack (passes): the two channels now deliver in the other order
-// (gossip's datagram first), and messages over one packet in the old one
-// (PUBLISH first, then a TCP stream to each member), while heartbeats go
+// (gossip's datagram first), and messages over one packet as well (a TCP
+// stream to each member, beside PUBLISH), while heartbeats go
 // out every 20 ms. Three replicas with both channels publish at once,
 // alternating small and large invalidations: every one is applied once on
 // every other replica, and no sequence is ever taken for lost.
 func TestMixedSizesOverBothChannelsLeaveNoGap(t *testing.T) {
 	srv := redistest.Start(t)
 	const perReplica = 40
-	var recs []*keyRecorder
-	var specs []replicaSpec
-	for range 3 {
-		rec := &keyRecorder{}
-		recs = append(recs, rec)
-		specs = append(specs, replicaSpec{handler: rec, redis: &redis.Options{Addr: srv.Addr()}})
-	}
+	recs, specs := recordingReplicas(3, srv.Addr())
 	buses := gossipReplicas(t, 20*time.Millisecond, specs...)
 	errs := make(chan error, len(buses))
 	for i, b := range buses {
@@ -189,7 +196,7 @@ func TestMixedSizesOverBothChannelsLeaveNoGap(t *testing.T) {
 			for n := range perReplica {
 				key := fmt.Sprintf("%c-%d", 'a'+i, n)
 				if n%2 == 1 {
-					key += strings.Repeat("x", 2000) // over one packet: TCP, after PUBLISH
+					key += strings.Repeat("x", 2000) // over one packet: TCP, beside PUBLISH
 				}
 				if err := b.Publish(context.Background(), coherence.KindKeys, "ns", []string{key}, uint64(n+1)); err != nil {
 					errs <- err
@@ -222,17 +229,12 @@ func TestMixedSizesOverBothChannelsLeaveNoGap(t *testing.T) {
 }
 
 // Review attack (passes): acknowledged invalidations over both real
-// channels, small (gossip first) and large (PUBLISH first), and split into
-// parts of either kind: every member acknowledges every part in time.
+// channels, small (gossip first) and large (streamed beside PUBLISH), and
+// split into parts of either kind: every member acknowledges every part in
+// time.
 func TestPublishAckedOverBothRealChannels(t *testing.T) {
 	srv := redistest.Start(t)
-	var recs []*keyRecorder
-	var specs []replicaSpec
-	for range 3 {
-		rec := &keyRecorder{}
-		recs = append(recs, rec)
-		specs = append(specs, replicaSpec{handler: rec, redis: &redis.Options{Addr: srv.Addr()}})
-	}
+	_, specs := recordingReplicas(3, srv.Addr())
 	buses := gossipReplicas(t, 50*time.Millisecond, specs...)
 	ctx := context.Background()
 	for n := range 20 {
