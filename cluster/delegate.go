@@ -54,7 +54,7 @@ func (e *eventDelegate) NotifyJoin(m *memberlist.Node) {
 
 // NotifyLeave records and relays a departure or death.
 func (e *eventDelegate) NotifyLeave(m *memberlist.Node) {
-	e.roster.left(m)
+	e.roster.left(m, leftItself(m))
 	e.events.notify(m.Name, false)
 }
 

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -24,7 +25,8 @@ const (
 	// MemberLeft is a member that left through Close, which announces it.
 	MemberLeft MemberState = "left"
 	// MemberDead is a member that stopped answering probes and was declared
-	// dead, or that left without its announcement reaching this node.
+	// dead, or that left but this node heard of it only from members that
+	// took it for dead (its leave and its announcement both missed).
 	MemberDead MemberState = "dead"
 )
 
@@ -133,11 +135,11 @@ func (r *roster) sendTargets(self string) []*memberlist.Node {
 	return out
 }
 
-// left records m as left (its metadata says it announced leaving) or
-// dead. memberlist holds its node lock: m may be read.
-func (r *roster) left(m *memberlist.Node) {
+// left records m as left (it sent its own leave, or its metadata says it
+// announced leaving) or dead. memberlist holds its node lock: m may be read.
+func (r *roster) left(m *memberlist.Node, itself bool) {
 	state := MemberDead
-	if leaving(m.Meta) {
+	if itself || leaving(m.Meta) {
 		state = MemberLeft
 	}
 	r.mu.Lock()
@@ -201,8 +203,37 @@ func (r *roster) conflictsSeen() Conflicts {
 
 // metaLeaving is the node metadata of a member that is leaving: Close sets
 // it, and gossips it, before memberlist's leave, so that the others can
-// tell a departure from a death (memberlist's leave event says neither).
-// Members carry no other metadata.
+// tell a departure from a death where they hear of it without the leave
+// itself (by push-pull; see leftItself). The announcement is gossiped to a
+// few members (RetransmitMult·⌈log10(n+1)⌉ sends), which pass it on, so a
+// member may get the leave before it. Members carry no other metadata.
 const metaLeaving = "leaving"
 
 func leaving(meta []byte) bool { return string(meta) == metaLeaving }
+
+// memberlistNodeState mirrors memberlist's unexported nodeState (v0.7.0),
+// the record of a member whose first field is the Node that NotifyLeave is
+// handed a pointer to (memberlist's deadNode: NotifyLeave(&state.Node)).
+// TestNodeStateMirror checks the layout against memberlist's own records;
+// go test -race's pointer checks fail the conversion if memberlist's record
+// is smaller.
+type memberlistNodeState struct {
+	memberlist.Node
+	Incarnation uint32
+	State       memberlist.NodeStateType
+	StateChange time.Time
+}
+
+// leftItself reports whether memberlist recorded m's departure as its own
+// leave (a dead message from m itself: StateLeft) rather than a death
+// declared by probing (StateDead). memberlist says it nowhere else:
+// memberlist.Node.State is never set, as nodeState.State shadows it
+// (hashicorp/memberlist#293; the fix, #321, is not merged). The leave
+// reaches every member that hears of the departure from m, so this, unlike
+// metaLeaving alone, does not depend on the order gossip delivers the two
+// in. m must be the Node NotifyLeave was called with. A state that is
+// neither left nor dead (a memberlist whose record no longer matches the
+// mirror) reads as not left, leaving the announcement to decide.
+func leftItself(m *memberlist.Node) bool {
+	return (*memberlistNodeState)(unsafe.Pointer(m)).State == memberlist.StateLeft
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -85,6 +86,45 @@ func TestMemberStatesLeftDeadRejoined(t *testing.T) {
 	}
 }
 
+// A member whose leave arrives without its announcement (here: memberlist's
+// Leave with no metadata set) is shown as left: memberlist's own record says
+// the dead message came from the member itself.
+func TestLeaveWithoutAnnouncementIsLeft(t *testing.T) {
+	nodes, _ := startCluster(t, 2, testKey)
+	addr := nodes[1].Addr()
+	nodes[1].impl.closeOnce.Do(func() {
+		nodes[1].impl.closed.Store(true)
+		if err := nodes[1].impl.ml.Leave(time.Second); err != nil {
+			t.Errorf("Leave: %v", err)
+		}
+		nodes[1].impl.closeErr = nodes[1].impl.ml.Shutdown()
+		nodes[1].impl.stopGoroutines()
+	})
+	waitFor(t, "n1 shown as left", func() bool {
+		m, _ := stateOf(nodes[0], "n1")
+		return m.State == MemberLeft && m.Addr == addr
+	})
+}
+
+// memberlistNodeState matches memberlist's record of a member: the Nodes
+// Members() returns are the first fields of those records, and the mirror
+// reads an alive member's state, incarnation and time of its state change
+// where memberlist keeps them.
+func TestNodeStateMirror(t *testing.T) {
+	before := time.Now()
+	nodes, _ := startCluster(t, 2, testKey)
+	for _, m := range nodes[0].impl.ml.Members() {
+		s := (*memberlistNodeState)(unsafe.Pointer(m))
+		if s.State != memberlist.StateAlive || s.StateChange.Before(before) || s.StateChange.After(time.Now()) || s.Incarnation > 10 {
+			t.Errorf("%s: mirror reads state %d, incarnation %d, changed %v; want alive, a small incarnation, since %v",
+				m.Name, s.State, s.Incarnation, s.StateChange, before)
+		}
+	}
+	if leftItself(nodes[0].impl.ml.LocalNode()) {
+		t.Error("an alive member reads as left")
+	}
+}
+
 // Departed members are kept for departedFor, and at most maxDeparted.
 func TestMemberStatesDepartedBounded(t *testing.T) {
 	now := time.Unix(1000, 0)
@@ -97,7 +137,7 @@ func TestMemberStatesDepartedBounded(t *testing.T) {
 		r.joined(node(i))
 	}
 	for i := range maxDeparted + 5 {
-		r.left(node(i))
+		r.left(node(i), false)
 		now = now.Add(time.Second)
 	}
 	ms := r.members()
@@ -123,7 +163,7 @@ func TestMemberStatesDepartedBounded(t *testing.T) {
 	leaver := node(99)
 	leaver.Meta = []byte(metaLeaving)
 	r.joined(leaver)
-	r.left(leaver)
+	r.left(leaver, false)
 	if ms := r.members(); len(ms) != 1 || ms[0].State != MemberLeft || ms[0].Addr != "127.0.0.1:7099" {
 		t.Errorf("members %+v, want m99 left at 127.0.0.1:7099", ms)
 	}
