@@ -67,9 +67,9 @@ func gossipReplicas(t *testing.T, heartbeat time.Duration, specs ...replicaSpec)
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = node.Close() })
-		if i == 0 {
-			seeds = []string{node.Addr()}
-		}
+		// Each joins through every node before it, so each member hears of
+		// it in the join's state exchange, not by gossip's few retransmits.
+		seeds = append(seeds, node.Addr())
 		cfg := Config{NodeID: name, Gossip: node, Handler: s.handler, HeartbeatInterval: heartbeat}
 		if s.redis != nil {
 			client := redis.NewClient(s.redis)
