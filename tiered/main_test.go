@@ -61,6 +61,9 @@ func newRedisClient(t testing.TB, cfg tiered.Config) (*tiered.Client, *redistest
 
 func newCache[V any](t testing.TB, c *tiered.Client, ns string, opts tiered.Options[V]) *tiered.Cache[V] {
 	t.Helper()
+	if opts.L1.MaxCost == 0 {
+		opts.L1.MaxCost = 1 << 20
+	}
 	cache, err := tiered.NewCache(c, ns, opts)
 	if err != nil {
 		t.Fatal(err)
