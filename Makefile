@@ -29,6 +29,9 @@ SOAK_TIMEOUT ?= 30m
 # it, the modules whose dependencies the library must not carry (examples).
 MODULES := $(shell $(GO) list -m -f '{{.Dir}}')
 
+# BENCH_PKGS are the directories of the packages that have benchmarks.
+BENCH_PKGS = $(shell grep -rl --include='*_test.go' '^func Benchmark' . | xargs -n1 dirname | sort -u)
+
 .DEFAULT_GOAL := test
 # BENCH_REPORT_COUNT repeats every benchmark of make bench-report (the
 # report takes medians); BENCH_REPORT_TIME is each one's -benchtime;
@@ -66,22 +69,30 @@ deps:
 		exit 1; \
 	fi
 
-# test checks every module is tidy, runs every benchmark once so they cannot
-# rot, every fuzz target for 5 s, the hit-ratio check, the convergence
-# property test without the race detector, then the race-enabled suite
-# against real Redis (last, so its results close the output), in every
-# module of the workspace. The race-enabled suite is one go test of every
-# module's packages (the workspace resolves them all), so the other packages
-# build and run beside tiered's, the longest, instead of after it, module by
-# module. RACE_TIMEOUT is go test's -timeout per package of the race-enabled
-# suite: tiered's takes about 9 minutes on 2 cores, past go test's default of
-# 10 under a loaded CI machine.
+# test checks every module is tidy, runs every fuzz target for 5 s, the
+# hit-ratio check and the convergence property test without the race
+# detector, the race-enabled suite against real Redis, then every benchmark
+# once so they cannot rot, in every module of the workspace.
+#
+# The race-enabled suite is one go test of every module's packages (the
+# workspace resolves them all), tiered's first: go test builds and starts
+# packages in the order they are listed, so tiered's, the longest run (about
+# 6.5 minutes on 2 cores, most of it waiting on timeouts, pauses and
+# gossip), starts as soon as the library is built, and the other packages
+# build and run beside it. The benchmarks then run from the same
+# race-enabled test binaries, already built: a build without -race of
+# their own cost CI, which starts with an empty build cache, about 100 s
+# more of compiling (the demos' and peers' dependencies, modernc.org/sqlite,
+# OpenTelemetry and rueidis among them, built twice). They are a go test of
+# their own because go test runs packages one at a time when -bench is set.
+# RACE_TIMEOUT is go test's -timeout per package, past go test's default of
+# 10 minutes for a loaded CI machine.
 test: deps tidy
-	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x ./...) || exit 1; done
 	@$(MAKE) --no-print-directory fuzz-short
 	@$(MAKE) --no-print-directory hitratio-check
 	@$(MAKE) --no-print-directory convergence-check
-	@$(GO) test -race -count=1 -timeout $(RACE_TIMEOUT) $(addsuffix /...,$(MODULES))
+	@$(GO) test -race -count=1 -timeout $(RACE_TIMEOUT) ./tiered/ $(addsuffix /...,$(MODULES))
+	@$(GO) test -race -count=1 -run '^$$' -bench . -benchtime 1x $(BENCH_PKGS)
 
 # hitratio-check replays a prefix of each trace in ../shared/traces through
 # Strata's L1 and the engine under it, and fails where Strata keeps less

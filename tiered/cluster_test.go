@@ -90,6 +90,7 @@ func numberedKeys(prefix string, n int) []string {
 // TestClusterBasicPaths runs every basic path of two replicas over a
 // 3-master Redis Cluster, one namespace per subtest on one cluster.
 func TestClusterBasicPaths(t *testing.T) {
+	waitsMostly(t)
 	c := redistest.StartCluster(t, 3)
 	p := newClusterPair(t, c)
 	opts := tiered.Options[string]{TTL: time.Hour}

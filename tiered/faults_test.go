@@ -319,6 +319,7 @@ func TestShardFlapBackNeverServesOverwrittenValue(t *testing.T) {
 // and a value overwritten while they were away (paused, so they kept it) is
 // never read back.
 func TestAllShardsDownThenBack(t *testing.T) {
+	waitsMostly(t)
 	for _, how := range []string{"killed", "paused"} {
 		t.Run(how, func(t *testing.T) {
 			ctx := context.Background()

@@ -24,6 +24,16 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"))
 }
 
+// waitsMostly marks a test that spends most of its wall time waiting, not
+// computing (under 20% of a core under -race): on a Redis Cluster to form,
+// on a stalled shard's timeout, on processes to start. It runs in parallel
+// with the other such tests, after the package's sequential ones, so their
+// waits overlap. Such a test must leave package state alone (no t.Setenv,
+// no package variables written, no waitGoroutinesGone: the goroutines of
+// the tests beside it are not its own) and bound nothing that CPU
+// contention could stretch past its slack.
+func waitsMostly(t *testing.T) { t.Parallel() }
+
 // testTimeout is the L2 timeout of tests that are not about slow servers.
 const testTimeout = time.Second
 

@@ -116,6 +116,7 @@ func TestReview12TagShardOutSetAuditedAsInconsistent(t *testing.T) {
 // value (WriteAppend) and only the value is deleted: the database gets the
 // write the caller was told failed.
 func TestReview12WriteBehindTagShardOutFailedSetStillFlushed(t *testing.T) {
+	waitsMostly(t)
 	ctx := context.Background()
 	f := newShardFleet(t, 3)
 	a := newClient(t, tiered.Config{

@@ -30,6 +30,7 @@ import (
 // key's release to the background, and this case passed. "Get": the same
 // root cause on the single-key path (not new in de5d230).
 func TestReview6ClusterRetriedLeaseRequestLooksUnsent(t *testing.T) {
+	waitsMostly(t)
 	for _, how := range []string{"GetMany", "Get"} {
 		t.Run(how, func(t *testing.T) { review6RetriedLease(t, how) })
 	}

@@ -181,6 +181,7 @@ func TestReview8CallerHealthPausedBounded(t *testing.T) {
 // last member, whose peers are gone: the announcement and leave waits are
 // bounded by five gossip intervals each (1s each in LAN).
 func TestReview8GossipCloseIsQuick(t *testing.T) {
+	waitsMostly(t)
 	lan := func(seeds ...string) *cluster.Config {
 		return &cluster.Config{BindAddr: "127.0.0.1:0", Join: seeds}
 	}

@@ -18,6 +18,7 @@ import (
 // InvalidateTags fails and the application retries it. The retry must
 // still delete the tagged value from L2.
 func TestTagPopReplyLostOnCluster(t *testing.T) {
+	waitsMostly(t)
 	ctx := context.Background()
 	cl := redistest.StartCluster(t, 3)
 	cfg := tiered.Config{Redis: l2.Config{ClusterAddrs: cl.Addrs(), Timeout: 200 * time.Millisecond}}
@@ -70,6 +71,7 @@ func TestTagPopReplyLostOnCluster(t *testing.T) {
 // its own (it starts with '}') is popped alone, without a popping set in
 // another slot (CROSSSLOT).
 func TestTagStartingWithBraceOnCluster(t *testing.T) {
+	waitsMostly(t)
 	ctx := context.Background()
 	cl := redistest.StartCluster(t, 3)
 	cfg := tiered.Config{Redis: l2.Config{ClusterAddrs: cl.Addrs(), Timeout: time.Second}}

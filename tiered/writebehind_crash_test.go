@@ -88,6 +88,7 @@ func (r *crashReplica) kill() {
 // duplicates are only redeliveries. Twenty kills at random points in one
 // run.
 func TestWriteBehindSurvivesKilledReplica(t *testing.T) {
+	waitsMostly(t)
 	if testing.Short() {
 		t.Skip("starts processes")
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -29,9 +30,16 @@ type proc struct {
 
 var listening = regexp.MustCompile(`msg=listening addr=(\S+) node=\S+ gossip=(\S+)`)
 
-func startProc(t *testing.T, bin string, args ...string) *proc {
+// startProc starts the demo with args as a process of the test binary
+// itself (see asDemo).
+func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), asDemo+"=1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -141,15 +149,10 @@ func TestTwoProcesses(t *testing.T) {
 	}
 	srv := redistest.Start(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "httpservice")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	db := filepath.Join(dir, "shop.db")
 	common := []string{"-redis", srv.Addr(), "-db", db, "-http", "127.0.0.1:0", "-require-redis"}
-	a := startProc(t, bin, append(common, "-node", "a", "-gossip-bind", "127.0.0.1:0")...)
-	b := startProc(t, bin, append(common, "-node", "b", "-gossip-bind", "127.0.0.1:0", "-gossip-join", a.gossip)...)
+	a := startProc(t, append(common, "-node", "a", "-gossip-bind", "127.0.0.1:0")...)
+	b := startProc(t, append(common, "-node", "b", "-gossip-bind", "127.0.0.1:0", "-gossip-join", a.gossip)...)
 	for _, p := range []*proc{a, b} {
 		eventually(t, "healthz", 10*time.Second, func() string { c, _ := p.do(t, "GET", "/healthz", ""); return fmt.Sprint(c) }, "200")
 	}
