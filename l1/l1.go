@@ -49,8 +49,16 @@ type Entry[V any] struct {
 	// Key is the entry's own key. Ristretto keeps only hashes, so Get compares
 	// it to make a hash collision a miss instead of another key's value.
 	Key string
+	// LocalFreshUntil and LocalStaleUntil are FreshUntil and StaleUntil
+	// capped at install time + MaxTTL: how long this process may serve the
+	// entry without asking the tier behind it. Set fills them in; readers
+	// check them. (The fields a hit reads, Key, LocalFreshUntil and Value,
+	// come first, to share a cache line.)
+	LocalFreshUntil int64
 	// Value is the cached value.
 	Value V
+	// LocalStaleUntil: see LocalFreshUntil.
+	LocalStaleUntil int64
 	// FreshUntil is when the value stops being fresh.
 	FreshUntil int64
 	// StaleUntil is when the value may no longer be served even as stale
@@ -59,12 +67,6 @@ type Entry[V any] struct {
 	// from LocalStaleUntil on; Get returns it until it is removed).
 	// A StaleUntil before FreshUntil counts as FreshUntil.
 	StaleUntil int64
-	// LocalFreshUntil and LocalStaleUntil are FreshUntil and StaleUntil
-	// capped at install time + MaxTTL: how long this process may serve the
-	// entry without asking the tier behind it. Set fills them in; readers
-	// check them.
-	LocalFreshUntil int64
-	LocalStaleUntil int64
 	// Tags are the value's invalidation tags (see KeysWithTag).
 	Tags []string
 	// Size is the value's size in bytes, as the caller measures it (encoded,

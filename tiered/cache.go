@@ -154,8 +154,8 @@ func (c *Cache[V]) GetWithInfo(ctx context.Context, key string, load Loader[V]) 
 		c.client.failed(ctx, OpGet, c.ns, key, err)
 		return zero, Info{}, err
 	}
-	if e, ok := c.getL1(key); ok {
-		v, err := c.hitL1(ctx, e, c.client.clock.NowNano(), load)
+	if e, now, ok := c.getL1(key); ok {
+		v, err := c.hitL1(ctx, e, now, load)
 		return v, Info{Tier: TierL1}, err
 	}
 	ctx, sp := c.client.start(ctx, OpGet, c.ns, key, 1)

@@ -56,16 +56,19 @@ func (c *Cache[V]) checkAll(keys []string) error {
 	return nil
 }
 
-// getL1 returns the L1 entry of key if it is fresh.
-func (c *Cache[V]) getL1(key string) (*entry[V], bool) {
+// getL1 returns the L1 entry of key if it is fresh, and the time it was
+// found fresh at.
+func (c *Cache[V]) getL1(key string) (e *entry[V], now int64, ok bool) {
 	if c.l1 == nil || !c.client.trusted.Load() {
-		return nil, false
+		return nil, 0, false
 	}
-	e, ok := c.l1.Get(key)
-	if !ok || c.client.clock.NowNano() >= e.LocalFreshUntil {
-		return nil, false
+	if e, ok = c.l1.Get(key); !ok {
+		return nil, 0, false
 	}
-	return e, true
+	if now = c.client.clock.NowNano(); now >= e.LocalFreshUntil {
+		return nil, 0, false
+	}
+	return e, now, true
 }
 
 // result turns an entry into Get's results.
@@ -103,18 +106,19 @@ func (c *Cache[V]) close() {
 // cached is what an L1 entry of a Cache[V] holds: the value, and what the
 // read paths need to know about it.
 type cached[V any] struct {
-	v        V
-	negative bool   // a cached "not found": v is the zero value
-	version  uint64 // the version the value came from (its write time in ns)
+	// v, refreshFrom and negative, which every hit reads, come first.
+	v V
 	// refreshFrom is the earliest time (Unix ns) at which a hit should
 	// consider refreshing the value early (XFetch); math.MaxInt64 for never.
 	refreshFrom int64
-	// loadDuration is how long the load that produced the value took.
-	loadDuration time.Duration
+	negative    bool // a cached "not found": v is the zero value
 	// l1Only marks a value loaded into L1 alone (L2 failed, held another
 	// type's entry, or the namespace version was not known): L2 holds
 	// nothing of it to extend, or to check it against.
-	l1Only bool
+	l1Only  bool
+	version uint64 // the version the value came from (its write time in ns)
+	// loadDuration is how long the load that produced the value took.
+	loadDuration time.Duration
 }
 
 // entry is an L1 entry of a Cache[V]; L2 holds the same as an l2.Envelope.

@@ -59,14 +59,14 @@ func (c *Cache[V]) getManyL1(ctx context.Context, keys []string, g *gathered[V])
 			continue
 		}
 		seen[k] = struct{}{}
-		e, ok := c.getL1(k)
+		e, now, ok := c.getL1(k)
 		if !ok {
 			missing = append(missing, k)
 			continue
 		}
 		c.stats.l1Hit(e.Value.negative)
 		if a := c.client.audit; a != nil {
-			a.sample(c, e, c.client.clock.NowNano())
+			a.sample(c, e, now)
 		}
 		g.tally(answerL1)
 		c.observe(ctx, Event{Kind: EventHit, Tier: TierL1})
