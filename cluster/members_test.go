@@ -92,14 +92,9 @@ func TestMemberStatesLeftDeadRejoined(t *testing.T) {
 func TestLeaveWithoutAnnouncementIsLeft(t *testing.T) {
 	nodes, _ := startCluster(t, 2, testKey)
 	addr := nodes[1].Addr()
-	nodes[1].impl.closeOnce.Do(func() {
-		nodes[1].impl.closed.Store(true)
-		if err := nodes[1].impl.ml.Leave(time.Second); err != nil {
-			t.Errorf("Leave: %v", err)
-		}
-		nodes[1].impl.closeErr = nodes[1].impl.ml.Shutdown()
-		nodes[1].impl.stopGoroutines()
-	})
+	if err := nodes[1].impl.ml.Leave(time.Second); err != nil {
+		t.Fatalf("Leave: %v", err)
+	}
 	waitFor(t, "n1 shown as left", func() bool {
 		m, _ := stateOf(nodes[0], "n1")
 		return m.State == MemberLeft && m.Addr == addr
