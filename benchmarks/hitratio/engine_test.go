@@ -26,7 +26,7 @@ var enginePrefix = map[string]int{
 // run of each judges otter's spread, not Strata; the pair is replayed and
 // logged either way. Over whole traces, averaged (make bench-report), the
 // pair is compared point by point in BENCHMARKS.md.
-var judgeOtter = flag.Bool("hitratio.otter", false, "judge strata-otter against otter as well")
+var judgeOtter = flag.Bool("hitratio.otter", false, "judge strata-otter against otter-sized as well")
 
 // TestStrataKeepsEngineHitRatio replays a prefix of each trace at its six
 // capacities through Strata's L1 and through its raw engine, and fails
@@ -46,7 +46,8 @@ var judgeOtter = flag.Bool("hitratio.otter", false, "judge strata-otter against 
 // on one run, and if short by less than 10%, on the medians of five. One
 // short by more fails at once.
 //
-// Against otter a run at a small capacity may land 10% to 30% off: even
+// Against otter (otter-sized: sized as Strata's engine sizes it, see
+// replayOtterSized) a run at a small capacity may land 10% to 30% off: even
 // held to its capacity (raw otter here by a synchronous Executor,
 // replayOtter; Strata's engine by running the maintenance of its Sets
 // before they return), otter's replays of small caches spread. So
@@ -71,13 +72,13 @@ func TestStrataKeepsEngineHitRatio(t *testing.T) {
 				short = append(short, fmt.Sprintf("%s at %d: strata %.2f%% < 0.98 × ristretto %.2f%%",
 					tr.Name, capacity, 100*got[0].Ratio, 100*got[1].Ratio))
 			}
-			o := compare(t, w, tr.Name, capacity, [2]string{"strata-otter", "otter"}, firstRuns(w))
+			o := compare(t, w, tr.Name, capacity, [2]string{"strata-otter", "otter-sized"}, firstRuns(w))
 			otterTotals[0] += o[0].Hits
 			otterTotals[1] += o[1].Hits
 			results = append(results, got[0], got[1], o[0], o[1])
 		}
 		if *judgeOtter && float64(otterTotals[0]) < 0.95*float64(otterTotals[1]) {
-			short = append(short, fmt.Sprintf("%s: strata-otter %d hits over the six capacities < 0.95 × otter's %d",
+			short = append(short, fmt.Sprintf("%s: strata-otter %d hits over the six capacities < 0.95 × otter-sized's %d",
 				tr.Name, otterTotals[0], otterTotals[1]))
 		}
 	}

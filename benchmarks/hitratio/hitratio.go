@@ -115,13 +115,14 @@ var registry = map[string]policyFunc{
 	"belady":       replayBelady,
 	"ristretto":    replayRistretto,
 	"otter":        replayOtter,
+	"otter-sized":  replayOtterSized,
 	"strata":       replayStrata,
 	"strata-otter": replayStrataOtter,
 }
 
 // order is how Policies and the reports list the policies; diagnostics
 // (see diagnose.go) come after.
-var order = []string{"lru", "belady", "ristretto", "otter", "strata", "strata-otter"}
+var order = []string{"lru", "belady", "ristretto", "otter", "otter-sized", "strata", "strata-otter"}
 
 // Policies returns the registered policies' names: the main ones in report
 // order, then the diagnostics alphabetically.

@@ -8,8 +8,8 @@ import (
 )
 
 // pairs are the ratios the table adds: Strata's hit ratio over its
-// engine's, raw.
-var pairs = [][2]string{{"strata", "ristretto"}, {"strata-otter", "otter"}}
+// engine's, raw (otter both as Strata sizes it and as it sizes itself).
+var pairs = [][2]string{{"strata", "ristretto"}, {"strata-otter", "otter-sized"}, {"strata-otter", "otter"}}
 
 // WriteTable writes results as a Markdown table: one row per trace and
 // capacity, a column per policy's hit ratio (in percent), then Strata over

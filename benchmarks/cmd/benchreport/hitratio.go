@@ -27,7 +27,7 @@ func (t *traceResult) ratio(capacity int, policy string) (float64, bool) {
 }
 
 // policyOrder is the column order of the known policies.
-var policyOrder = []string{"strata", "strata-otter", "ristretto", "otter", "lru", "belady"}
+var policyOrder = []string{"strata", "strata-otter", "ristretto", "otter", "otter-sized", "lru", "belady"}
 
 // parseHitRatios reads the JSON array of hit-ratio results, grouped by
 // trace in order of first appearance.
@@ -92,7 +92,11 @@ func comparePolicies(a, b string) int {
 // tables: Strata's policy should not lose to the cache it wraps.
 type ratioPair struct{ Num, Den string }
 
-var ratioPairs = []ratioPair{{"strata", "ristretto"}, {"strata-otter", "otter"}}
+// ratioPairs are Strata's engines against each raw engine: strata-otter
+// against otter as Strata sizes it (otter-sized, the judged pair) and
+// against otter as otter sizes itself, so that what otter's sizing does
+// shows apart from what Strata's layer does.
+var ratioPairs = []ratioPair{{"strata", "ristretto"}, {"strata-otter", "otter-sized"}, {"strata-otter", "otter"}}
 
 // ratioFlag is the ratio under which a pair is flagged.
 const ratioFlag = 0.98

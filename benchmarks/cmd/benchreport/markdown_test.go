@@ -127,3 +127,26 @@ BenchmarkScaling/replicas=10-2  10   100 ns/op   900 p50-us   2100 p99-us
 		t.Errorf("no Scaling section at level 2 with its chart:\n%s", md)
 	}
 }
+
+// TestTraceTableJudgesOtterAsSized checks that strata-otter is shown
+// against otter as Strata sizes it and against otter as otter sizes
+// itself, each flagged on its own.
+func TestTraceTableJudgesOtterAsSized(t *testing.T) {
+	traces, err := parseHitRatios(strings.NewReader(`[
+		{"trace":"p3","capacity":100,"policy":"otter","ratio":0.40},
+		{"trace":"p3","capacity":100,"policy":"otter-sized","ratio":0.385},
+		{"trace":"p3","capacity":100,"policy":"strata-otter","ratio":0.38}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	traceTable(&b, traces[0], "entries")
+	for _, want := range []string{
+		"| capacity | strata-otter | otter | otter-sized | strata-otter / otter-sized | strata-otter / otter |",
+		"| 100 | 38.00 | 40.00 | 38.50 | 0.987 | **0.950** ⚠ |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the table lacks %q:\n%s", want, b.String())
+		}
+	}
+}

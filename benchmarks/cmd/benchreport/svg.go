@@ -137,6 +137,7 @@ var knownColors = map[string]string{
 	"strata-gossip":    "#9ec0ea",
 	"ristretto":        "#f28e2b",
 	"otter":            "#59a14f",
+	"otter-sized":      "#8cd17d",
 	"go-redis-cache":   "#e15759",
 	"go-redis":         "#ff9da7",
 	"go-redis-csc":     "#9c755f",
