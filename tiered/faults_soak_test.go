@@ -31,8 +31,10 @@ const ringRecoveryBound = time.Second
 // -faults.stall) and killed and restarted (-faults.kills), one at a time.
 // Per fault: no replica ever holds another shard out of service (blast
 // radius), every replica serves the shard again within ringRecoveryBound
-// and the routing stops changing (bounded recovery), and database loads
-// rise by at most the shard's share of the reads past L1 (bounded load).
+// and the routing stops changing (bounded recovery), and the other shards'
+// keys load no more often per read than before it, within 0.1 (bounded
+// load: the faulted shard's keys alone fall to the database; see
+// checkLoadsElsewhere).
 // Throughout: no Get fails and none answers a value older than a write
 // acknowledged before it began (staleGrace aside); at the end every
 // replica answers what the database holds.
@@ -149,6 +151,7 @@ func TestFaultsUnderWritesRing(t *testing.T) {
 	for _, kind := range faults {
 		sh := shards[rng.IntN(len(shards))]
 		r := faultRow{fault: kind, server: sh.Addr()}
+		s.fault(func(k string) bool { return clients[0].L2().Server(k) == sh.Addr() })
 		from := s.sample(routeChanges)
 		w, h := watch(time.Second, "", nil)
 		r.pre = window{from, s.sample(routeChanges)}
@@ -187,12 +190,7 @@ func TestFaultsUnderWritesRing(t *testing.T) {
 		if r.changesAfter != 0 {
 			t.Errorf("%s of %s: %d routing changes in the second after recovery, want none: %q", kind, sh.Addr(), r.changesAfter, moves)
 		}
-		// At worst every read of the shard's keys that L1 did not answer
-		// loads: a third of the reads past L1, plus 10%.
-		if bound := r.pre.loadRate() + (1.0/3+0.1)*r.pre.pastL1Rate(); r.during.loadRate() > bound {
-			t.Errorf("%s of %s: %.0f loads/s during the fault, want at most %.0f (%.0f before, %.0f reads/s past L1)",
-				kind, sh.Addr(), r.during.loadRate(), bound, r.pre.loadRate(), r.pre.pastL1Rate())
-		}
+		r.checkLoadsElsewhere(t)
 	}
 	s.finish()
 	logFaultTable(t, rows)
@@ -223,7 +221,9 @@ const clusterRecoveryBound = l2.DefaultBreakerCoolDown + time.Second
 // master carrying the invalidation channel is killed, its replica promoted,
 // and it is restarted. Per fault: every replica serves the node's keys from
 // L2 again within clusterRecoveryBound of the node answering (breakers
-// recover, the topology is reloaded). Throughout: no Get fails; stale reads
+// recover, the topology is reloaded), and the other masters' keys load no
+// more often per read than before it, within 0.1 (checkLoadsElsewhere).
+// Throughout: no Get fails; stale reads
 // happen only after writes the fault made fail, and stop once their retry
 // lands (within clusterRecoveryBound of the node answering), not at the
 // TTL; p99.9 of Get stays within 2 × the L2 timeout (the loader is in
@@ -308,6 +308,7 @@ func TestFaultsUnderWritesCluster(t *testing.T) {
 		key := probeKey(target)
 		srv := serverAt(t, c, target)
 		r := faultRow{fault: kind, server: target}
+		s.fault(func(k string) bool { return slotMaster(t, raw, clients[0].L2().Key("users", k)) == target })
 		from := s.sample(noChanges)
 		time.Sleep(time.Second) // the window before
 		r.pre = window{from, s.sample(noChanges)}
@@ -341,10 +342,7 @@ func TestFaultsUnderWritesCluster(t *testing.T) {
 		if r.recovery > clusterRecoveryBound {
 			t.Errorf("%s of %s: every replica served it from L2 again %v after it answered, want within %v", kind, r.server, r.recovery, clusterRecoveryBound)
 		}
-		if bound := r.pre.loadRate() + (1.0/3+0.1)*r.pre.pastL1Rate(); r.during.loadRate() > bound {
-			t.Errorf("%s of %s: %.0f loads/s during the fault, want at most %.0f (%.0f before, %.0f reads/s past L1)",
-				kind, r.server, r.during.loadRate(), bound, r.pre.loadRate(), r.pre.pastL1Rate())
-		}
+		r.checkLoadsElsewhere(t)
 	}
 	s.finish()
 	logFaultTable(t, rows)
