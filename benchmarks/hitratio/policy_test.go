@@ -129,10 +129,10 @@ func TestReplayJSONAndTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Result{
-		{Trace: "tiny", Capacity: 2, Policy: "lru", Requests: 6, Hits: 0, Ratio: 0},
-		{Trace: "tiny", Capacity: 2, Policy: "belady", Requests: 6, Hits: 2, Ratio: 2.0 / 6},
-		{Trace: "tiny", Capacity: 3, Policy: "lru", Requests: 6, Hits: 3, Ratio: 0.5},
-		{Trace: "tiny", Capacity: 3, Policy: "belady", Requests: 6, Hits: 3, Ratio: 0.5},
+		{Trace: "tiny", Capacity: 2, Policy: "lru", Requests: 6, Hits: 0, Ratio: 0, Runs: 1},
+		{Trace: "tiny", Capacity: 2, Policy: "belady", Requests: 6, Hits: 2, Ratio: 2.0 / 6, Runs: 1},
+		{Trace: "tiny", Capacity: 3, Policy: "lru", Requests: 6, Hits: 3, Ratio: 0.5, Runs: 1},
+		{Trace: "tiny", Capacity: 3, Policy: "belady", Requests: 6, Hits: 3, Ratio: 0.5, Runs: 1},
 	}
 	if len(results) != len(want) {
 		t.Fatalf("got %+v", results)
@@ -150,7 +150,7 @@ func TestReplayJSONAndTable(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &raw); err != nil {
 		t.Fatal(err)
 	}
-	fields := []string{"trace", "capacity", "policy", "requests", "hits", "ratio"}
+	fields := []string{"trace", "capacity", "policy", "requests", "hits", "ratio", "runs"}
 	for _, f := range fields {
 		if _, ok := raw[0][f]; !ok || len(raw[0]) != len(fields) {
 			t.Fatalf("JSON fields %v, want exactly %v", raw[0], fields)
@@ -166,6 +166,37 @@ func TestReplayJSONAndTable(t *testing.T) {
 	}
 	if !strings.Contains(table.String(), "| tiny | 2 | 0.00 | 33.33 |") {
 		t.Fatalf("table:\n%s", table.String())
+	}
+}
+
+// TestRunsFor checks that a short trace is replayed until MinRequests
+// requests, and a long one Runs times.
+func TestRunsFor(t *testing.T) {
+	for _, c := range []struct {
+		opts     Options
+		requests int64
+		want     int
+	}{
+		{Options{}, 100, 1},
+		{Options{Runs: 3}, 100, 3},
+		{Options{Runs: 3, MinRequests: 1_000_000}, 6_015, 167},
+		{Options{Runs: 3, MinRequests: 1_000_000}, 505_500, 3},
+		{Options{Runs: 3, MinRequests: 1_000_000}, 135_702, 8},
+		{Options{Runs: 3, MinRequests: 1_000_000}, 3_912_296, 3},
+		{Options{Runs: 1, MinRequests: 10}, 0, 1},
+	} {
+		if got := runsFor(c.opts, c.requests); got != c.want {
+			t.Errorf("runsFor(%+v, %d) = %d, want %d", c.opts, c.requests, got, c.want)
+		}
+	}
+	// A randomized policy's Result says how many runs it is the mean of.
+	results, err := ReplayWith("tiny", []uint64{1, 2, 1}, []string{"lru", "otter"}, []int{2},
+		Options{Runs: 1, MinRequests: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if results[0].Runs != 1 || results[1].Runs != 3 {
+		t.Errorf("runs: lru %d, otter %d; want 1 and 3", results[0].Runs, results[1].Runs)
 	}
 }
 
