@@ -44,10 +44,11 @@ RACE_TIMEOUT ?= 20m
 # HITRATIO_RUNS is how many replays of each real cache make bench-report
 # averages: ristretto samples its eviction candidates at random, so one
 # replay of a small cache moves by ±5-10% (LIRS GLI at 250 entries). A
-# short trace gets more, until HITRATIO_REQUESTS requests in all (GLI: 167
-# replays, Corda: 8), where a replay is cheap and the noisiest.
+# short trace gets more, until HITRATIO_REQUESTS requests in all (GLI: 998
+# replays, Corda: 45), where a replay is cheap and the noisiest: otter at
+# 100 entries on Corda ends some replays at 1-13% instead of ~30%.
 HITRATIO_RUNS ?= 3
-HITRATIO_REQUESTS ?= 1000000
+HITRATIO_REQUESTS ?= 6000000
 
 .PHONY: deps test tidy bench bench-report hitratio-check convergence-check stress fuzz fuzz-short soak fmt vet
 
@@ -182,7 +183,7 @@ bench:
 # (BENCH_REPORT_COUNT times each), replays every trace in full, and writes
 # BENCHMARKS.md's tables and the plots under $(BENCH_OUT) from one run;
 # the raw output stays in $(BENCH_OUT)/bench.txt and hitratio.json. Run it
-# on an otherwise idle machine: it takes about 25 minutes.
+# on an otherwise idle machine: it takes about 40 minutes.
 bench-report: deps
 	@mkdir -p $(BENCH_OUT)
 	cd benchmarks && $(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_REPORT_COUNT) \

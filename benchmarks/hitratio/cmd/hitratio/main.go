@@ -22,7 +22,7 @@ func main() {
 	traces := flag.String("trace", "", "comma-separated traces to replay (default: all)")
 	limit := flag.Int("limit", 0, "requests replayed per trace (0: all)")
 	runs := flag.Int("runs", hitratio.DefaultOptions.Runs, "replays of each randomized policy (every real cache), averaged")
-	minRequests := flag.Int64("min-requests", 1_000_000, "replay each randomized policy on a short trace until it has replayed this many requests in all (more runs than -runs)")
+	minRequests := flag.Int64("min-requests", 6_000_000, "replay each randomized policy on a short trace until it has replayed this many requests in all (more runs than -runs)")
 	yield := flag.Bool("yield", hitratio.DefaultOptions.Yield, "yield before every request, so ristretto's read buffer is drained (see hitratio.Options.Yield)")
 	flag.Parse()
 	opts := hitratio.Options{Runs: *runs, MinRequests: *minRequests, Yield: *yield}
