@@ -41,12 +41,19 @@ type versionedDB struct {
 	next  atomic.Int64
 	loads atomic.Int64
 	keys  map[string]*dbRow
-	// elsewhere counts the loads of keys outside faulted (one a key, in a
-	// GetMany's batch too): the keys a fault should cost no loads.
-	elsewhere atomic.Int64
-	inFault   atomic.Int64                    // and those of the faulted server's keys
-	faulted   atomic.Pointer[map[string]bool] // the faulted server's keys (nil: none)
+	// loadsBy counts loads by the key's class (one a key, in a GetMany's
+	// batch too): elsewhere, the keys a fault should cost no loads, or
+	// inFault.
+	loadsBy [2]atomic.Int64
+	faulted atomic.Pointer[map[string]bool] // the faulted server's keys (nil: none)
 }
+
+// Key classes of a fault soak: a key on a server other than the faulted
+// one, or on the faulted one.
+const (
+	elsewhere = iota
+	inFault
+)
 
 type dbRow struct {
 	write sync.Mutex // one writer per key at a time: database and cache in one order
@@ -70,11 +77,7 @@ func newVersionedDB(keys []string) *versionedDB {
 
 func (db *versionedDB) load(_ context.Context, k string) (string, error) {
 	db.loads.Add(1)
-	if db.isFaulted(k) {
-		db.inFault.Add(1)
-	} else {
-		db.elsewhere.Add(1)
-	}
+	db.loadsBy[db.class(k)].Add(1)
 	r := db.keys[k]
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -91,10 +94,13 @@ func (db *versionedDB) loadMany(ctx context.Context, keys []string) (map[string]
 	return out, nil
 }
 
-// isFaulted reports whether k lives on the faulted server (see faulted).
-func (db *versionedDB) isFaulted(k string) bool {
-	m := db.faulted.Load()
-	return m != nil && (*m)[k]
+// class returns k's key class: inFault if k lives on the faulted server
+// (see faulted), elsewhere otherwise.
+func (db *versionedDB) class(k string) int {
+	if m := db.faulted.Load(); m != nil && (*m)[k] {
+		return inFault
+	}
+	return elsewhere
 }
 
 // write updates k in the database, then runs cacheWrite (Set or Delete of
@@ -148,8 +154,7 @@ type soak struct {
 	wg   sync.WaitGroup
 
 	gets, getErrors, writes, writeErrors atomic.Int64
-	getsElsewhere                        atomic.Int64 // gets of keys not on the faulted server
-	getsInFault                          atomic.Int64 // and of the faulted server's keys
+	getsBy                               [2]atomic.Int64 // gets by key class (elsewhere, inFault)
 	stale                                atomic.Int64
 	mu                                   sync.Mutex
 	staleAt                              []time.Time // when each stale read began
@@ -197,7 +202,7 @@ func (s *soak) work(cache *tiered.Cache[string], rng *rand.Rand, zipf *rand.Zipf
 			v, err := cache.Get(ctx, k, s.db.load)
 			s.lat.add(time.Since(start))
 			s.gets.Add(1)
-			s.countElsewhere(k)
+			s.getsBy[s.db.class(k)].Add(1)
 			s.check("Get", k, v, err, floor, start)
 		case p < 80:
 			batch := make([]string, 0, 10)
@@ -214,7 +219,7 @@ func (s *soak) work(cache *tiered.Cache[string], rng *rand.Rand, zipf *rand.Zipf
 			got, err := cache.GetMany(ctx, batch, s.db.loadMany)
 			s.gets.Add(int64(len(batch)))
 			for _, k := range batch {
-				s.countElsewhere(k)
+				s.getsBy[s.db.class(k)].Add(1)
 			}
 			for i, k := range batch {
 				s.check("GetMany", k, got[k], err, floors[i], start)
@@ -230,15 +235,6 @@ func (s *soak) work(cache *tiered.Cache[string], rng *rand.Rand, zipf *rand.Zipf
 				s.writeErrors.Add(1)
 			}
 		}
-	}
-}
-
-// countElsewhere counts a read of k by whether k is on the faulted server.
-func (s *soak) countElsewhere(k string) {
-	if s.db.isFaulted(k) {
-		s.getsInFault.Add(1)
-	} else {
-		s.getsElsewhere.Add(1)
 	}
 }
 
@@ -283,19 +279,18 @@ func (s *soak) finish() {
 
 // sample is the workload's counters at one moment.
 type sample struct {
-	at                        time.Time
-	gets, loads               int64
-	getsElsewhere             int64 // reads of keys not on the faulted server
-	loadsElsewhere            int64 // and their loads
-	getsInFault, loadsInFault int64 // the same for the faulted server's keys
-	l1Hits, l2Hits, l2Errors  uint64
-	routeChanges              int64
+	at                       time.Time
+	gets, loads              int64
+	getsBy, loadsBy          [2]int64 // by key class (elsewhere, inFault)
+	l1Hits, l2Hits, l2Errors uint64
+	routeChanges             int64
 }
 
 func (s *soak) sample(routeChanges func() int64) sample {
-	sm := sample{at: time.Now(), gets: s.gets.Load(), loads: s.db.loads.Load(), routeChanges: routeChanges(),
-		getsElsewhere: s.getsElsewhere.Load(), loadsElsewhere: s.db.elsewhere.Load(),
-		getsInFault: s.getsInFault.Load(), loadsInFault: s.db.inFault.Load()}
+	sm := sample{at: time.Now(), gets: s.gets.Load(), loads: s.db.loads.Load(), routeChanges: routeChanges()}
+	for c := range sm.getsBy {
+		sm.getsBy[c], sm.loadsBy[c] = s.getsBy[c].Load(), s.db.loadsBy[c].Load()
+	}
 	for _, c := range s.caches {
 		st := c.Stats()
 		sm.l1Hits += st.L1Hits
@@ -313,27 +308,16 @@ func (w window) seconds() float64 { return w.to.at.Sub(w.from.at).Seconds() }
 // loadRate is database loads per second.
 func (w window) loadRate() float64 { return float64(w.to.loads-w.from.loads) / w.seconds() }
 
-// elsewhereReads is how many reads of the keys not on the faulted server
-// the window holds.
-func (w window) elsewhereReads() int64 { return w.to.getsElsewhere - w.from.getsElsewhere }
+// reads is how many reads of the keys of class the window holds.
+func (w window) reads(class int) int64 { return w.to.getsBy[class] - w.from.getsBy[class] }
 
-// elsewhereLoadShare is loads per read of the keys not on the faulted
-// server.
-func (w window) elsewhereLoadShare() float64 {
-	reads := w.elsewhereReads()
+// loadShare is loads per read of the keys of class.
+func (w window) loadShare(class int) float64 {
+	reads := w.reads(class)
 	if reads <= 0 {
 		return 0
 	}
-	return float64(w.to.loadsElsewhere-w.from.loadsElsewhere) / float64(reads)
-}
-
-// inFaultLoadShare is loads per read of the faulted server's keys.
-func (w window) inFaultLoadShare() float64 {
-	reads := w.to.getsInFault - w.from.getsInFault
-	if reads <= 0 {
-		return 0
-	}
-	return float64(w.to.loadsInFault-w.from.loadsInFault) / float64(reads)
+	return float64(w.to.loadsBy[class]-w.from.loadsBy[class]) / float64(reads)
 }
 
 // minJudgedReads is how many reads of the other servers' keys a window
@@ -381,16 +365,16 @@ func (r faultRow) checkLoadsElsewhere(t *testing.T) {
 		name string
 		w    window
 	}{{"before", r.pre}, {"during", r.during}} {
-		if n := w.w.elsewhereReads(); n < minJudgedReads {
+		if n := w.w.reads(elsewhere); n < minJudgedReads {
 			t.Errorf("%s of %s: %d reads of the other servers' keys in the window %s the fault, want at least %d to judge its loads",
 				r.fault, r.server, n, w.name, minJudgedReads)
 		}
 	}
-	if share := r.during.inFaultLoadShare(); share > 1.1 {
+	if share := r.during.loadShare(inFault); share > 1.1 {
 		t.Errorf("%s of %s: the faulted server's keys loaded %.3f times a read during the fault, want at most 1.1",
 			r.fault, r.server, share)
 	}
-	if before, during := r.pre.elsewhereLoadShare(), r.during.elsewhereLoadShare(); during > before+0.1 {
+	if before, during := r.pre.loadShare(elsewhere), r.during.loadShare(elsewhere); during > before+0.1 {
 		t.Errorf("%s of %s: the other servers' keys loaded on %.3f of their reads during the fault, want at most %.3f (%.3f before)",
 			r.fault, r.server, during, before+0.1, before)
 	}
@@ -407,7 +391,7 @@ func logFaultTable(t *testing.T, rows []faultRow) {
 		fmt.Fprintf(&b, "%-8s %-16s %4d %7d %9v %9.0f %9.0f %9.0f %9.0f %9.3f %9.3f %6.0f%% %6.0f%% %6.0f%% %6d\n",
 			r.fault, r.server, r.worstOut, r.healthyOut, r.recovery.Round(time.Millisecond),
 			r.pre.loadRate(), r.during.loadRate(), r.pre.pastL1Rate(), r.during.pastL1Rate(),
-			r.pre.elsewhereLoadShare(), r.during.elsewhereLoadShare(),
+			r.pre.loadShare(elsewhere), r.during.loadShare(elsewhere),
 			100*r.pre.l2Share(), 100*r.during.l2Share(), 100*r.post.l2Share(), r.changesAfter)
 	}
 	t.Logf("per fault:\n%s", b.String())
