@@ -808,23 +808,41 @@ func cohRunScaling(b *testing.B, n int) {
 	if err := cohPrimeScaling(ctx, caches[1:], 0); err != nil {
 		b.Fatal(err)
 	}
-	var lat, each []time.Duration
-	var primingCPU, primingWall time.Duration // loading more keys into L1 after the start
+	cohRunPaced(b, applied, func(i int) {
+		if err := cohPrimeScaling(ctx, caches[1:], i); err != nil {
+			b.Fatal(err)
+		}
+	}, func(i int) error {
+		return caches[0].Set(ctx, cohScalingKey(i), "new")
+	})
+}
+
+// cohRunPaced runs the rounds of a scaling benchmark: before every
+// cohPrimeBatch-th (the first excepted), prime, if not nil, prepares the
+// next batch, its CPU and wall time left out of the measure; then, paced
+// at cohRate, send makes the i-th invalidation, and the round waits until
+// every reader applied it. It reports the percentiles of the last reader's
+// delay after send returned (p50-us, p99-us, max-us), of every reader's
+// (each-*) and of the last reader's after send was called (call-*),
+// cpu-us/inval and idle-cpu-us/inval (see BenchmarkScaling). It
+// runs max(b.N, cohMinRounds) rounds.
+func cohRunPaced(b *testing.B, applied *cohStamps, prime func(i int), send func(i int) error) {
+	var lat, each, call []time.Duration
+	var primingCPU, primingWall time.Duration
 	pace := time.NewTicker(time.Second / cohRate)
 	defer pace.Stop()
 	start, began := cohCPUTime(), time.Now()
 	round := func() {
 		i := len(lat)
-		if i > 0 && i%cohPrimeBatch == 0 {
+		if prime != nil && i > 0 && i%cohPrimeBatch == 0 {
 			cpu, wall := cohCPUTime(), time.Now()
-			if err := cohPrimeScaling(ctx, caches[1:], i); err != nil {
-				b.Fatal(err)
-			}
+			prime(i)
 			primingCPU, primingWall = primingCPU+cohCPUTime()-cpu, primingWall+time.Since(wall)
 		}
 		<-pace.C // pacing, not synchronisation
 		applied.arm()
-		if err := caches[0].Set(ctx, cohScalingKey(i), "new"); err != nil {
+		called := time.Now()
+		if err := send(i); err != nil {
 			b.Fatal(err)
 		}
 		returned := time.Now()
@@ -832,7 +850,7 @@ func cohRunScaling(b *testing.B, n int) {
 		if err != nil {
 			b.Fatalf("round %d: %v", i, err)
 		}
-		lat = append(lat, max(0, last.Sub(returned)))
+		lat, call = append(lat, max(0, last.Sub(returned))), append(call, last.Sub(called))
 		for j := range applied.at {
 			each = append(each, max(0, time.Duration(applied.at[j].Load()-returned.UnixNano())))
 		}
@@ -850,9 +868,70 @@ func cohRunScaling(b *testing.B, n int) {
 	// replica of a real deployment (a machine of its own) sees, where the
 	// last-of-all figure also counts n-1 receivers queuing for 2 cores.
 	cohReport(b, "each-", each)
+	// call-*: from calling send, its own time included (a Strata Set's
+	// round trips and its gossip datagrams, one per member; PUBLISH's
+	// round trip).
+	cohReport(b, "call-", call)
 	perInval := func(d float64) float64 { return d / float64(time.Microsecond) / float64(len(lat)) }
 	b.ReportMetric(perInval(float64(cpu)), "cpu-us/inval")
 	b.ReportMetric(perInval(idle*float64(window)), "idle-cpu-us/inval")
+}
+
+// BenchmarkScalingFloor is BenchmarkScaling's floor: the same rounds, at
+// the same rate, through raw go-redis pub/sub alone, with no cache and no
+// second channel. One client PUBLISHes the round's number; n-1 others,
+// each its own go-redis client subscribed on its own connection and
+// receiving on one goroutine (as Strata's bus does), mark it when it
+// arrives. No library built on one subscription per replica can scale
+// better than this floor in one process on the same cores.
+func BenchmarkScalingFloor(b *testing.B) {
+	for _, n := range []int{3, 10, 30} {
+		b.Run("go-redis-pubsub/replicas="+strconv.Itoa(n), func(b *testing.B) { cohRunPubSubFloor(b, n) })
+	}
+}
+
+// cohRunPubSubFloor runs BenchmarkScalingFloor with n replicas.
+func cohRunPubSubFloor(b *testing.B, n int) {
+	const channel = "strata-floor"
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := redistest.Start(b)
+	applied := newCohStamps(n - 1)
+	var armed atomic.Int64 // the round being measured
+	armed.Store(-1)
+	var receivers sync.WaitGroup
+	b.Cleanup(func() {
+		cancel()
+		receivers.Wait()
+	})
+	for r := range n - 1 {
+		ps := cohGoRedis(b, srv.Addr()).Subscribe(ctx, channel)
+		if _, err := ps.Receive(ctx); err != nil { // the subscription's confirmation
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = ps.Close() })
+		receivers.Go(func() {
+			for {
+				msg, err := ps.Receive(ctx)
+				if err != nil {
+					return // closed
+				}
+				if m, ok := msg.(*redis.Message); ok {
+					if i, err := strconv.ParseInt(m.Payload, 10, 64); err == nil && i == armed.Load() {
+						applied.mark(r, 0)
+					}
+				}
+			}
+		})
+	}
+	pub := cohGoRedis(b, srv.Addr())
+	cohRunPaced(b, applied, nil, func(i int) error {
+		armed.Store(int64(i))
+		got, err := pub.Publish(ctx, channel, strconv.Itoa(i)).Result()
+		if err == nil && got != int64(n-1) {
+			err = fmt.Errorf("PUBLISH reached %d subscribers, want %d", got, n-1)
+		}
+		return err
+	})
 }
 
 // cohScalingReplicas starts n Strata replicas with both channels, all
