@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"slices"
@@ -43,6 +44,17 @@ type Options struct {
 	// moves by ±5-10%; otter at 100 entries on Corda ends some runs at
 	// 1-13% instead of ~30%). Zero means Runs alone.
 	MinRequests int64
+	// MaxRelErr replays a randomized policy at one capacity more times
+	// than Runs and MinRequests ask for, while the standard error of its
+	// mean hits is over MaxRelErr of the mean, until MaxRuns replays. A
+	// point whose replays are bimodal needs many to settle (otter at 100
+	// entries on Corda: about one in 14 ends at 1-13% instead of ~30%,
+	// and 45 replays left a policy's mean 3 points off one of 443), and
+	// the other points stop where they would. Zero means no more.
+	MaxRelErr float64
+	// MaxRuns bounds the replays MaxRelErr adds (it never cuts those Runs
+	// and MinRequests ask for). Zero means no bound but those.
+	MaxRuns int
 	// Yield calls runtime.Gosched before every request to a real cache.
 	// Ristretto counts reads for TinyLFU through a lossy buffer drained by
 	// a goroutine of its own; a replay on one goroutine starves it, and
@@ -88,15 +100,19 @@ func ReplayWith(trace string, keys []uint64, policies []string, capacities []int
 			if deterministic[policies[i]] {
 				n = 1
 			}
-			var total int64
-			for range n {
+			var runs []int64
+			for len(runs) < n || (!deterministic[policies[i]] && opts.unsettled(runs)) {
 				hits, err := fn(w, capacity)
 				if err != nil {
 					return nil, fmt.Errorf("hitratio: %s on %s at %d: %w", policies[i], trace, capacity, err)
 				}
-				total += hits
+				runs = append(runs, hits)
 			}
-			out = append(out, meanResult(trace, capacity, policies[i], int64(len(keys)), total, n))
+			var total int64
+			for _, h := range runs {
+				total += h
+			}
+			out = append(out, meanResult(trace, capacity, policies[i], int64(len(keys)), total, len(runs)))
 		}
 	}
 	return out, nil
@@ -110,6 +126,29 @@ func runsFor(opts Options, requests int64) int {
 		n = int((opts.MinRequests + requests - 1) / requests)
 	}
 	return n
+}
+
+// unsettled reports whether the mean of runs, the hits of each replay so
+// far, is still too uncertain to stop at (see Options.MaxRelErr).
+func (opts Options) unsettled(runs []int64) bool {
+	n := len(runs)
+	if opts.MaxRelErr <= 0 || n < 2 || (opts.MaxRuns > 0 && n >= opts.MaxRuns) {
+		return false
+	}
+	var sum float64
+	for _, h := range runs {
+		sum += float64(h)
+	}
+	mean := sum / float64(n)
+	if mean == 0 {
+		return false
+	}
+	var sq float64
+	for _, h := range runs {
+		sq += (float64(h) - mean) * (float64(h) - mean)
+	}
+	stderr := math.Sqrt(sq / float64(n-1) / float64(n))
+	return stderr > opts.MaxRelErr*mean
 }
 
 // meanResult is the Result of n runs of requests that hit total times.

@@ -169,6 +169,51 @@ func TestReplayJSONAndTable(t *testing.T) {
 	}
 }
 
+// TestUnsettled checks that replays go on while their mean's standard
+// error is over MaxRelErr of it, and stop at MaxRuns.
+func TestUnsettled(t *testing.T) {
+	bimodal := make([]int64, 45) // one in 15 collapsed: mean 28.5, standard error 0.87 (3%)
+	for i := range bimodal {
+		bimodal[i] = 30
+		if i%15 == 0 {
+			bimodal[i] = 7
+		}
+	}
+	for _, c := range []struct {
+		name string
+		opts Options
+		runs []int64
+		want bool
+	}{
+		{"off", Options{}, bimodal, false},
+		{"one run", Options{MaxRelErr: 0.01}, []int64{5}, false},
+		{"steady", Options{MaxRelErr: 0.01}, []int64{100, 101, 99, 100}, false},
+		{"spread", Options{MaxRelErr: 0.01}, []int64{100, 120, 80, 100}, true},
+		{"bimodal", Options{MaxRelErr: 0.01}, bimodal, true},
+		{"bimodal, looser", Options{MaxRelErr: 0.06}, bimodal, false},
+		{"bound reached", Options{MaxRelErr: 0.01, MaxRuns: 45}, bimodal, false},
+		{"no hits", Options{MaxRelErr: 0.01}, []int64{0, 0, 0}, false},
+	} {
+		if got := c.opts.unsettled(c.runs); got != c.want {
+			t.Errorf("%s: unsettled = %v, want %v", c.name, got, c.want)
+		}
+	}
+	// A randomized policy whose replays spread gets more, up to MaxRuns;
+	// a deterministic one gets one.
+	keys := make([]uint64, 64)
+	for i := range keys {
+		keys[i] = uint64(i % 7)
+	}
+	results, err := ReplayWith("spread", keys, []string{"lru", "ristretto"}, []int{2},
+		Options{Runs: 2, MaxRelErr: 1e-9, MaxRuns: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if results[0].Runs != 1 || results[1].Runs < 2 || results[1].Runs > 5 {
+		t.Errorf("runs: lru %d, ristretto %d; want 1 and 2-5", results[0].Runs, results[1].Runs)
+	}
+}
+
 // TestRunsFor checks that a short trace is replayed until MinRequests
 // requests, and a long one Runs times.
 func TestRunsFor(t *testing.T) {
