@@ -138,7 +138,7 @@ func compare(t *testing.T, w *workload, trace string, capacity int, p [2]string,
 			}
 		}
 		slices.Sort(hits)
-		out[i] = meanResult(trace, capacity, name, int64(len(w.ids)), hits[runs/2], 1)
+		out[i] = meanResult(trace, capacity, name, int64(len(w.ids)), []int64{hits[runs/2]})
 	}
 	return out
 }

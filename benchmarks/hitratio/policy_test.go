@@ -3,6 +3,7 @@ package hitratio
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -170,7 +171,8 @@ func TestReplayJSONAndTable(t *testing.T) {
 }
 
 // TestUnsettled checks that replays go on while their mean's standard
-// error is over MaxRelErr of it, and stop at MaxRuns.
+// error is over MaxRelErr of it or fewer than 3 give it, and stop at
+// MaxRequests.
 func TestUnsettled(t *testing.T) {
 	bimodal := make([]int64, 45) // one in 15 collapsed: mean 28.5, standard error 0.87 (3%)
 	for i := range bimodal {
@@ -186,31 +188,62 @@ func TestUnsettled(t *testing.T) {
 		want bool
 	}{
 		{"off", Options{}, bimodal, false},
-		{"one run", Options{MaxRelErr: 0.01}, []int64{5}, false},
+		{"one run", Options{MaxRelErr: 0.01}, []int64{5}, true},
+		{"two runs", Options{MaxRelErr: 0.01}, []int64{5, 5}, true},
 		{"steady", Options{MaxRelErr: 0.01}, []int64{100, 101, 99, 100}, false},
 		{"spread", Options{MaxRelErr: 0.01}, []int64{100, 120, 80, 100}, true},
 		{"bimodal", Options{MaxRelErr: 0.01}, bimodal, true},
 		{"bimodal, looser", Options{MaxRelErr: 0.06}, bimodal, false},
-		{"bound reached", Options{MaxRelErr: 0.01, MaxRuns: 45}, bimodal, false},
+		{"bound reached", Options{MaxRelErr: 0.01, MaxRequests: 45 * 10}, bimodal, false},
+		{"bound not reached", Options{MaxRelErr: 0.01, MaxRequests: 46 * 10}, bimodal, true},
 		{"no hits", Options{MaxRelErr: 0.01}, []int64{0, 0, 0}, false},
 	} {
-		if got := c.opts.unsettled(c.runs); got != c.want {
+		if got := c.opts.unsettled(c.runs, 10); got != c.want {
 			t.Errorf("%s: unsettled = %v, want %v", c.name, got, c.want)
 		}
 	}
-	// A randomized policy whose replays spread gets more, up to MaxRuns;
-	// a deterministic one gets one.
-	keys := make([]uint64, 64)
-	for i := range keys {
-		keys[i] = uint64(i % 7)
+}
+
+// TestReplayUntilSettled checks, through ReplayWith, that a policy whose
+// replays spread is replayed until MaxRequests, one whose replays agree
+// stops at 3, the bound never cuts the runs Runs asks for, and the
+// Result records the standard error.
+func TestReplayUntilSettled(t *testing.T) {
+	var calls int
+	registry["test-spread"] = func(*workload, int) (int64, error) { calls++; return int64(10 * (1 + calls%2)), nil }
+	registry["test-steady"] = func(*workload, int) (int64, error) { return 50, nil }
+	t.Cleanup(func() { delete(registry, "test-spread"); delete(registry, "test-steady") })
+	keys := make([]uint64, 100)
+	for _, c := range []struct {
+		policy string
+		opts   Options
+		runs   int
+	}{
+		{"test-spread", Options{Runs: 1, MaxRelErr: 0.01, MaxRequests: 700}, 7},
+		{"test-spread", Options{Runs: 9, MaxRelErr: 0.01, MaxRequests: 700}, 9},
+		{"test-spread", Options{Runs: 1, MaxRelErr: 0.5, MaxRequests: 700}, 3},
+		{"test-steady", Options{Runs: 1, MaxRelErr: 0.01, MaxRequests: 700}, 3},
+		{"test-steady", Options{Runs: 1}, 1},
+		{"lru", Options{Runs: 1, MaxRelErr: 0.01, MaxRequests: 700}, 1},
+	} {
+		calls = 0
+		results, err := ReplayWith("t", keys, []string{c.policy}, []int{2}, c.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := results[0].Runs; got != c.runs {
+			t.Errorf("%s %+v: %d runs, want %d", c.policy, c.opts, got, c.runs)
+		}
 	}
-	results, err := ReplayWith("spread", keys, []string{"lru", "ristretto"}, []int{2},
-		Options{Runs: 2, MaxRelErr: 1e-9, MaxRuns: 5})
+	// 10, 20, 10, 20, 10, 20 hits of 100 requests: mean 0.15, sample
+	// deviation 0.0548, standard error 0.0224.
+	calls = 1
+	results, err := ReplayWith("t", keys, []string{"test-spread"}, []int{2}, Options{Runs: 6})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if results[0].Runs != 1 || results[1].Runs < 2 || results[1].Runs > 5 {
-		t.Errorf("runs: lru %d, ristretto %d; want 1 and 2-5", results[0].Runs, results[1].Runs)
+	if r := results[0]; r.Ratio != 0.15 || math.Abs(r.StdErr-0.02236) > 1e-4 || r.Hits != 15 {
+		t.Errorf("result %+v: want ratio 0.15, stderr 0.0224, hits 15", r)
 	}
 }
 

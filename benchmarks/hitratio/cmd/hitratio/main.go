@@ -24,10 +24,10 @@ func main() {
 	runs := flag.Int("runs", hitratio.DefaultOptions.Runs, "replays of each randomized policy (every real cache), averaged")
 	minRequests := flag.Int64("min-requests", 6_000_000, "replay each randomized policy on a short trace until it has replayed this many requests in all (more runs than -runs)")
 	maxRelErr := flag.Float64("max-rel-err", 0, "replay each randomized policy at a capacity again while its mean's standard error is over this fraction of the mean (0: never)")
-	maxRuns := flag.Int("max-runs", 0, "bound the replays -max-rel-err adds (0: none)")
+	maxRequests := flag.Int64("max-requests", 70_000_000, "bound the replays -max-rel-err adds: none once a policy has replayed this many requests at a capacity (0: no bound)")
 	yield := flag.Bool("yield", hitratio.DefaultOptions.Yield, "yield before every request, so ristretto's read buffer is drained (see hitratio.Options.Yield)")
 	flag.Parse()
-	opts := hitratio.Options{Runs: *runs, MinRequests: *minRequests, MaxRelErr: *maxRelErr, MaxRuns: *maxRuns, Yield: *yield}
+	opts := hitratio.Options{Runs: *runs, MinRequests: *minRequests, MaxRelErr: *maxRelErr, MaxRequests: *maxRequests, Yield: *yield}
 	if err := run(*out, *dir, strings.Split(*policies, ","), *traces, *limit, opts); err != nil {
 		log.Fatal(err)
 	}
