@@ -189,7 +189,7 @@ bench:
 # (BENCH_REPORT_COUNT times each), replays every trace in full, and writes
 # BENCHMARKS.md's tables and the plots under $(BENCH_OUT) from one run;
 # the raw output stays in $(BENCH_OUT)/bench.txt and hitratio.json. Run it
-# on an otherwise idle machine: it takes about 40 minutes.
+# on an otherwise idle machine: it takes about 50 minutes.
 bench-report: deps
 	@mkdir -p $(BENCH_OUT)
 	cd benchmarks && $(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_REPORT_COUNT) \
