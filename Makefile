@@ -50,7 +50,7 @@ RACE_TIMEOUT ?= 20m
 # A point whose replays are bimodal (that otter at 100 entries on Corda)
 # is replayed again while its mean's standard error is over
 # HITRATIO_MAX_REL_ERR of it, until HITRATIO_MAX_REQUESTS requests at the
-# point: 45 replays left strata-otter's mean 3 points off the one of 443.
+# point: 45 replays left strata-otter's mean 2.2 points off the one of 443.
 HITRATIO_RUNS ?= 3
 HITRATIO_REQUESTS ?= 6000000
 HITRATIO_MAX_REL_ERR ?= 0.01

@@ -53,7 +53,7 @@ type Options struct {
 	// give the error), until MaxRequests. A point whose replays are
 	// bimodal needs many to settle (otter at 100 entries on Corda: about
 	// one in 14 ends at 1-13% instead of ~30%, and 45 replays left a
-	// policy's mean 3 points off one of 443); the others stop where they
+	// policy's mean 2.2 points off one of 443); the others stop where they
 	// would. The rule trusts the spread it has seen: a mode that none of
 	// the first replays showed (at one in 14, none of 45 in 3.6% of
 	// points) stays unseen. Zero means no more replays.
