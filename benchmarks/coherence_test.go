@@ -788,10 +788,10 @@ func cohRueidis(b *testing.B, addr string, onInvalidations func([]rueidis.RedisM
 // with the Observer, the time from Set returning until every other replica
 // applied the invalidation, and reports p50-us, p99-us and max-us (each-*:
 // of every reader's own lag; call-*: from calling Set, its own time
-// included); and cpu-us/inval, this process's CPU time (user and system, all replicas, the
-// background of memberlist and heartbeats included, the keys' loading into
-// L1 left out; the Redis server's not included) over the rounds divided by
-// their number, and idle-cpu-us/inval, the part of it the replicas spend
+// included); and cpu-us/inval, this process's CPU time (user and system,
+// all replicas, the background of memberlist and heartbeats included, the
+// keys' loading into L1 left out; the Redis server's not included) over
+// the rounds divided by their number, and idle-cpu-us/inval, the part of it the replicas spend
 // anyway (their CPU rate over 250 ms without invalidations, after the
 // rounds, times the rounds' duration, over their number): the cost of the
 // invalidations themselves is the difference. Each run has

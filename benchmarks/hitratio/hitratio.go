@@ -103,12 +103,12 @@ func ReplayWith(trace string, keys []uint64, policies []string, capacities []int
 			return nil, fmt.Errorf("hitratio: capacity %d is not positive", capacity)
 		}
 		for i, fn := range fns {
-			n := runsFor(opts, int64(len(keys)))
-			if deterministic[policies[i]] {
-				n = 1
+			randomized, n := !deterministic[policies[i]], 1
+			if randomized {
+				n = runsFor(opts, int64(len(keys)))
 			}
 			var runs []int64
-			for len(runs) < n || (!deterministic[policies[i]] && opts.unsettled(runs, int64(len(keys)))) {
+			for len(runs) < n || (randomized && opts.unsettled(runs, int64(len(keys)))) {
 				hits, err := fn(w, capacity)
 				if err != nil {
 					return nil, fmt.Errorf("hitratio: %s on %s at %d: %w", policies[i], trace, capacity, err)
@@ -145,12 +145,10 @@ func (opts Options) unsettled(runs []int64, requests int64) bool {
 	return mean > 0 && stderr > opts.MaxRelErr*mean
 }
 
-// meanStdErr returns the mean of runs and its standard error (0 for one).
+// meanStdErr returns the mean of runs, at least one, and its standard
+// error (0 for one).
 func meanStdErr(runs []int64) (mean, stderr float64) {
 	n := float64(len(runs))
-	if n == 0 {
-		return 0, 0
-	}
 	for _, h := range runs {
 		mean += float64(h)
 	}
